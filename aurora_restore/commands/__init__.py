@@ -1,0 +1,1 @@
+"""Subcommands of the aurora-restore command."""

@@ -1,0 +1,133 @@
+"""One error hierarchy; class names are the error names the state machine retries and catches.
+
+Lambda reports an exception's class name as its ``errorType``, and Step Functions matches
+``Retry``/``Catch`` on that name only (no inheritance), so the template lists every subclass of
+``Retryable`` by name (``retryable_error_names``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AuroraRestoreError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    @classmethod
+    def name(cls) -> str:
+        """The error name Step Functions will match in Retry/Catch."""
+        return cls.__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for outputs, audit records and notifications."""
+        return {"type": self.name(), "message": self.message, **_json_safe(self.details)}
+
+
+class ValidationError(AuroraRestoreError):
+    """The request (or a value derived from it) is not acceptable; nothing was changed."""
+
+    def __init__(self, field: str, value: Any, allowed: str) -> None:
+        shown = _show(value)
+        super().__init__(f"{field}: {shown} is not valid; {allowed}", field=field, allowed=allowed)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class UnknownStep(AuroraRestoreError):
+    """The event names a step nobody registered."""
+
+
+class TargetLocked(AuroraRestoreError):
+    """Another operation holds the lock on the target cluster."""
+
+
+class SnapshotNotFound(AuroraRestoreError):
+    """The snapshot named by the request does not exist or is not usable."""
+
+
+class UnsafeTarget(AuroraRestoreError):
+    """A safety rule forbids touching this cluster."""
+
+
+class CopyFailed(AuroraRestoreError):
+    """The snapshot copy failed or vanished."""
+
+
+class RestoreFailed(AuroraRestoreError):
+    """The restored cluster or one of its instances ended in a failed state."""
+
+
+class SwapFailed(AuroraRestoreError):
+    """Renaming the new cluster into place failed (the first rename was undone if possible)."""
+
+
+class DatabaseSetupFailed(AuroraRestoreError):
+    """Resetting credentials or applying the users spec on the restored cluster failed."""
+
+
+class PollTimeout(AuroraRestoreError):
+    """A resource did not reach the expected state within the configured maximum wait."""
+
+
+class AwsCallFailed(AuroraRestoreError):
+    """An AWS call failed permanently (access denied, invalid state, quota...)."""
+
+
+class Retryable(AuroraRestoreError):
+    """A transient failure (throttling, 5xx, a resource still settling): retry the state."""
+
+
+class ResourceBusy(Retryable):
+    """The resource is in a state that will pass (modifying, renaming...): try again shortly."""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+ERROR_CLASSES: dict[str, type[AuroraRestoreError]] = {
+    cls.__name__: cls
+    for cls in (
+        ValidationError,
+        UnknownStep,
+        TargetLocked,
+        SnapshotNotFound,
+        UnsafeTarget,
+        CopyFailed,
+        RestoreFailed,
+        SwapFailed,
+        DatabaseSetupFailed,
+        PollTimeout,
+        AwsCallFailed,
+        Retryable,
+        ResourceBusy,
+    )
+}
+
+
+def retryable_error_names() -> list[str]:
+    """``Retryable`` and every subclass, by name, for the state machine's Retry rules."""
+    names: list[str] = []
+    pending: list[type[AuroraRestoreError]] = [Retryable]
+    while pending:
+        cls = pending.pop(0)
+        names.append(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return names

@@ -1,0 +1,167 @@
+"""The one Lambda function: route ``event["step"]`` to a registered step and record the outcome.
+
+Around each step: a fresh log context, an X-Ray subsegment when tracing is on, the state item
+and audit records (started / succeeded / failed, with duration). Nothing heavy is imported and
+no AWS client is made at import time: this module is the cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import structlog
+
+from dispatcher import aws, logs, tracing
+from dispatcher.aws import Clients
+from dispatcher.context import StepContext
+from dispatcher.errors import AuroraRestoreError, UnknownStep
+from dispatcher.registry import Registry, load_builtin_steps
+from dispatcher.request import RestoreRequest, peek_operation_id
+from dispatcher.settings import Settings
+from dispatcher.store import Store
+
+_cold_start = True
+
+
+class Dispatcher:
+    """Runs one step per invocation; holds what warm invocations reuse (clients, settings)."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        settings: Settings | None = None,
+        clients: Clients | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.registry = registry or load_builtin_steps()
+        if self.settings.load_plugins:
+            self.registry.load_plugins()
+        self.clients = clients or Clients()
+        self._store: Store | None = None
+        self.log = logs.get_logger("aurora_restore.dispatcher")
+
+    @property
+    def store(self) -> Store:
+        """The state/audit store, made on first use (its client too)."""
+        if self._store is None:
+            self._store = Store(
+                self.clients("dynamodb"),
+                self.settings.state_table,
+                self.settings.audit_table,
+                audit_ttl_days=self.settings.audit_ttl_days,
+            )
+        return self._store
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        """Run the step the event names and return its JSON-safe output."""
+        global _cold_start
+        cold_start, _cold_start = _cold_start, False
+        structlog.contextvars.clear_contextvars()
+        if not isinstance(event, dict):
+            raise UnknownStep(f"the event must be an object with a 'step' field, got {type(event).__name__}")
+        step_name = event.get("step")
+        execution_id = event.get("execution_id") if isinstance(event.get("execution_id"), str) else None
+        structlog.contextvars.bind_contextvars(
+            step=step_name,
+            execution_id=execution_id,
+            aws_request_id=getattr(context, "aws_request_id", None),
+            cold_start=cold_start,
+        )
+        # Unknown steps fail here, before any AWS call.
+        step = self.registry.get(step_name)()
+        operation_id = step.operation_id(event) or peek_operation_id(event.get("input"), execution_id)
+        structlog.contextvars.bind_contextvars(operation_id=operation_id)
+
+        request = None
+        if isinstance(event.get("request"), dict):
+            request = RestoreRequest.from_event(event["request"], execution_id=execution_id)
+        ctx = StepContext(
+            event=event,
+            operation_id=operation_id,
+            settings=self.settings,
+            aws=self.clients,
+            store=self.store,
+            log=self.log,
+            request=request,
+            execution_id=execution_id,
+        )
+        self.store.ensure_operation(operation_id, execution_id=execution_id)
+        self.store.step_started(operation_id, step.name, execution_id)
+        self.store.audit(operation_id, "started", step=step.name, execution_id=execution_id or "")
+        self.log.info("step started")
+        started = time.perf_counter()
+        try:
+            with tracing.subsegment(step.name, operation_id=operation_id, step=step.name):
+                output = json_safe(step.run(ctx))
+        except Exception as raw_error:
+            error = aws.translate(raw_error)
+            duration_ms = int((time.perf_counter() - started) * 1000)
+            detail = error_detail(error)
+            self._record_failure(operation_id, step.name, detail, duration_ms)
+            self.log.error(
+                "step failed", duration_ms=duration_ms, error_type=detail["type"], error=detail["message"]
+            )
+            if error is raw_error:
+                raise
+            raise error from raw_error
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        summary = step.summarize(output)
+        self.store.step_succeeded(operation_id, step.name, output, duration_ms)
+        self.store.audit(operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary)
+        self.log.info("step succeeded", duration_ms=duration_ms, summary=summary)
+        return output
+
+    def _record_failure(self, operation_id: str, step: str, detail: dict[str, Any], duration_ms: int) -> None:
+        # Recording must never hide the step's own error: a broken table is logged, not raised.
+        try:
+            self.store.step_failed(operation_id, step, detail, duration_ms)
+            self.store.audit(
+                operation_id,
+                "failed",
+                step=step,
+                duration_ms=duration_ms,
+                error_type=detail["type"],
+                summary=detail["message"][:500],
+            )
+        except Exception as exc:
+            self.log.error("could not record the step failure", record_error=str(exc))
+
+
+def error_detail(error: BaseException) -> dict[str, Any]:
+    """Type and message of an error, JSON-safe and redacted."""
+    if isinstance(error, AuroraRestoreError):
+        detail = error.to_dict()
+    else:
+        detail = {"type": type(error).__name__, "message": str(error)}
+    cleaned: dict[str, Any] = logs.redact(detail)
+    return cleaned
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON round trip: what Step Functions will see of the output."""
+    return json.loads(json.dumps(value, default=str))
+
+
+_dispatcher: Dispatcher | None = None
+
+
+def get_dispatcher() -> Dispatcher:
+    """The process-wide dispatcher, built on the first invocation."""
+    global _dispatcher
+    if _dispatcher is None:
+        _dispatcher = Dispatcher()
+    return _dispatcher
+
+
+def reset() -> None:
+    """Drop the process-wide dispatcher (tests and the rehearsal use it between worlds)."""
+    global _dispatcher, _cold_start
+    _dispatcher = None
+    _cold_start = True
+
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point for every state of the state machine."""
+    return get_dispatcher().handle(event, context)

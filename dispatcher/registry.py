@@ -1,0 +1,164 @@
+"""The step registry: a dict keyed by step name, filled by a decorator.
+
+Built-in steps live one per module in ``steps/`` and register on import. Third-party steps come
+through the ``aurora_restore.steps`` entry-point group, read once and only when asked
+(``Registry.load_plugins``): scanning installed packages is not something a cold start should do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from dispatcher.errors import UnknownStep
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from dispatcher.context import StepContext
+
+ENTRY_POINT_GROUP = "aurora_restore.steps"
+
+
+class Step:
+    """One unit of the pipeline, run by the dispatcher as one Task state.
+
+    Subclasses set ``name`` (via ``@register``) and implement :meth:`run`. The class attributes
+    below tell the template how the state machine calls the step.
+    """
+
+    #: Registered name; the ``step`` field of the event.
+    name: ClassVar[str] = ""
+    #: State name in the state machine (the seed's names where the seed has the state).
+    state_name: ClassVar[str] = ""
+    #: Keys of the execution's data the step reads, each passed as ``"<key>.$": "$.<key>"``.
+    #: ``"$"`` passes the whole execution data as ``input`` (first state, notifications, failure).
+    reads: ClassVar[tuple[str, ...]] = ("request",)
+    #: Where its output goes: ``$.<result_key>``. Never ``request``: the request is not overwritten.
+    result_key: ClassVar[str] = ""
+    #: False for steps that only read (checks, polls); the idempotency test runs the others twice.
+    mutating: ClassVar[bool] = True
+    #: For third-party steps: the built-in step after which this one runs.
+    run_after: ClassVar[str | None] = None
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        """Do the step's work for ``ctx.request`` and return a JSON-safe result.
+
+        Must be idempotent: Step Functions and Lambda retry, so every step runs twice sooner
+        or later, and the second run must adopt what the first made.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def description(cls) -> str:
+        """First line of the class docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def operation_id(self, event: dict[str, Any]) -> str | None:
+        """The operation this event belongs to, read before the step runs (for logs and records)."""
+        request = event.get("request")
+        if isinstance(request, dict):
+            value = request.get("operation_id")
+            return value if isinstance(value, str) else None
+        return None
+
+    def summarize(self, output: dict[str, Any]) -> str:
+        """A short, secret-free line about the output for the audit trail."""
+        parts = [f"{k}={v}" for k, v in output.items() if isinstance(v, (str, int, float, bool))]
+        text = ", ".join(parts)
+        return text if len(text) <= 300 else text[:297] + "..."
+
+
+S = TypeVar("S", bound=type[Step])
+
+
+class DuplicateStep(ValueError):
+    """Two step classes asked for the same name."""
+
+
+class Registry:
+    """Step classes by name."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, type[Step]] = {}
+        self._plugins_loaded = False
+
+    def register(self, name: str, *, state_name: str | None = None) -> Callable[[S], S]:
+        """Class decorator: register the class under ``name``; a duplicate name is an error."""
+
+        def decorate(cls: S) -> S:
+            existing = self._steps.get(name)
+            if existing is not None and existing is not cls:
+                raise DuplicateStep(
+                    f"step {name!r} is already registered by {existing.__module__}.{existing.__qualname__};"
+                    f" {cls.__module__}.{cls.__qualname__} cannot take the same name"
+                )
+            cls.name = name
+            if state_name:
+                cls.state_name = state_name
+            elif not cls.state_name:
+                cls.state_name = "".join(part.capitalize() for part in name.split("_"))
+            if not cls.result_key:
+                cls.result_key = name
+            if cls.result_key == "request" and name != "validate_request":
+                raise ValueError(f"step {name!r}: result_key 'request' would overwrite the request")
+            self._steps[name] = cls
+            return cls
+
+        return decorate
+
+    def get(self, name: Any) -> type[Step]:
+        """The class registered under ``name``; ``UnknownStep`` lists the known ones otherwise."""
+        try:
+            return self._steps[name]
+        except (KeyError, TypeError):
+            known = ", ".join(sorted(self._steps)) or "(none)"
+            raise UnknownStep(f"unknown step {name!r}; known steps: {known}", step=name) from None
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._steps)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._steps
+
+    def __iter__(self) -> Iterator[type[Step]]:
+        return iter([self._steps[n] for n in self.names()])
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def unregister(self, name: str) -> None:
+        """Remove a step (tests that register an extra step clean up with this)."""
+        self._steps.pop(name, None)
+
+    def load_plugins(self) -> list[str]:
+        """Import every ``aurora_restore.steps`` entry point once; return the names added."""
+        if self._plugins_loaded:
+            return []
+        from importlib.metadata import entry_points
+
+        before = set(self._steps)
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            loaded = entry_point.load()
+            # An entry point may name a module (registering on import) or a Step class.
+            if isinstance(loaded, type) and issubclass(loaded, Step) and loaded.name not in self._steps:
+                self.register(loaded.name or entry_point.name)(loaded)
+        self._plugins_loaded = True
+        return sorted(set(self._steps) - before)
+
+
+#: The process-wide registry the built-in steps register into.
+registry = Registry()
+register = registry.register
+
+
+def load_builtin_steps() -> Registry:
+    """Import every public module of the ``steps`` package, which registers its steps."""
+    import steps
+
+    for module in pkgutil.iter_modules(steps.__path__):
+        if not module.name.startswith("_") and not module.ispkg:
+            importlib.import_module(f"steps.{module.name}")
+    return registry

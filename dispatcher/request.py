@@ -1,0 +1,415 @@
+"""The pipeline request: one model, validated before anything touches AWS.
+
+It accepts the seed's input exactly (``{"body": {...}}``) and the same fields unwrapped. Every
+refusal is a :class:`~dispatcher.errors.ValidationError` naming the field, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dispatcher.errors import ValidationError
+
+CLUSTER_ID_RULE = (
+    "1-63 letters, digits or hyphens, starting with a letter, with no trailing hyphen and no '--'"
+)
+_CLUSTER_ID = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}(?<!-)$")
+_SNAPSHOT_ID = re.compile(r"^(?:rds:)?[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,254}(?<!-)$")
+_SNAPSHOT_ARN = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:rds:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):(?P<account>\d{12})"
+    r":cluster-snapshot:(?P<id>(?:rds:)?[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,254})(?<!-)$"
+)
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_OPERATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_INSTANCE_CLASS = re.compile(r"^db\.(?:serverless|[a-z0-9]+\.[a-z0-9]+)$")
+_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,254}$")
+_KMS_KEY = re.compile(
+    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}"
+    r"|alias/[A-Za-z0-9/_-]{1,250}|arn:aws(?:-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[A-Za-z0-9/_-]+)$"
+)
+_ENGINE_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}(?:\.[A-Za-z0-9]+)?$")
+_TAG_KEY = re.compile(r"^[\w.:/=+@ -]{1,128}$")
+
+STRATEGIES = ("swap", "delete-first")
+MASTER_PASSWORD_STORAGE = ("rds-managed", "stack-secret")
+MANAGED_TAG = "aurora-restore:managed"
+OPERATION_TAG = "aurora-restore:operation-id"
+RESERVED_TAG_PREFIXES = ("aws:", "aurora-restore:")
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    """How the request names the snapshot: an identifier, an ARN, or the newest of a cluster."""
+
+    kind: str  # "identifier" | "arn" | "latest"
+    value: str
+    #: For an ARN: its region and account; for ``latest``: the source cluster id.
+    region: str = ""
+    account: str = ""
+    cluster_id: str = ""
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """One refresh of ``target_cluster_id`` in ``target_region`` from ``snapshot_id``."""
+
+    operation_id: str
+    snapshot_id: str
+    source_region: str
+    target_region: str
+    target_cluster_id: str
+    strategy: str = "swap"
+    kms_key_id: str | None = None
+    instance_class: str | None = None
+    reader_count: int = 0
+    engine_version: str | None = None
+    db_subnet_group: str | None = None
+    vpc_security_group_ids: tuple[str, ...] = ()
+    db_cluster_parameter_group: str | None = None
+    port: int | None = None
+    iam_database_auth: bool = False
+    serverless_min_capacity: float = 0.5
+    serverless_max_capacity: float = 8.0
+    database: str = "postgres"
+    master_password_storage: str = "rds-managed"  # noqa: S105 (a mode, not a password)
+    users: Mapping[str, Any] | None = None
+    retention: Mapping[str, int] = field(default_factory=lambda: {"keep_copies": 3})
+    tags: Mapping[str, str] = field(default_factory=dict)
+    skip_final_snapshot: bool = False
+    allow_disable_deletion_protection: bool = False
+
+    @property
+    def snapshot(self) -> SnapshotRef:
+        """The parsed snapshot reference."""
+        return parse_snapshot_ref(self.snapshot_id)
+
+    @property
+    def cross_region(self) -> bool:
+        """True when the snapshot must travel to another region."""
+        return self.source_region != self.target_region
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form; this is what travels between states as ``$.request``."""
+        data = asdict(self)
+        data["vpc_security_group_ids"] = list(self.vpc_security_group_ids)
+        data["users"] = dict(self.users) if self.users is not None else None
+        data["retention"] = dict(self.retention)
+        data["tags"] = dict(self.tags)
+        return data
+
+    @classmethod
+    def from_event(cls, raw: Any, *, execution_id: str | None = None) -> RestoreRequest:
+        """Validate a raw request (the seed's ``{"body": ...}`` or unwrapped) into a request."""
+        return parse_request(raw, execution_id=execution_id)
+
+
+FIELDS: dict[str, str] = {
+    "operation_id": "optional; [A-Za-z0-9-_]{1,64}, generated when absent",
+    "snapshot_id": "required; snapshot identifier, cluster-snapshot ARN or latest:<cluster-id>",
+    "source_region": "required; an AWS region name such as eu-west-1",
+    "target_region": "required; an AWS region name such as eu-central-1",
+    "target_cluster_id": "required; " + CLUSTER_ID_RULE,
+    "strategy": "swap (default) or delete-first",
+    "kms_key_id": "KMS key id, ARN or alias in the target region",
+    "instance_class": "db.<family>.<size> or db.serverless",
+    "reader_count": "0-15 readers besides the writer",
+    "engine_version": "aurora-postgresql engine version, e.g. 15.4",
+    "db_subnet_group": "DB subnet group name",
+    "vpc_security_group_ids": "list of security group ids (sg-...)",
+    "db_cluster_parameter_group": "DB cluster parameter group name",
+    "port": "1150-65535",
+    "iam_database_auth": "true or false",
+    "serverless_min_capacity": "0-256 ACUs",
+    "serverless_max_capacity": "1-256 ACUs",
+    "database": "database to connect to for user setup",
+    "master_password_storage": "rds-managed (default) or stack-secret",
+    "users": "users spec (see README)",
+    "retention": '{"keep_copies": 1-100}',
+    "tags": "map of tag key to value",
+    "skip_final_snapshot": "true or false",
+    "allow_disable_deletion_protection": "true or false",
+}
+
+
+def unwrap(raw: Any) -> dict[str, Any]:
+    """Return the request fields from the seed's ``{"body": ...}`` shape or an unwrapped one."""
+    if isinstance(raw, (str, bytes)):
+        raw = _json_object(raw, "request")
+    if not isinstance(raw, Mapping):
+        raise ValidationError("request", raw, "must be a JSON object")
+    if "body" in raw:
+        extra = sorted(k for k in raw if k not in {"body", "step", "execution_id"})
+        if extra:
+            raise ValidationError(
+                extra[0], raw[extra[0]], "is not allowed beside 'body'; put every field in body"
+            )
+        body = raw["body"]
+        if isinstance(body, (str, bytes)):
+            body = _json_object(body, "body")
+        if not isinstance(body, Mapping):
+            raise ValidationError("body", body, "must be a JSON object holding the request fields")
+        return dict(body)
+    return {k: v for k, v in raw.items() if k not in {"step", "execution_id"}}
+
+
+def derive_operation_id(execution_id: str | None) -> str:
+    """An operation id for a request without one: stable per execution, so retries agree."""
+    if execution_id:
+        return "op-" + hashlib.sha256(execution_id.encode()).hexdigest()[:16]
+    return "op-" + secrets.token_hex(8)
+
+
+def peek_operation_id(raw: Any, execution_id: str | None = None) -> str:
+    """Best-effort operation id of a raw input, for logging and records, never raising."""
+    try:
+        fields = unwrap(raw)
+    except ValidationError:
+        fields = {}
+    candidate = fields.get("operation_id")
+    if isinstance(candidate, str) and _OPERATION_ID.match(candidate):
+        return candidate
+    return derive_operation_id(execution_id)
+
+
+def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreRequest:
+    """Validate ``raw`` and return the request; raise ``ValidationError`` on the first problem."""
+    fields = unwrap(raw)
+    unknown = sorted(k for k in fields if k not in FIELDS)
+    if unknown:
+        raise ValidationError(
+            unknown[0], fields[unknown[0]], "is not a known field; known fields: " + ", ".join(FIELDS)
+        )
+
+    operation_id = fields.get("operation_id")
+    if operation_id is None:
+        operation_id = derive_operation_id(execution_id)
+    elif not isinstance(operation_id, str) or not _OPERATION_ID.match(operation_id):
+        raise ValidationError("operation_id", operation_id, "must match [A-Za-z0-9-_]{1,64}")
+
+    snapshot_id = _required_text(fields, "snapshot_id")
+    snapshot = parse_snapshot_ref(snapshot_id)
+    source_region = _region(fields, "source_region")
+    target_region = _region(fields, "target_region")
+    if snapshot.kind == "arn" and snapshot.region != source_region:
+        raise ValidationError(
+            "snapshot_id",
+            snapshot_id,
+            f"is an ARN in {snapshot.region}, but source_region is {source_region}; they must agree",
+        )
+    target_cluster_id = _required_text(fields, "target_cluster_id")
+    if not _CLUSTER_ID.match(target_cluster_id):
+        raise ValidationError("target_cluster_id", target_cluster_id, "must be " + CLUSTER_ID_RULE)
+    if (
+        snapshot.kind == "latest"
+        and snapshot.cluster_id.lower() == target_cluster_id.lower()
+        and source_region == target_region
+    ):
+        raise ValidationError(
+            "target_cluster_id",
+            target_cluster_id,
+            "is the source cluster in the same region; the target can never be the source",
+        )
+
+    strategy = _choice(fields, "strategy", STRATEGIES, "swap")
+    kms_key_id = _optional_match(fields, "kms_key_id", _KMS_KEY, "must be a KMS key id, ARN or alias/...")
+    if kms_key_id and kms_key_id.startswith("arn:"):
+        key_region = kms_key_id.split(":")[3]
+        if key_region != target_region:
+            raise ValidationError(
+                "kms_key_id",
+                kms_key_id,
+                f"is a key in {key_region}; it must be a key in the target region {target_region}",
+            )
+    instance_class = _optional_match(
+        fields, "instance_class", _INSTANCE_CLASS, "must look like db.r6g.large or be db.serverless"
+    )
+    reader_count = _integer(fields, "reader_count", 0, 0, 15)
+    engine_version = _optional_match(
+        fields, "engine_version", _ENGINE_VERSION, "must be a version such as 15.4"
+    )
+    subnet_group = _optional_match(fields, "db_subnet_group", _GROUP_NAME, "must be a DB subnet group name")
+    parameter_group = _optional_match(
+        fields, "db_cluster_parameter_group", _GROUP_NAME, "must be a DB cluster parameter group name"
+    )
+    security_groups = _security_groups(fields.get("vpc_security_group_ids", []))
+    port = fields.get("port")
+    if port is not None:
+        port = _integer(fields, "port", 5432, 1150, 65535)
+    iam_auth = _boolean(fields, "iam_database_auth", False)
+    min_acu = _number(fields, "serverless_min_capacity", 0.5, 0, 256)
+    max_acu = _number(fields, "serverless_max_capacity", 8.0, 1, 256)
+    if max_acu < min_acu:
+        raise ValidationError(
+            "serverless_max_capacity", max_acu, f"must be at least serverless_min_capacity ({min_acu})"
+        )
+    database = fields.get("database", "postgres")
+    if not isinstance(database, str) or not 1 <= len(database) <= 63:
+        raise ValidationError("database", database, "must be a database name of 1-63 characters")
+    storage = _choice(fields, "master_password_storage", MASTER_PASSWORD_STORAGE, "rds-managed")
+    users = fields.get("users")
+    if users is not None:
+        from dispatcher.users_spec import validate_users_spec
+
+        users = validate_users_spec(users)
+    retention = _retention(fields.get("retention", {"keep_copies": 3}))
+    tags = _tags(fields.get("tags", {}))
+    skip_final = _boolean(fields, "skip_final_snapshot", False)
+    allow_unprotect = _boolean(fields, "allow_disable_deletion_protection", False)
+
+    return RestoreRequest(
+        operation_id=operation_id,
+        snapshot_id=snapshot_id,
+        source_region=source_region,
+        target_region=target_region,
+        target_cluster_id=target_cluster_id,
+        strategy=strategy,
+        kms_key_id=kms_key_id,
+        instance_class=instance_class,
+        reader_count=reader_count,
+        engine_version=engine_version,
+        db_subnet_group=subnet_group,
+        vpc_security_group_ids=security_groups,
+        db_cluster_parameter_group=parameter_group,
+        port=port,
+        iam_database_auth=iam_auth,
+        serverless_min_capacity=min_acu,
+        serverless_max_capacity=max_acu,
+        database=database,
+        master_password_storage=storage,
+        users=users,
+        retention=retention,
+        tags=tags,
+        skip_final_snapshot=skip_final,
+        allow_disable_deletion_protection=allow_unprotect,
+    )
+
+
+def parse_snapshot_ref(value: str) -> SnapshotRef:
+    """Parse an identifier, a cluster-snapshot ARN, or ``latest:<cluster-id>``."""
+    allowed = (
+        "must be a cluster snapshot identifier (rds:... for automated ones), a cluster-snapshot "
+        "ARN (arn:aws:rds:<region>:<account>:cluster-snapshot:<id>) or latest:<source-cluster-id>"
+    )
+    if value.startswith("latest:"):
+        cluster_id = value[len("latest:") :]
+        if not _CLUSTER_ID.match(cluster_id):
+            raise ValidationError(
+                "snapshot_id", value, "latest:<cluster-id> needs a cluster id of " + CLUSTER_ID_RULE
+            )
+        return SnapshotRef("latest", value, cluster_id=cluster_id)
+    if value.startswith("arn:"):
+        match = _SNAPSHOT_ARN.match(value)
+        if not match:
+            raise ValidationError("snapshot_id", value, allowed)
+        return SnapshotRef("arn", value, region=match["region"], account=match["account"])
+    if not _SNAPSHOT_ID.match(value):
+        raise ValidationError("snapshot_id", value, allowed)
+    return SnapshotRef("identifier", value)
+
+
+def _json_object(raw: str | bytes, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError(name, raw, "must be a JSON object") from None
+
+
+def _required_text(fields: Mapping[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if value is None or value == "":
+        raise ValidationError(name, value, "is required: " + FIELDS[name].removeprefix("required; "))
+    if not isinstance(value, str):
+        raise ValidationError(name, value, "must be a string: " + FIELDS[name].removeprefix("required; "))
+    return value
+
+
+def _region(fields: Mapping[str, Any], name: str) -> str:
+    value = _required_text(fields, name)
+    if not _REGION.match(value):
+        raise ValidationError(name, value, "must be an AWS region name such as eu-west-1 or us-east-1")
+    return value
+
+
+def _choice(fields: Mapping[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = fields.get(name, default)
+    if value not in allowed:
+        raise ValidationError(name, value, "must be one of " + ", ".join(allowed))
+    return str(value)
+
+
+def _optional_match(fields: Mapping[str, Any], name: str, pattern: re.Pattern[str], rule: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValidationError(name, value, rule)
+    return value
+
+
+def _integer(fields: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = fields.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(name, value, f"must be a whole number from {low} to {high}")
+    return value
+
+
+def _number(fields: Mapping[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = fields.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValidationError(name, value, f"must be a number from {low:g} to {high:g}")
+    if value * 2 != int(value * 2):
+        raise ValidationError(name, value, "must be a multiple of 0.5 ACU")
+    return float(value)
+
+
+def _boolean(fields: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = fields.get(name, default)
+    if not isinstance(value, bool):
+        raise ValidationError(name, value, "must be true or false (a JSON boolean)")
+    return value
+
+
+def _security_groups(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > 5:
+        raise ValidationError("vpc_security_group_ids", value, "must be a list of at most 5 sg-... ids")
+    for item in value:
+        if not isinstance(item, str) or not _SECURITY_GROUP.match(item):
+            raise ValidationError("vpc_security_group_ids", item, "each must be a security group id sg-...")
+    return tuple(value)
+
+
+def _retention(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ValidationError("retention", value, 'must be an object such as {"keep_copies": 3}')
+    unknown = sorted(k for k in value if k != "keep_copies")
+    if unknown:
+        raise ValidationError(f"retention.{unknown[0]}", value[unknown[0]], "is not known; only keep_copies")
+    keep = value.get("keep_copies", 3)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= 100:
+        raise ValidationError("retention.keep_copies", keep, "must be a whole number from 1 to 100")
+    return {"keep_copies": keep}
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or len(value) > 40:
+        raise ValidationError("tags", value, "must be an object of at most 40 tag key/value strings")
+    for key, tag_value in value.items():
+        if not isinstance(key, str) or not _TAG_KEY.match(key):
+            raise ValidationError("tags", key, "tag keys are 1-128 letters, digits, spaces and _.:/=+-@")
+        if key.lower().startswith(RESERVED_TAG_PREFIXES):
+            raise ValidationError(
+                f"tags.{key}", tag_value, "keys starting with aws: or aurora-restore: are reserved"
+            )
+        if not isinstance(tag_value, str) or len(tag_value) > 256:
+            raise ValidationError(
+                f"tags.{key}", tag_value, "tag values are strings of at most 256 characters"
+            )
+    return dict(value)

@@ -1,0 +1,311 @@
+"""Operation state, audit trail and per-target locks in DynamoDB.
+
+- ``aurora-restore-state`` (key ``operation_id``): one item per operation with its status,
+  current step, request, per-step results and timestamps. Target locks live in the same table
+  under keys ``lock#<region>#<cluster-id>``, which no operation id can collide with (``#`` is not
+  allowed in operation ids).
+- ``aurora-restore-audit`` (key ``operation_id``, sort key ``event_id``): one item per event,
+  ordered in time by the sort key, expiring through the ``expires_at`` TTL attribute.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.errors import TargetLocked
+from dispatcher.logs import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+STATUS_RUNNING = "RUNNING"
+STATUS_SUCCEEDED = "SUCCEEDED"
+STATUS_FAILED = "FAILED"
+
+
+def lock_key(region: str, cluster_id: str) -> str:
+    """Key of the lock item for a target cluster (ids are case-insensitive in RDS)."""
+    return f"lock#{region}#{cluster_id.lower()}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class Store:
+    """Reads and writes the state and audit tables."""
+
+    def __init__(
+        self,
+        dynamodb: Any,
+        state_table: str,
+        audit_table: str,
+        *,
+        audit_ttl_days: int = 90,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._db = dynamodb
+        self.state_table = state_table
+        self.audit_table = audit_table
+        self._ttl = timedelta(days=audit_ttl_days)
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self._serializer = TypeSerializer()
+        self._deserializer = TypeDeserializer()
+
+    # -- encoding -----------------------------------------------------------------------------
+    def _encode(self, item: dict[str, Any]) -> dict[str, Any]:
+        # DynamoDB wants Decimal, not float; a JSON round trip also drops non-JSON values.
+        plain = json.loads(json.dumps(item, default=str), parse_float=Decimal)
+        return {k: self._serializer.serialize(v) for k, v in plain.items()}
+
+    def _decode(self, item: dict[str, Any]) -> dict[str, Any]:
+        return _plain({k: self._deserializer.deserialize(v) for k, v in item.items()})
+
+    def _value(self, value: Any) -> dict[str, Any]:
+        return self._encode({"v": value})["v"]
+
+    # -- operation state ----------------------------------------------------------------------
+    def ensure_operation(self, operation_id: str, *, execution_id: str | None = None) -> None:
+        """Create the state item if it does not exist yet (idempotent)."""
+        now = _iso(self._clock())
+        item = {
+            "operation_id": operation_id,
+            "status": STATUS_RUNNING,
+            "started_at": now,
+            "updated_at": now,
+            "results": {},
+            "step_durations_ms": {},
+            "execution_id": execution_id or "",
+        }
+        try:
+            self._db.put_item(
+                TableName=self.state_table,
+                Item=self._encode(item),
+                ConditionExpression="attribute_not_exists(operation_id)",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
+
+    def record_request(self, operation_id: str, request: dict[str, Any]) -> None:
+        """Store the validated request and its target on the state item."""
+        self._update(
+            operation_id,
+            "SET #request = :request, target_region = :region, target_cluster_id = :cluster",
+            {"#request": "request"},
+            {
+                ":request": redact(request),
+                ":region": request.get("target_region", ""),
+                ":cluster": request.get("target_cluster_id", ""),
+            },
+        )
+
+    def step_started(self, operation_id: str, step: str, execution_id: str | None) -> None:
+        """Mark ``step`` as the current step."""
+        self._update(
+            operation_id,
+            "SET current_step = :step, execution_id = :execution",
+            {},
+            {":step": step, ":execution": execution_id or ""},
+        )
+
+    def step_succeeded(self, operation_id: str, step: str, output: dict[str, Any], duration_ms: int) -> None:
+        """Keep the step's (redacted) output and duration on the state item."""
+        self._update(
+            operation_id,
+            "SET results.#step = :output, step_durations_ms.#step = :ms REMOVE last_error",
+            {"#step": step},
+            {":output": redact(output), ":ms": duration_ms},
+        )
+
+    def step_failed(self, operation_id: str, step: str, error: dict[str, Any], duration_ms: int) -> None:
+        """Keep the step's error on the state item; the status stays RUNNING (a retry may follow)."""
+        self._update(
+            operation_id,
+            "SET last_error = :error, step_durations_ms.#step = :ms",
+            {"#step": step},
+            {":error": redact({**error, "step": step}), ":ms": duration_ms},
+        )
+
+    def finish(self, operation_id: str, status: str, *, error: dict[str, Any] | None = None) -> None:
+        """Set the final status (SUCCEEDED or FAILED)."""
+        names: dict[str, str] = {"#status": "status"}
+        values: dict[str, Any] = {":status": status, ":finished": _iso(self._clock())}
+        expression = "SET #status = :status, finished_at = :finished"
+        if error is not None:
+            expression += ", #error = :error"
+            names["#error"] = "error"
+            values[":error"] = redact(error)
+        self._update(operation_id, expression, names, values)
+
+    def _update(
+        self, operation_id: str, expression: str, names: dict[str, str], values: dict[str, Any]
+    ) -> None:
+        values = {**values, ":updated": _iso(self._clock())}
+        if " REMOVE " in expression:
+            head, tail = expression.split(" REMOVE ", 1)
+            expression = f"{head}, updated_at = :updated REMOVE {tail}"
+        else:
+            expression += ", updated_at = :updated"
+        kwargs: dict[str, Any] = {
+            "TableName": self.state_table,
+            "Key": {"operation_id": {"S": operation_id}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": {k: self._value(v) for k, v in values.items()},
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        self._db.update_item(**kwargs)
+
+    def get_operation(self, operation_id: str) -> dict[str, Any] | None:
+        """The state item, or None."""
+        response = self._db.get_item(
+            TableName=self.state_table, Key={"operation_id": {"S": operation_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._decode(item) if item else None
+
+    # -- audit trail --------------------------------------------------------------------------
+    def audit(self, operation_id: str, event: str, *, step: str = "", **fields: Any) -> dict[str, Any]:
+        """Append one event to the audit trail and return the stored item."""
+        now = self._clock()
+        item = {
+            "operation_id": operation_id,
+            # ISO time first so the sort key orders events in time; the suffix keeps two
+            # events in the same microsecond apart.
+            "event_id": f"{_iso(now)}#{secrets.token_hex(3)}",
+            "at": _iso(now),
+            "event": event,
+            "step": step,
+            "expires_at": int((now + self._ttl).timestamp()),
+            **redact(fields),
+        }
+        self._db.put_item(TableName=self.audit_table, Item=self._encode(item))
+        return item
+
+    def audit_trail(self, operation_id: str) -> list[dict[str, Any]]:
+        """Every audit item of the operation, oldest first, across all pages."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.audit_table,
+            "KeyConditionExpression": "operation_id = :id",
+            "ExpressionAttributeValues": {":id": {"S": operation_id}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._db.query(**kwargs)
+            items.extend(self._decode(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- target locks -------------------------------------------------------------------------
+    def acquire_lock(self, region: str, cluster_id: str, operation_id: str) -> None:
+        """Take the target's lock for ``operation_id``; taking it again as its owner is a no-op."""
+        key = lock_key(region, cluster_id)
+        item = {
+            "operation_id": key,
+            "lock_owner": operation_id,
+            "target_region": region,
+            "target_cluster_id": cluster_id,
+            "acquired_at": _iso(self._clock()),
+        }
+        try:
+            self._db.put_item(
+                TableName=self.state_table,
+                Item=self._encode(item),
+                ConditionExpression="attribute_not_exists(operation_id) OR lock_owner = :me",
+                ExpressionAttributeValues={":me": {"S": operation_id}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            holder = self.lock_holder(region, cluster_id) or {}
+            raise TargetLocked(
+                f"target {cluster_id} in {region} is locked by operation "
+                f"{holder.get('lock_owner', '?')} since {holder.get('acquired_at', '?')}; wait for it to "
+                "finish, or if it is dead release it with: "
+                f"aurora-restore unlock {cluster_id.lower()} --region {region}",
+                holder=holder.get("lock_owner"),
+                target_cluster_id=cluster_id,
+                target_region=region,
+            ) from None
+
+    def lock_holder(self, region: str, cluster_id: str) -> dict[str, Any] | None:
+        """The lock item of the target, or None when it is free."""
+        response = self._db.get_item(
+            TableName=self.state_table,
+            Key={"operation_id": {"S": lock_key(region, cluster_id)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return self._decode(item) if item else None
+
+    def release_lock(self, region: str, cluster_id: str, operation_id: str) -> bool:
+        """Release the lock if ``operation_id`` owns it; True when released, False otherwise."""
+        try:
+            self._db.delete_item(
+                TableName=self.state_table,
+                Key={"operation_id": {"S": lock_key(region, cluster_id)}},
+                ConditionExpression="lock_owner = :me",
+                ExpressionAttributeValues={":me": {"S": operation_id}},
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def force_release_lock(
+        self, region: str, cluster_id: str, *, released_by: str, reason: str
+    ) -> str | None:
+        """Operator action: release whoever holds the lock, audited on the holder's trail."""
+        holder = self.lock_holder(region, cluster_id)
+        if holder is None:
+            return None
+        owner = str(holder["lock_owner"])
+        if self.release_lock(region, cluster_id, owner):
+            self.audit(
+                owner,
+                "lock_force_released",
+                step="unlock",
+                target_region=region,
+                target_cluster_id=cluster_id,
+                released_by=released_by,
+                reason=reason,
+            )
+            return owner
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to int/float."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+#: Key schema of both tables; the template and the local rehearsal build the same tables from it.
+STATE_TABLE_KEYS: dict[str, str] = {"operation_id": "HASH"}
+AUDIT_TABLE_KEYS: dict[str, str] = {"operation_id": "HASH", "event_id": "RANGE"}
+AUDIT_TTL_ATTRIBUTE = "expires_at"
+
+
+def create_tables(dynamodb: Any, state_table: str, audit_table: str) -> None:
+    """Create both tables on-demand (moto worlds and the rehearsal; production uses the template)."""
+    for name, keys in ((state_table, STATE_TABLE_KEYS), (audit_table, AUDIT_TABLE_KEYS)):
+        dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys.items()],
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
+        )
+    dynamodb.update_time_to_live(
+        TableName=audit_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": AUDIT_TTL_ATTRIBUTE},
+    )

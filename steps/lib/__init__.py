@@ -1,0 +1,1 @@
+"""Helpers shared by several steps (naming, safety rules, polling, RDS reads)."""

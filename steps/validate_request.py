@@ -1,0 +1,38 @@
+"""validate_request: the first state; turns the execution input into the validated ``$.request``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.registry import Step, register
+from dispatcher.request import RestoreRequest, peek_operation_id
+
+if TYPE_CHECKING:
+    from dispatcher.context import StepContext
+
+
+@register("validate_request", state_name="ValidateRequest")
+class ValidateRequest(Step):
+    """Validate the request (seed's {"body": ...} or unwrapped) and record it on the state item."""
+
+    reads = ("$",)
+    result_key = "request"
+    mutating = False
+
+    def operation_id(self, event: dict[str, Any]) -> str | None:
+        """The request's own id when it has a valid one, else one derived from the execution."""
+        return peek_operation_id(event.get("input"), event.get("execution_id"))
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        """Return the validated request with every default filled in."""
+        request = RestoreRequest.from_event(ctx.event.get("input"), execution_id=ctx.execution_id)
+        data = request.to_dict()
+        ctx.store.record_request(request.operation_id, data)
+        return data
+
+    def summarize(self, output: dict[str, Any]) -> str:
+        """One line an operator recognises."""
+        return (
+            f"{output['snapshot_id']} ({output['source_region']}) -> {output['target_cluster_id']} "
+            f"({output['target_region']}), strategy {output['strategy']}"
+        )

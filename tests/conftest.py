@@ -1,0 +1,92 @@
+"""Shared fixtures: a fresh moto world, fresh clients, a fresh store and registry per test."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EVENTS = Path(__file__).parent / "events"
+
+# No test may ever reach a real account: fake credentials, tracing off, before boto3 loads.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_XRAY_SDK_ENABLED": "false",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+
+def load_event(name: str) -> Any:
+    """A sample event from tests/events/."""
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture
+def seed_input() -> dict[str, Any]:
+    """The seed's own test input, exactly."""
+    return load_event("seed_input.json")
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """A fresh, empty moto world for the test."""
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def settings() -> Any:
+    """Default settings (the stack's defaults)."""
+    from dispatcher.settings import Settings
+
+    return Settings(topic_arn="", default_kms_key_id="")
+
+
+@pytest.fixture
+def clients(aws: None) -> Any:
+    """Fresh cached clients inside the moto world."""
+    from dispatcher.aws import Clients
+
+    return Clients(default_region="us-east-1")
+
+
+@pytest.fixture
+def store(clients: Any, settings: Any) -> Any:
+    """A store over freshly created tables."""
+    from dispatcher.store import Store, create_tables
+
+    create_tables(clients("dynamodb"), settings.state_table, settings.audit_table)
+    return Store(clients("dynamodb"), settings.state_table, settings.audit_table)
+
+
+@pytest.fixture
+def registry() -> Any:
+    """A fresh registry holding the built-in steps (so tests may add or remove steps freely)."""
+    from dispatcher.registry import Registry, load_builtin_steps
+
+    fresh = Registry()
+    for cls in load_builtin_steps():
+        fresh.register(cls.name)(cls)
+    return fresh
+
+
+@pytest.fixture
+def dispatcher(registry: Any, settings: Any, clients: Any, store: Any) -> Any:
+    """A dispatcher over the fresh registry, settings, clients and store."""
+    from dispatcher.handler import Dispatcher
+
+    app = Dispatcher(registry=registry, settings=settings, clients=clients)
+    app._store = store
+    return app

@@ -1,0 +1,71 @@
+"""State item, audit trail and target locks against moto's DynamoDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dispatcher.errors import TargetLocked
+
+
+def test_state_item_tracks_an_operation(store: Any) -> None:
+    store.ensure_operation("op-1", execution_id="exec-1")
+    store.ensure_operation("op-1", execution_id="exec-1")  # idempotent
+    store.record_request("op-1", {"target_region": "eu-central-1", "target_cluster_id": "orders-dev"})
+    store.step_started("op-1", "snapshot_check", "exec-1")
+    store.step_succeeded("op-1", "snapshot_check", {"engine": "aurora-postgresql", "size_gb": 1.5}, 120)
+    store.finish("op-1", "SUCCEEDED")
+    item = store.get_operation("op-1")
+    assert item["status"] == "SUCCEEDED"
+    assert item["current_step"] == "snapshot_check"
+    assert item["results"]["snapshot_check"] == {"engine": "aurora-postgresql", "size_gb": 1.5}
+    assert item["step_durations_ms"]["snapshot_check"] == 120
+    assert item["target_cluster_id"] == "orders-dev"
+    assert item["finished_at"].endswith("Z")
+
+
+def test_state_item_never_holds_a_secret(store: Any) -> None:
+    store.ensure_operation("op-2")
+    store.step_succeeded("op-2", "setup_db_users", {"password": "hunter2", "created": ["app"]}, 5)
+    item = store.get_operation("op-2")
+    assert item["results"]["setup_db_users"]["password"] == "***"
+
+
+def test_audit_trail_is_ordered_and_expires(store: Any) -> None:
+    for event in ("started", "succeeded", "started", "failed"):
+        store.audit("op-3", event, step="copy_snapshot", token="abc")
+    trail = store.audit_trail("op-3")
+    assert [i["event"] for i in trail] == ["started", "succeeded", "started", "failed"]
+    assert all(i["token"] == "***" for i in trail)
+    assert all(isinstance(i["expires_at"], int) for i in trail)
+
+
+def test_lock_is_exclusive_reentrant_and_released_by_its_owner_only(store: Any) -> None:
+    store.acquire_lock("eu-central-1", "orders-dev", "op-a")
+    store.acquire_lock("eu-central-1", "orders-dev", "op-a")  # a retry of the owner
+    with pytest.raises(TargetLocked) as caught:
+        store.acquire_lock("eu-central-1", "Orders-Dev", "op-b")
+    assert "op-a" in str(caught.value)
+    assert "aurora-restore unlock orders-dev" in str(caught.value)
+    assert store.release_lock("eu-central-1", "orders-dev", "op-b") is False
+    assert store.lock_holder("eu-central-1", "orders-dev")["lock_owner"] == "op-a"
+    assert store.release_lock("eu-central-1", "orders-dev", "op-a") is True
+    store.acquire_lock("eu-central-1", "orders-dev", "op-b")
+
+
+def test_locks_on_other_targets_are_independent(store: Any) -> None:
+    store.acquire_lock("eu-central-1", "orders-dev", "op-a")
+    store.acquire_lock("eu-west-1", "orders-dev", "op-b")
+    store.acquire_lock("eu-central-1", "orders-stg", "op-c")
+
+
+def test_force_release_is_audited_on_the_holders_trail(store: Any) -> None:
+    store.acquire_lock("eu-central-1", "orders-dev", "op-dead")
+    owner = store.force_release_lock("eu-central-1", "orders-dev", released_by="alice", reason="crashed")
+    assert owner == "op-dead"
+    assert store.lock_holder("eu-central-1", "orders-dev") is None
+    trail = store.audit_trail("op-dead")
+    assert trail[-1]["event"] == "lock_force_released"
+    assert trail[-1]["released_by"] == "alice"
+    assert store.force_release_lock("eu-central-1", "orders-dev", released_by="alice", reason="x") is None

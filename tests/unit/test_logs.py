@@ -1,0 +1,46 @@
+"""Secrets never reach the logs: the redaction processor and the URL scrubber."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from dispatcher import logs
+
+
+def test_secret_named_keys_are_redacted_at_any_depth() -> None:
+    data = {
+        "password": "hunter2",
+        "nested": {"MasterUserPassword": "p@ss", "api_token": "t0k", "list": [{"client_secret": "s"}]},
+        "password_secret_arn": "arn:aws:secretsmanager:eu-central-1:1:secret:x",
+        "master_password_storage": "rds-managed",
+        "keep": "visible",
+    }
+    clean = logs.redact(data)
+    assert clean["password"] == "***"
+    assert clean["nested"]["MasterUserPassword"] == "***"
+    assert clean["nested"]["api_token"] == "***"
+    assert clean["nested"]["list"][0]["client_secret"] == "***"
+    # References to secrets are not secrets.
+    assert clean["password_secret_arn"].startswith("arn:aws:secretsmanager")
+    assert clean["master_password_storage"] == "rds-managed"
+    assert clean["keep"] == "visible"
+    assert data["password"] == "hunter2", "redact must not change its input"
+
+
+def test_passwords_inside_urls_are_scrubbed() -> None:
+    assert logs.redact("postgresql://app:s3cr3t@db:5432/x") == "postgresql://app:***@db:5432/x"
+
+
+def test_log_lines_are_json_with_secrets_redacted() -> None:
+    stream = io.StringIO()
+    logs.configure(json_lines=True, stream=stream)
+    try:
+        logs.get_logger("t").info("connecting", password="hunter2", host="db")
+    finally:
+        logs.configure(json_lines=False, stream=None)
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["password"] == "***"
+    assert line["host"] == "db"
+    assert "hunter2" not in stream.getvalue()
+    assert line["timestamp"].endswith("Z")

@@ -1,0 +1,212 @@
+"""The request model: the seed's input is accepted as is; every bad input is refused by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dispatcher.errors import ValidationError
+from dispatcher.request import RestoreRequest, derive_operation_id, parse_request
+
+GOOD = {
+    "operation_id": "op-test002",
+    "snapshot_id": "rds:my-source-snapshot",
+    "source_region": "us-east-1",
+    "target_region": "us-west-2",
+    "target_cluster_id": "new-cluster-id",
+}
+
+
+def test_seed_input_is_accepted_exactly(seed_input: dict[str, Any]) -> None:
+    request = parse_request(seed_input)
+    assert request.operation_id == "op-test002"
+    assert request.snapshot_id == "rds:my-source-snapshot"
+    assert request.target_cluster_id == "new-cluster-id"
+    assert request.strategy == "swap"
+    assert request.retention == {"keep_copies": 3}
+    assert request.cross_region
+
+
+def test_unwrapped_and_json_string_bodies_match_the_wrapped_form(seed_input: dict[str, Any]) -> None:
+    import json
+
+    wrapped = parse_request(seed_input)
+    assert parse_request(seed_input["body"]) == wrapped
+    assert parse_request({"body": json.dumps(seed_input["body"])}) == wrapped
+
+
+def test_operation_id_is_generated_stably_per_execution() -> None:
+    fields = {k: v for k, v in GOOD.items() if k != "operation_id"}
+    first = parse_request(fields, execution_id="arn:aws:states:us-east-1:1:execution:sm:abc")
+    again = parse_request(fields, execution_id="arn:aws:states:us-east-1:1:execution:sm:abc")
+    assert first.operation_id == again.operation_id
+    assert first.operation_id.startswith("op-")
+    assert parse_request(fields).operation_id != parse_request(fields).operation_id
+    assert derive_operation_id(None).startswith("op-")
+
+
+def test_snapshot_forms() -> None:
+    arn = "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:rds:orders-2026-11-20-02-00"
+    assert parse_request({**GOOD, "snapshot_id": arn}).snapshot.kind == "arn"
+    latest = parse_request({**GOOD, "snapshot_id": "latest:orders"}).snapshot
+    assert (latest.kind, latest.cluster_id) == ("latest", "orders")
+    assert parse_request({**GOOD, "snapshot_id": "manual-snap-1"}).snapshot.kind == "identifier"
+
+
+def test_to_dict_round_trips() -> None:
+    request = parse_request(
+        {**GOOD, "tags": {"team": "orders"}, "vpc_security_group_ids": ["sg-0123456789abcdef0"]}
+    )
+    assert RestoreRequest.from_event(request.to_dict()) == request
+
+
+BAD: list[tuple[str, dict[str, Any] | Any, str, list[str]]] = [
+    ("not an object", ["x"], "request", ["JSON object"]),
+    ("body not an object", {"body": 42}, "body", ["JSON object"]),
+    ("body is broken JSON", {"body": "{not json"}, "body", ["JSON object"]),
+    ("field beside body", {"body": GOOD, "extra": 1}, "extra", ["beside 'body'"]),
+    (
+        "unknown field",
+        {**GOOD, "target_cluster": "x"},
+        "target_cluster",
+        ["not a known field", "target_cluster_id"],
+    ),
+    ("missing snapshot", {k: v for k, v in GOOD.items() if k != "snapshot_id"}, "snapshot_id", ["required"]),
+    (
+        "missing target",
+        {k: v for k, v in GOOD.items() if k != "target_cluster_id"},
+        "target_cluster_id",
+        ["required"],
+    ),
+    (
+        "missing source region",
+        {k: v for k, v in GOOD.items() if k != "source_region"},
+        "source_region",
+        ["required"],
+    ),
+    ("empty target region", {**GOOD, "target_region": ""}, "target_region", ["required"]),
+    ("region not AWS form", {**GOOD, "source_region": "europe"}, "source_region", ["region name"]),
+    ("region with capitals", {**GOOD, "target_region": "EU-WEST-1"}, "target_region", ["region name"]),
+    (
+        "cluster id starts with digit",
+        {**GOOD, "target_cluster_id": "1orders"},
+        "target_cluster_id",
+        ["starting with a letter"],
+    ),
+    (
+        "cluster id trailing hyphen",
+        {**GOOD, "target_cluster_id": "orders-"},
+        "target_cluster_id",
+        ["trailing hyphen"],
+    ),
+    ("cluster id double hyphen", {**GOOD, "target_cluster_id": "orders--dev"}, "target_cluster_id", ["'--'"]),
+    ("cluster id too long", {**GOOD, "target_cluster_id": "a" * 64}, "target_cluster_id", ["1-63"]),
+    (
+        "cluster id underscore",
+        {**GOOD, "target_cluster_id": "orders_dev"},
+        "target_cluster_id",
+        ["letters, digits or hyphens"],
+    ),
+    ("cluster id not a string", {**GOOD, "target_cluster_id": 7}, "target_cluster_id", ["string"]),
+    (
+        "snapshot id with space",
+        {**GOOD, "snapshot_id": "my snap"},
+        "snapshot_id",
+        ["latest:<source-cluster-id>"],
+    ),
+    (
+        "snapshot ARN of an instance snapshot",
+        {**GOOD, "snapshot_id": "arn:aws:rds:us-east-1:123456789012:snapshot:x"},
+        "snapshot_id",
+        ["cluster-snapshot"],
+    ),
+    (
+        "snapshot ARN in another region",
+        {**GOOD, "snapshot_id": "arn:aws:rds:eu-west-1:123456789012:cluster-snapshot:x"},
+        "snapshot_id",
+        ["eu-west-1", "source_region"],
+    ),
+    ("latest without cluster", {**GOOD, "snapshot_id": "latest:"}, "snapshot_id", ["latest:<cluster-id>"]),
+    (
+        "target is the source",
+        {**GOOD, "snapshot_id": "latest:orders", "target_cluster_id": "orders", "target_region": "us-east-1"},
+        "target_cluster_id",
+        ["source cluster"],
+    ),
+    ("operation id with slash", {**GOOD, "operation_id": "op/1"}, "operation_id", ["[A-Za-z0-9-_]{1,64}"]),
+    ("operation id too long", {**GOOD, "operation_id": "o" * 65}, "operation_id", ["{1,64}"]),
+    ("strategy unknown", {**GOOD, "strategy": "in-place"}, "strategy", ["swap", "delete-first"]),
+    ("reader count negative", {**GOOD, "reader_count": -1}, "reader_count", ["0 to 15"]),
+    ("reader count not a number", {**GOOD, "reader_count": "2"}, "reader_count", ["whole number"]),
+    ("reader count boolean", {**GOOD, "reader_count": True}, "reader_count", ["whole number"]),
+    ("instance class bad", {**GOOD, "instance_class": "r6g.large"}, "instance_class", ["db.serverless"]),
+    (
+        "kms key in another region",
+        {**GOOD, "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/abc"},
+        "kms_key_id",
+        ["target region", "us-west-2"],
+    ),
+    ("kms key nonsense", {**GOOD, "kms_key_id": "my key"}, "kms_key_id", ["KMS key"]),
+    (
+        "security group bad",
+        {**GOOD, "vpc_security_group_ids": ["default"]},
+        "vpc_security_group_ids",
+        ["sg-"],
+    ),
+    (
+        "security groups not a list",
+        {**GOOD, "vpc_security_group_ids": "sg-0123456789abcdef0"},
+        "vpc_security_group_ids",
+        ["list"],
+    ),
+    ("port out of range", {**GOOD, "port": 80}, "port", ["1150 to 65535"]),
+    ("boolean as string", {**GOOD, "skip_final_snapshot": "yes"}, "skip_final_snapshot", ["true or false"]),
+    ("retention zero", {**GOOD, "retention": {"keep_copies": 0}}, "retention.keep_copies", ["1 to 100"]),
+    ("retention unknown key", {**GOOD, "retention": {"days": 3}}, "retention.days", ["keep_copies"]),
+    (
+        "reserved tag",
+        {**GOOD, "tags": {"aurora-restore:managed": "true"}},
+        "tags.aurora-restore:managed",
+        ["reserved"],
+    ),
+    ("tag value not a string", {**GOOD, "tags": {"team": 5}}, "tags.team", ["strings"]),
+    (
+        "serverless max below min",
+        {**GOOD, "serverless_min_capacity": 4, "serverless_max_capacity": 2},
+        "serverless_max_capacity",
+        ["at least"],
+    ),
+    (
+        "serverless capacity off grid",
+        {**GOOD, "serverless_min_capacity": 0.3},
+        "serverless_min_capacity",
+        ["0.5"],
+    ),
+    (
+        "password storage unknown",
+        {**GOOD, "master_password_storage": "plain"},
+        "master_password_storage",
+        ["rds-managed", "stack-secret"],
+    ),
+    ("users not an object", {**GOOD, "users": ["app"]}, "users", ["object"]),
+    ("users unknown section", {**GOOD, "users": {"people": []}}, "users.people", ["not known"]),
+    ("engine version bad", {**GOOD, "engine_version": "fifteen"}, "engine_version", ["15.4"]),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "field", "words"), BAD, ids=[c[0] for c in BAD])
+def test_bad_request_is_refused_by_field(case: str, raw: Any, field: str, words: list[str]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_request(raw)
+    error = caught.value
+    assert error.field == field, case
+    message = str(error)
+    assert message.startswith(field + ":")
+    for word in words:
+        assert word in message, f"{case}: {word!r} not in {message!r}"
+
+
+def test_bad_request_table_is_large_and_distinct() -> None:
+    assert len({c[0] for c in BAD}) >= 25
+    assert len(BAD) == len({c[0] for c in BAD})
