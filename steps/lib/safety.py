@@ -1,0 +1,123 @@
+"""The rules that decide whether a cluster may be deleted or renamed.
+
+Checked before anything is copied (snapshot_check) and again right before anything is renamed or
+deleted (delete_target, swap_clusters, the failure handler's clean-up):
+
+1. never the source cluster of the snapshot;
+2. only a cluster this tool made (tag ``aurora-restore:managed=true``) or whose id matches the
+   stack's allowed-target pattern;
+3. never one with deletion protection, unless the request says
+   ``allow_disable_deletion_protection: true`` (then it is turned off, and that is audited).
+
+A refusal raises ``UnsafeTarget`` naming the cluster and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.errors import UnsafeTarget
+from dispatcher.request import MANAGED_TAG
+
+if TYPE_CHECKING:
+    from dispatcher.context import StepContext
+    from dispatcher.settings import Settings
+
+
+def tags_of(resource: dict[str, Any]) -> dict[str, str]:
+    """An RDS describe result's ``TagList`` as a dict."""
+    return {t["Key"]: t["Value"] for t in resource.get("TagList", []) or []}
+
+
+def is_managed(resource: dict[str, Any]) -> bool:
+    """True when this tool made the resource."""
+    return tags_of(resource).get(MANAGED_TAG, "").lower() == "true"
+
+
+def describe_cluster(rds: Any, cluster_id: str) -> dict[str, Any] | None:
+    """The cluster's description, or None when it does not exist."""
+    try:
+        clusters = rds.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"]
+    except rds.exceptions.DBClusterNotFoundFault:
+        return None
+    return clusters[0] if clusters else None
+
+
+def check_replaceable(
+    cluster: dict[str, Any],
+    *,
+    region: str,
+    source_cluster_id: str,
+    source_region: str,
+    settings: Settings,
+    allow_disable_deletion_protection: bool,
+) -> bool:
+    """Raise ``UnsafeTarget`` if a rule forbids deleting or renaming ``cluster``.
+
+    Returns True when the cluster has deletion protection that the request allows turning off
+    (the caller turns it off right before deleting, and audits it).
+    """
+    cluster_id = cluster["DBClusterIdentifier"]
+    where = f"cluster {cluster_id} in {region}"
+    if source_cluster_id and cluster_id.lower() == source_cluster_id.lower() and region == source_region:
+        raise UnsafeTarget(
+            f"{where} is the source of the snapshot; aurora-restore never deletes or renames the source",
+            cluster_id=cluster_id,
+            rule="never-the-source",
+        )
+    pattern = settings.allowed_target_pattern
+    matches_pattern = bool(pattern) and re.fullmatch(pattern, cluster_id) is not None
+    if not is_managed(cluster) and not matches_pattern:
+        allowed = f" and its id does not match the allowed-target pattern {pattern!r}" if pattern else ""
+        raise UnsafeTarget(
+            f"{where} was not made by aurora-restore (no tag {MANAGED_TAG}=true){allowed}; "
+            f"tag it {MANAGED_TAG}=true or set the stack's AllowedTargetPattern to replace it",
+            cluster_id=cluster_id,
+            rule="managed-or-allowed",
+        )
+    if cluster.get("DeletionProtection"):
+        if not allow_disable_deletion_protection:
+            raise UnsafeTarget(
+                f"{where} has deletion protection; set allow_disable_deletion_protection: true in the "
+                "request to let aurora-restore turn it off",
+                cluster_id=cluster_id,
+                rule="deletion-protection",
+            )
+        return True
+    return False
+
+
+def ensure_replaceable(ctx: StepContext, cluster_id: str, *, source: dict[str, Any]) -> dict[str, Any] | None:
+    """Describe ``cluster_id`` in the target region now and apply the rules right before acting.
+
+    Returns the fresh description (None if the cluster is gone). When the request allows it and
+    the cluster has deletion protection, turns protection off and records that in the audit trail.
+    ``source`` is the snapshot_check output (``source_cluster_id``, ``source_region``).
+    """
+    request = ctx.require_request()
+    rds = ctx.aws("rds", request.target_region)
+    cluster = describe_cluster(rds, cluster_id)
+    if cluster is None:
+        return None
+    unprotect = check_replaceable(
+        cluster,
+        region=request.target_region,
+        source_cluster_id=str(source.get("source_cluster_id") or ""),
+        source_region=str(source.get("source_region") or request.source_region),
+        settings=ctx.settings,
+        allow_disable_deletion_protection=request.allow_disable_deletion_protection,
+    )
+    if unprotect:
+        rds.modify_db_cluster(DBClusterIdentifier=cluster_id, DeletionProtection=False, ApplyImmediately=True)
+        ctx.store.audit(
+            ctx.operation_id,
+            "deletion_protection_disabled",
+            step=str(ctx.event.get("step", "")),
+            cluster_id=cluster_id,
+            region=request.target_region,
+            reason="request allows it (allow_disable_deletion_protection: true)",
+        )
+        ctx.log.warning("deletion protection turned off", cluster_id=cluster_id)
+        cluster = describe_cluster(rds, cluster_id) or cluster
+    return cluster
