@@ -110,7 +110,7 @@ class HandleFailure(Step):
                     "request_valid": request is not None,
                     "step_durations_ms": notify.step_durations(item),
                     "started_at": item.get("started_at"),
-                    "failed_at": ctx.clock().isoformat(),
+                    "failed_at": notify.iso(ctx.clock()),
                 }
             )
             notification = self.send(ctx, message, target_cluster_id=str(target["target_cluster_id"]), cleanup=cleanup)
@@ -126,8 +126,9 @@ class HandleFailure(Step):
             "lock_released": lock["released"],
             "lock": lock["lock"],
             "notification": {
-                key: notification.get(key)
-                for key in ("sent", "already_sent", "message_id", "subject", "topic_arn", "reason", "error")
+                "sent": notification["sent"],
+                "already_sent": notification.get("already_sent", False),
+                **{key: notification.get(key) for key in ("message_id", "subject", "topic_arn", "reason", "error")},
             },
         }
 
@@ -174,7 +175,7 @@ class HandleFailure(Step):
                 "the restored cluster is in place and was left alone",
             }
         try:
-            cleaned = [str(line) for line in run_cleanup(ctx, data)]
+            cleaned = [notify.scrub_text(str(line)) for line in run_cleanup(ctx, data)]
         except Exception as raw_error:
             # The report must still go out; the notification says what could not be cleaned up.
             error = aws.translate(raw_error)

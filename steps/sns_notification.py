@@ -146,7 +146,7 @@ class SendNotification(Step):
             "step_durations_ms": durations,
             "total_step_duration_ms": sum(durations.values()),
             "started_at": (item or {}).get("started_at"),
-            "finished_at": ctx.clock().isoformat(),
+            "finished_at": notify.iso(ctx.clock()),
         }
         cleaned: dict[str, Any] = notify.clean(message)
         return cleaned

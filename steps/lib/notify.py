@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import ValidationError
@@ -84,6 +85,11 @@ def clean(value: Any) -> Any:
     if isinstance(redacted, str):
         return scrub_text(redacted)
     return redacted
+
+
+def iso(moment: datetime) -> str:
+    """An ISO-8601 UTC time with a ``Z``, as the state item writes its times."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def one_line(text: Any) -> str:
@@ -176,7 +182,7 @@ def publish(
         "message_id": response["MessageId"],
         "subject": title,
         "topic_arn": topic_arn,
-        "published_at": ctx.clock().isoformat(),
+        "published_at": iso(ctx.clock()),
     }
 
 
