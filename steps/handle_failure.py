@@ -91,7 +91,9 @@ class HandleFailure(Step):
             lock = {"released": False, "holder": None, "lock": "not taken: the request was never validated"}
 
         if previous is not None:
-            ctx.log.info("failure notification already sent; not sending again", message_id=previous["message_id"])
+            ctx.log.info(
+                "failure notification already sent; not sending again", message_id=previous["message_id"]
+            )
             notification: dict[str, Any] = {"sent": True, "already_sent": True, **previous}
         else:
             message = notify.clean(
@@ -111,9 +113,12 @@ class HandleFailure(Step):
                     "step_durations_ms": notify.step_durations(item),
                     "started_at": item.get("started_at"),
                     "failed_at": notify.iso(ctx.clock()),
+                    "elapsed_seconds": notify.seconds_since(item.get("started_at"), ctx.clock()),
                 }
             )
-            notification = self.send(ctx, message, target_cluster_id=str(target["target_cluster_id"]), cleanup=cleanup)
+            notification = self.send(
+                ctx, message, target_cluster_id=str(target["target_cluster_id"]), cleanup=cleanup
+            )
 
         return {
             "status": STATUS_FAILED,
@@ -128,7 +133,10 @@ class HandleFailure(Step):
             "notification": {
                 "sent": notification["sent"],
                 "already_sent": notification.get("already_sent", False),
-                **{key: notification.get(key) for key in ("message_id", "subject", "topic_arn", "reason", "error")},
+                **{
+                    key: notification.get(key)
+                    for key in ("message_id", "subject", "topic_arn", "reason", "error")
+                },
             },
         }
 
@@ -175,11 +183,11 @@ class HandleFailure(Step):
                 "the restored cluster is in place and was left alone",
             }
         try:
-            cleaned = [notify.scrub_text(str(line)) for line in run_cleanup(ctx, data)]
+            cleaned = [notify.scrub_text(str(line)[:500]) for line in run_cleanup(ctx, data)]
         except Exception as raw_error:
             # The report must still go out; the notification says what could not be cleaned up.
             error = aws.translate(raw_error)
-            text = notify.scrub_text(f"{type(error).__name__}: {error}")
+            text = notify.scrub_text(f"{type(error).__name__}: {error}"[: notify.ERROR_MESSAGE_MAX])
             ctx.log.error("clean-up after failure failed", error=text)
             ctx.store.audit(ctx.operation_id, "cleanup_failed", step=self.name, error=text[:500])
             return {"cleaned_up": [], "cleanup_error": text, "cleanup_skipped": None}
@@ -211,7 +219,7 @@ class HandleFailure(Step):
                 # Throttling that outlived botocore's retries: let the state's Retry try again;
                 # the state item is already FAILED and the lock released, so nothing hangs on it.
                 raise error from raw_error
-            text = notify.scrub_text(f"{type(error).__name__}: {error}")
+            text = notify.scrub_text(f"{type(error).__name__}: {error}"[: notify.ERROR_MESSAGE_MAX])
             ctx.log.error("failure notification could not be published", error=text)
             ctx.store.audit(operation_id, "notification_failed", step=self.name, error=text[:500])
             return {"sent": False, "error": text}
@@ -329,13 +337,15 @@ def describe_error(error: Any, item: dict[str, Any]) -> dict[str, Any]:
             message = json.dumps(rest, default=str) if rest else None
     elif cause is not None and message is None:
         message = str(cause)
-    last_error = item.get("last_error") if isinstance(item.get("last_error"), dict) else {}
+    recorded = item.get("last_error")
+    last_error: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     error_type = error_type or name or last_error.get("type") or "UnknownError"
     if not message:
         message = last_error.get("message") or f"Step Functions reported {name or 'an error'} with no cause"
     return {
         "type": notify.one_line(error_type)[:256],
-        "message": notify.scrub_text(str(message))[: notify.ERROR_MESSAGE_MAX],
+        # Cut before scrubbing too: the scrubbing regexes then never see more than a few KB.
+        "message": notify.scrub_text(str(message)[: notify.ERROR_MESSAGE_MAX])[: notify.ERROR_MESSAGE_MAX],
         "name": notify.one_line(name)[:256] if name else None,
     }
 

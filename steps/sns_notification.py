@@ -50,7 +50,9 @@ class SendNotification(Step):
 
         previous = notify.previous_notification(item, STATUS_SUCCEEDED)
         if previous is not None:
-            ctx.log.info("success notification already sent; not sending again", message_id=previous["message_id"])
+            ctx.log.info(
+                "success notification already sent; not sending again", message_id=previous["message_id"]
+            )
             notification: dict[str, Any] = {"sent": True, "already_sent": True, **previous}
             endpoint = previous.get("endpoint")
         else:
@@ -89,7 +91,9 @@ class SendNotification(Step):
             message=message,
         )
         # Recorded right after publishing: a retry reads it and does not publish again.
-        ctx.store.record_notification(operation_id, STATUS_SUCCEEDED, {**record, "endpoint": message["endpoint"]})
+        ctx.store.record_notification(
+            operation_id, STATUS_SUCCEEDED, {**record, "endpoint": message["endpoint"]}
+        )
         ctx.store.audit(
             operation_id,
             "notified",
@@ -113,6 +117,8 @@ class SendNotification(Step):
         archive = _section(data, "archive")
         cluster = self.target_cluster(ctx, request)
         durations = notify.step_durations(item)
+        started_at = (item or {}).get("started_at")
+        now = ctx.clock()
         replaced = swap.get("old_cluster_id") or delete.get("cluster_id")
         message = {
             "status": STATUS_SUCCEEDED,
@@ -144,9 +150,9 @@ class SendNotification(Step):
                 "export_task": _first(archive, "export_task", "export"),
             },
             "step_durations_ms": durations,
-            "total_step_duration_ms": sum(durations.values()),
-            "started_at": (item or {}).get("started_at"),
-            "finished_at": notify.iso(ctx.clock()),
+            "started_at": started_at,
+            "finished_at": notify.iso(now),
+            "elapsed_seconds": notify.seconds_since(started_at, now),
         }
         cleaned: dict[str, Any] = notify.clean(message)
         return cleaned

@@ -37,9 +37,12 @@ _TOPIC_ARN = re.compile(
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]+")
 #: ``Bearer abc...`` / ``Basic abc...`` in free text.
 _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_AUTH_SCHEME_NAME = re.compile(r"^(Bearer|Basic)$", re.IGNORECASE)
 #: ``key=value``, ``key: value``, ``"key": "value"``, ``'key': 'value'`` in free text.
 _KEY_VALUE = re.compile(
-    r"""(?P<key>[A-Za-z_][\w.\[\]-]*)(?P<close>["']?)(?P<sep>\s*[=:]\s*)"""
+    # The look-behind starts keys only at a token's beginning: without it a long run of letters
+    # is rescanned from every position (quadratic time on a long error message).
+    r"""(?<![\w.\[\]-])(?P<key>[A-Za-z_][\w.\[\]-]*)(?P<close>["']?)(?P<sep>\s*[=:]\s*)"""
     r"""(?P<value>"[^"]*"|'[^']*'|[^\s,;&)}\]]+)"""
 )
 #: botocore's parameter validation: ``Invalid type for parameter MasterUserPassword, value: x, type: ...``.
@@ -57,9 +60,10 @@ def scrub_text(text: str) -> str:
     """
 
     def key_value(match: re.Match[str]) -> str:
-        if not is_secret_key(match["key"].split(".")[-1].strip("[]")):
-            return match[0]
         value = match["value"]
+        if not is_secret_key(match["key"].split(".")[-1].strip("[]")) or _AUTH_SCHEME_NAME.match(value):
+            # Not a secret's name, or ``Authorization: Bearer ***`` already masked after the scheme.
+            return match[0]
         quote = value[0] if value[:1] in {'"', "'"} else ""
         return f"{match['key']}{match['close']}{match['sep']}{quote}{REDACTED}{quote}"
 
@@ -90,6 +94,19 @@ def clean(value: Any) -> Any:
 def iso(moment: datetime) -> str:
     """An ISO-8601 UTC time with a ``Z``, as the state item writes its times."""
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_since(started_at: Any, now: datetime) -> int | None:
+    """Whole seconds from an ISO time on the state item to ``now``; None when it is not a time."""
+    if not isinstance(started_at, str):
+        return None
+    try:
+        started = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    return max(int((now - started).total_seconds()), 0)
 
 
 def one_line(text: Any) -> str:

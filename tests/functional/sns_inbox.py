@@ -32,10 +32,14 @@ class Inbox:
         assert self.topic_arn == TOPIC_ARN
         self.queue_url = self.subscribe_queue("everything")
 
-    def subscribe_queue(self, name: str, *, filter_policy: dict[str, Any] | None = None, raw: bool = False) -> str:
+    def subscribe_queue(
+        self, name: str, *, filter_policy: dict[str, Any] | None = None, raw: bool = False
+    ) -> str:
         """Subscribe a new queue, optionally with a filter policy; return its URL."""
         url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         attributes = {"RawMessageDelivery": "true" if raw else "false"}
         if filter_policy is not None:
             attributes["FilterPolicy"] = json.dumps(filter_policy)

@@ -91,7 +91,9 @@ def _handle(dispatcher: Any, data: Any, execution_id: str | None = EXECUTION_ID)
 
 def _validated_run(dispatcher: Any, seed_input: dict[str, Any], store: Any) -> dict[str, Any]:
     """The data of a run that validated its request and took the target lock."""
-    request = dispatcher.handle({"step": "validate_request", "input": seed_input, "execution_id": EXECUTION_ID})
+    request = dispatcher.handle(
+        {"step": "validate_request", "input": seed_input, "execution_id": EXECUTION_ID}
+    )
     store.step_succeeded(OPERATION, "snapshot_check", {"complete": True}, 640)
     store.acquire_lock(TARGET_REGION, TARGET, OPERATION)
     return {**seed_input, "request": request}
@@ -175,7 +177,9 @@ def test_through_the_dispatcher_the_cause_lambda_reports_is_read_back(
     registry.register("explode_in_test")(Explode)
     data = _validated_run(dispatcher, seed_input, store)
     with pytest.raises(RestoreFailed) as caught:
-        dispatcher.handle({"step": "explode_in_test", "request": data["request"], "execution_id": EXECUTION_ID})
+        dispatcher.handle(
+            {"step": "explode_in_test", "request": data["request"], "execution_id": EXECUTION_ID}
+        )
     error = caught.value
     data["error"] = {"Error": type(error).__name__, "Cause": lambda_cause(type(error).__name__, str(error))}
     # WHEN the failure handler runs
@@ -195,7 +199,10 @@ def test_a_failure_in_the_very_first_step_is_reported_from_the_raw_seed_input(
     raw = {"body": body}
     with pytest.raises(Exception) as caught:
         dispatcher.handle({"step": "validate_request", "input": raw, "execution_id": EXECUTION_ID})
-    data = {**raw, "error": {"Error": "ValidationError", "Cause": lambda_cause("ValidationError", str(caught.value))}}
+    data = {
+        **raw,
+        "error": {"Error": "ValidationError", "Cause": lambda_cause("ValidationError", str(caught.value))},
+    }
 
     # WHEN the failure handler gets the raw input plus $.error (no $.request)
     output = _handle(dispatcher, data)
@@ -263,7 +270,11 @@ def test_garbage_input_is_still_reported_under_an_id_derived_from_the_execution(
     derived = derive_operation_id(EXECUTION_ID)
     assert output["operation_id"] == derived
     [delivery] = inbox.deliveries()
-    assert delivery.attributes == {"status": "FAILED", "operation_id": derived, "target_cluster_id": "unknown"}
+    assert delivery.attributes == {
+        "status": "FAILED",
+        "operation_id": derived,
+        "target_cluster_id": "unknown",
+    }
     assert delivery.subject == f"[aurora-restore] {derived} FAILED: unknown"
     assert delivery.message["error"]["type"]
     assert delivery.message["error"]["message"]
@@ -271,48 +282,15 @@ def test_garbage_input_is_still_reported_under_an_id_derived_from_the_execution(
     assert cleanup.calls == []
 
 
-@pytest.mark.parametrize(
-    ("error", "expected_type", "expected_message"),
-    [
-        ({"Error": "States.Timeout"}, "States.Timeout", "Step Functions reported States.Timeout with no cause"),
-        (
-            {"Error": "Lambda.Unknown", "Cause": "The cause could not be determined because Lambda did not return an error type."},
-            "Lambda.Unknown",
-            "The cause could not be determined because Lambda did not return an error type.",
-        ),
-        ({"Error": "States.TaskFailed", "Cause": "{broken json"}, "States.TaskFailed", "{broken json"),
-        (
-            {"Error": "X", "Cause": json.dumps({"stackTrace": ["secret place"], "detail": "odd"})},
-            "X",
-            '{"detail": "odd"}',
-        ),
-        (
-            {"Error": "States.TaskFailed", "Cause": 'Traceback (most recent call last):\n  File "x.py"\nKeyError: \'body\''},
-            "States.TaskFailed",
-            "KeyError: 'body'",
-        ),
-        ({"Cause": json.dumps("a JSON string")}, "UnknownError", "a JSON string"),
-        ({"Error": 7, "Cause": 8}, "UnknownError", "8"),
-        ("not an object", "UnknownError", "Step Functions reported an error with no cause"),
-    ],
-    ids=["no-cause", "lambda-unknown", "broken-json", "json-without-message", "traceback", "json-string", "numbers", "not-object"],
-)
-def test_any_cause_gives_a_type_and_a_message_without_stack_trace(
-    dispatcher: Any,
-    seed_input: dict[str, Any],
-    store: Any,
-    inbox: Inbox,
-    cleanup: CleanupSeam,
-    error: Any,
-    expected_type: str,
-    expected_message: str,
+def test_a_missing_cause_still_gives_a_type_and_a_message(
+    dispatcher: Any, seed_input: dict[str, Any], store: Any, inbox: Inbox, cleanup: CleanupSeam
 ) -> None:
+    # Every other shape of cause is covered by tests/unit/test_notify_text.py (describe_error).
     data = _validated_run(dispatcher, seed_input, store)
-    output = _handle(dispatcher, {**data, "error": error})
-    assert (output["error_type"], output["error_message"]) == (expected_type, expected_message)
-    raw_message = inbox.deliveries()[0].raw_message
-    assert "secret place" not in raw_message
-    assert 'File "x.py"' not in raw_message
+    output = _handle(dispatcher, {**data, "error": {"Error": "States.Timeout"}})
+    assert output["error_type"] == "States.Timeout"
+    assert output["error_message"] == "Step Functions reported States.Timeout with no cause"
+    assert inbox.deliveries()[0].message["error"]["type"] == "States.Timeout"
 
 
 def test_a_timed_out_step_is_found_from_the_audit_trail(
@@ -335,11 +313,17 @@ def test_target_locked_does_not_release_the_holders_lock(
     dispatcher: Any, seed_input: dict[str, Any], store: Any, inbox: Inbox, cleanup: CleanupSeam
 ) -> None:
     # GIVEN another operation holds the target, so this one failed with TargetLocked
-    request = dispatcher.handle({"step": "validate_request", "input": seed_input, "execution_id": EXECUTION_ID})
+    request = dispatcher.handle(
+        {"step": "validate_request", "input": seed_input, "execution_id": EXECUTION_ID}
+    )
     store.acquire_lock(TARGET_REGION, TARGET, "op-running")
     message = f"target {TARGET} in {TARGET_REGION} is locked by operation op-running"
     _fail_step(store, "snapshot_check", "TargetLocked", message)
-    data = {**seed_input, "request": request, "error": {"Error": "TargetLocked", "Cause": lambda_cause("TargetLocked", message)}}
+    data = {
+        **seed_input,
+        "request": request,
+        "error": {"Error": "TargetLocked", "Cause": lambda_cause("TargetLocked", message)},
+    }
     # WHEN the failure handler runs
     output = _handle(dispatcher, data)
     # THEN the running operation keeps its lock, and the message says so
@@ -483,7 +467,10 @@ def test_throttled_publishing_is_retried_by_the_state_machine_after_closing(
     data["error"] = {"Error": "CopyFailed", "Cause": lambda_cause("CopyFailed", "copy vanished")}
     throttled = (
         AWSResponse("https://sns.eu-west-1.amazonaws.com/", 400, {}, None),
-        {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+        {
+            "Error": {"Code": "Throttling", "Message": "Rate exceeded"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
     )
     clients.add_hook("before-call.sns.Publish", lambda **_: throttled)
     # WHEN the failure handler runs
@@ -502,7 +489,9 @@ def test_the_documented_filter_policy_delivers_failures_only(
 
     # GIVEN a subscriber with the filter policy docs/notifications.md gives for failures only
     doc = (Path(__file__).parents[2] / "docs" / "notifications.md").read_text()
-    policy = json.loads(doc.split("<!-- failures-only-filter-policy -->")[1].split("```json")[1].split("```")[0])
+    policy = json.loads(
+        doc.split("<!-- failures-only-filter-policy -->")[1].split("```json")[1].split("```")[0]
+    )
     failures_only = inbox.subscribe_queue("failures-only", filter_policy=policy, raw=True)
     data = _validated_run(dispatcher, seed_input, store)
     # WHEN one operation succeeds and another fails
