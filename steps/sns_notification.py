@@ -144,6 +144,7 @@ class SendNotification(Step):
             "port": cluster.get("Port") or request.port,
             "cluster_status": cluster.get("Status"),
             "replaced_cluster_id": replaced,
+            "replaced_final_snapshot_id": swap.get("final_snapshot_id") or delete.get("final_snapshot_id"),
             "archive": {
                 "kept": _first(archive, "kept", "copies_kept", "kept_copies"),
                 "retired": _first(archive, "deleted", "copies_deleted", "deleted_copies", "retired"),

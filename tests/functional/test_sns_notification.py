@@ -85,7 +85,12 @@ def _execution_data(dispatcher: Any, seed_input: dict[str, Any], store: Any) -> 
             "next_poll_seconds": 0,
         },
         "users": {"master_password_reset": True, "roles_created": ["app"]},
-        "swap": {"phase": "done", "old_cluster_id": "new-cluster-id-old-abc123", "complete": True},
+        "swap": {
+            "phase": "done",
+            "old_cluster_id": "new-cluster-id-old-abc123",
+            "final_snapshot_id": "new-cluster-id-old-abc123-final-op-test002",
+            "complete": True,
+        },
         "archive": {
             "kept": ["my-source-snapshot-op-test002", "my-source-snapshot-op-test001"],
             "deleted": ["my-source-snapshot-op-test000"],
@@ -132,6 +137,7 @@ def test_success_message_subject_attributes_state_and_lock(
     # The endpoint is the target's as RDS reports it now, not the temporary cluster's.
     assert message["endpoint"] == cluster["Endpoint"]
     assert message["replaced_cluster_id"] == "new-cluster-id-old-abc123"
+    assert message["replaced_final_snapshot_id"] == "new-cluster-id-old-abc123-final-op-test002"
     assert message["archive"]["kept"] == ["my-source-snapshot-op-test002", "my-source-snapshot-op-test001"]
     assert message["archive"]["retired"] == ["my-source-snapshot-op-test000"]
     durations = message["step_durations_ms"]
