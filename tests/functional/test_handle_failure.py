@@ -504,3 +504,43 @@ def test_the_documented_filter_policy_delivers_failures_only(
     assert [json.loads(m["Body"])["operation_id"] for m in received] == ["op-test003"]
     assert received[0]["MessageAttributes"]["status"]["StringValue"] == "FAILED"
     assert len(inbox.deliveries()) == 2
+
+
+def test_with_the_real_clean_up_the_temporary_cluster_goes_and_the_target_stays(
+    dispatcher: Any, seed_input: dict[str, Any], store: Any, inbox: Inbox, clients: Any
+) -> None:
+    """No seam: the handler calls steps.lib.cleanup itself (skipped until that module is merged)."""
+    pytest.importorskip("steps.lib.cleanup")
+    from dispatcher.request import MANAGED_TAG, OPERATION_TAG
+    from steps.lib.names import temporary_cluster_id
+
+    # GIVEN a swap run that restored beside the existing target, then failed before the swap
+    rds = clients("rds", TARGET_REGION)
+    rds.create_db_cluster(
+        DBClusterIdentifier=TARGET,
+        Engine="aurora-postgresql",
+        MasterUsername="postgres",
+        MasterUserPassword="password123",
+    )
+    temporary = temporary_cluster_id(TARGET, OPERATION)
+    rds.create_db_cluster(
+        DBClusterIdentifier=temporary,
+        Engine="aurora-postgresql",
+        MasterUsername="postgres",
+        MasterUserPassword="password123",
+        Tags=[{"Key": MANAGED_TAG, "Value": "true"}, {"Key": OPERATION_TAG, "Value": OPERATION}],
+    )
+    data = _validated_run(dispatcher, seed_input, store)
+    data["restore"] = {"cluster_id": temporary, "swap_required": True, "complete": False}
+    data["error"] = {
+        "Error": "RestoreFailed",
+        "Cause": lambda_cause("RestoreFailed", "incompatible-parameters"),
+    }
+    # WHEN the failure handler runs with the real clean-up
+    output = _handle(dispatcher, data)
+    # THEN the temporary cluster is gone, the target untouched, and the message says what was removed
+    remaining = [c["DBClusterIdentifier"] for c in rds.describe_db_clusters()["DBClusters"]]
+    assert temporary not in remaining
+    assert TARGET in remaining
+    assert any(temporary in line for line in output["cleaned_up"])
+    assert inbox.deliveries()[0].message["cleaned_up"] == output["cleaned_up"]
