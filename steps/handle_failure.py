@@ -19,9 +19,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import aws
-from dispatcher.errors import Retryable, ValidationError
+from dispatcher.errors import Retryable
 from dispatcher.registry import Step, register, registry
-from dispatcher.request import RestoreRequest, peek_operation_id, unwrap
+from dispatcher.request import RestoreRequest, derive_operation_id, peek_operation_id, unwrap
 from dispatcher.store import STATUS_FAILED, STATUS_SUCCEEDED
 from steps.lib import notify
 
@@ -252,14 +252,18 @@ def resolve_operation_id(data: Any, execution_id: str | None) -> str:
     Without a request the raw input is read exactly as ``validate_request`` read it (minus the
     ``error`` key Step Functions added), so both agree on the id and on the state item.
     """
-    if isinstance(data, dict):
-        request = data.get("request")
-        if isinstance(request, dict):
-            candidate = request.get("operation_id")
-            if isinstance(candidate, str) and candidate:
-                return peek_operation_id({"operation_id": candidate}, execution_id)
-        data = {k: v for k, v in data.items() if k != ERROR_KEY}
-    return peek_operation_id(data, execution_id)
+    try:
+        if isinstance(data, dict):
+            request = data.get("request")
+            if isinstance(request, dict):
+                candidate = request.get("operation_id")
+                if isinstance(candidate, str) and candidate:
+                    return peek_operation_id({"operation_id": candidate}, execution_id)
+            data = {k: v for k, v in data.items() if k != ERROR_KEY}
+        return peek_operation_id(data, execution_id)
+    except Exception:
+        # Whatever the input holds, the failure must be reported under some id.
+        return derive_operation_id(execution_id)
 
 
 def valid_request(data: dict[str, Any], execution_id: str | None) -> RestoreRequest | None:
@@ -269,7 +273,8 @@ def valid_request(data: dict[str, Any], execution_id: str | None) -> RestoreRequ
         return None
     try:
         return RestoreRequest.from_event(raw, execution_id=execution_id)
-    except ValidationError:
+    except Exception:
+        # Not only ValidationError: nothing in a broken input may stop the report.
         return None
 
 
@@ -278,7 +283,7 @@ def raw_fields(data: dict[str, Any]) -> dict[str, Any]:
     raw = {k: v for k, v in data.items() if k != ERROR_KEY}
     try:
         return unwrap(raw)
-    except ValidationError:
+    except Exception:
         body = raw.get("body")
         if isinstance(body, str):
             try:

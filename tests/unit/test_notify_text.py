@@ -255,3 +255,36 @@ def test_elapsed_seconds_are_counted_from_the_state_items_start() -> None:
     assert notify.seconds_since("2026-11-25T10:00:00.000000Z", now) == 7230
     assert notify.seconds_since("not a time", now) is None
     assert notify.seconds_since(None, now) is None
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_inputs = _json | st.fixed_dictionaries(
+    {},
+    optional={
+        "body": _json | st.dictionaries(st.sampled_from(["operation_id", "target_cluster_id", "x"]), _json),
+        "request": _json,
+        "error": _json,
+        "operation_id": _json,
+        "target_cluster_id": _json,
+    },
+)
+
+
+@given(data=_inputs)
+def test_no_input_makes_the_failure_readers_raise(data: Any) -> None:
+    from steps.handle_failure import valid_request
+
+    operation_id = resolve_operation_id(data, EXECUTION_ID)
+    assert operation_id
+    mapping = data if isinstance(data, dict) else {}
+    target = describe_target(mapping, valid_request(mapping, EXECUTION_ID))
+    assert target["target_cluster_id"]
+    described = describe_error(mapping.get("error"), {})
+    assert described["type"] and described["message"]
+    assert notify.subject(operation_id, "FAILED", str(target["target_cluster_id"])).isascii()
