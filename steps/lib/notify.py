@@ -21,8 +21,6 @@ from dispatcher.logs import REDACTED, is_secret_key, redact
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
 
-STATUS_SUCCEEDED = "SUCCEEDED"
-STATUS_FAILED = "FAILED"
 SUBJECT_PREFIX = "[aurora-restore]"
 #: SNS wants subjects "less than 100 characters", ASCII, without line breaks or control characters.
 SUBJECT_MAX = 99
