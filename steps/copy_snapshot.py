@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from dispatcher.context import StepContext
     from dispatcher.request import RestoreRequest
 
+#: Tags kept free on a copy for the archive's restored-* tags and other operations' used-by marks.
+TAG_SLOTS_KEPT_FREE = 10
+
 
 @register("copy_snapshot", state_name="CopySnapshot")
 class CopySnapshot(Step):
@@ -279,7 +282,8 @@ class CopyPlan:
         """
         tags = self.our_tags()
         for key, value in copyable_tags(source_tags).items():
-            if len(tags) >= MAX_TAGS:
+            # Leave room for the restored-* and used-by tags added later (RDS allows 50).
+            if len(tags) >= MAX_TAGS - TAG_SLOTS_KEPT_FREE:
                 break
             tags.setdefault(key, value)
         own_tags_on_source = any(k.startswith(RESERVED_TAG_PREFIXES[1]) for k in source_tags)

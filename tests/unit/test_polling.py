@@ -96,11 +96,12 @@ def simulate(curve: Curve, finished_at: float, settings: Settings = DEFAULTS) ->
 @given(
     elapsed=st.floats(min_value=0, max_value=30 * DAY, allow_nan=False),
     percent=st.one_of(st.none(), st.integers(min_value=0, max_value=100)),
-    polls=st.integers(min_value=1, max_value=FREE_POLLS),
+    polls=st.integers(min_value=1, max_value=FREE_POLLS - 1),
     low=st.integers(min_value=1, max_value=600),
     extra=st.integers(min_value=0, max_value=3600),
     base_seconds=st.floats(min_value=0, max_value=30 * DAY, allow_nan=False),
     base_percent=st.integers(min_value=0, max_value=100),
+    reached_at=st.one_of(st.none(), st.floats(min_value=0, max_value=30 * DAY, allow_nan=False)),
 )
 def test_waits_stay_within_the_configured_bounds(
     elapsed: float,
@@ -110,6 +111,7 @@ def test_waits_stay_within_the_configured_bounds(
     extra: int,
     base_seconds: float,
     base_percent: int,
+    reached_at: float | None,
 ) -> None:
     # Within its free polls (no budget guard), a wait never leaves [min, max], whatever the input.
     wait = next_poll_seconds(
@@ -119,6 +121,7 @@ def test_waits_stay_within_the_configured_bounds(
         min_seconds=low,
         max_seconds=low + extra,
         baseline=(base_seconds, base_percent),
+        reached_at=reached_at,
     )
     assert isinstance(wait, int)
     assert low <= wait <= low + extra
