@@ -187,6 +187,37 @@ def test_a_snapshot_under_our_copy_name_that_is_not_ours_is_refused_and_left_alo
     assert snapshots(clients) == before
 
 
+def test_an_already_exists_fault_for_another_operations_copy_is_refused(
+    registry: Any, world: Any, settings: Any, clients: Any, store: Any
+) -> None:
+    # GIVEN a racing look by name misses a copy under our name that another operation owns
+    clients("rds", TARGET_REGION).copy_db_cluster_snapshot(
+        SourceDBClusterSnapshotIdentifier=world["manual"]["DBClusterSnapshotArn"],
+        TargetDBClusterSnapshotIdentifier=COPY_ID,
+        SourceRegion=SOURCE_REGION,
+        Tags=[{"Key": MANAGED_TAG, "Value": "true"}, {"Key": OPERATION_TAG, "Value": "op-racer"}],
+    )
+    misses = iter([True])
+    inject(
+        clients,
+        "DescribeDBClusterSnapshots",
+        lambda params: (
+            fail("DBClusterSnapshotNotFoundFault")
+            if params.get("DBClusterSnapshotIdentifier") == COPY_ID and next(misses, False)
+            else None
+        ),
+    )
+    calls = record_calls(clients)
+    before = snapshots(clients)
+    # WHEN the copy call answers DBClusterSnapshotAlreadyExistsFault
+    with pytest.raises(CopyFailed) as caught:
+        check_then_copy(registry, request(), settings=settings, clients=clients, store=store)
+    # THEN the step says whose it is and changes nothing
+    assert calls.names().count("CopyDBClusterSnapshot") == 1
+    assert "belongs to operation op-racer" in str(caught.value)
+    assert snapshots(clients) == before
+
+
 # -- in-region -------------------------------------------------------------------------------------
 
 
