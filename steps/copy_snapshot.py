@@ -123,11 +123,14 @@ class CopySnapshot(Step):
 
     def _reuse(self, ctx: StepContext, rds: Any, plan: CopyPlan, copy: dict[str, Any]) -> dict[str, Any]:
         """Mark another operation's copy as used by us, then wait on it instead of copying."""
-        owner = snapshot_tags(rds, copy).get(OPERATION_TAG, "")
-        rds.add_tags_to_resource(
-            ResourceName=copy["DBClusterSnapshotArn"],
-            Tags=[{"Key": USED_BY_TAG_PREFIX + plan.operation_id, "Value": iso_time(ctx.clock())}],
-        )
+        tags = snapshot_tags(rds, copy)
+        owner = tags.get(OPERATION_TAG, "")
+        used_by = USED_BY_TAG_PREFIX + plan.operation_id
+        if used_by not in tags:
+            rds.add_tags_to_resource(
+                ResourceName=copy["DBClusterSnapshotArn"],
+                Tags=[{"Key": used_by, "Value": iso_time(ctx.clock())}],
+            )
         # Its owner's retention may have deleted it between our listing and our tag: look again.
         fresh = describe_snapshot(rds, copy["DBClusterSnapshotIdentifier"])
         if fresh is None:

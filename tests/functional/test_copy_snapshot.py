@@ -383,8 +383,11 @@ def test_another_operation_reuses_a_copy_of_the_same_source_instead_of_copying_a
     assert "aurora-restore:used-by:op-copy-2" in tags
     assert tags[OPERATION_TAG] == OPERATION  # still A's
     assert "snapshot_copy_reused" in [e["event"] for e in store.audit_trail("op-copy-2")]
-    # AND B's retry keeps the same choice and tags nothing new
+    # AND B's retry, later, keeps the same choice and tags nothing new
     before = snapshots(clients)
+    calls = record_calls(clients)
+    later = Clock()
+    later.advance(300)
     again = run_step(
         registry,
         "copy_snapshot",
@@ -397,8 +400,10 @@ def test_another_operation_reuses_a_copy_of_the_same_source_instead_of_copying_a
         settings=settings,
         clients=clients,
         store=store,
+        clock=later,
     )
     assert again["identifier"] == second["identifier"]
+    assert calls.mutating() == []
     assert snapshots(clients) == before
 
 
