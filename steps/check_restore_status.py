@@ -1,7 +1,7 @@
 """check_restore_status: is the restored cluster, with every instance, available yet?
 
 RDS accepts the instances of a restored cluster only once the cluster is available, so this poll
-also adds the writer and readers restore_snapshot could not add yet (adopting any it did add).
+also adds the writer and readers then (adopting any an earlier poll added).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""restore_snapshot: restore the copied snapshot into a new cluster and give it a writer and readers.
+"""restore_snapshot: restore the copied snapshot into a new cluster.
 
 Under ``swap`` with an existing target the cluster is restored beside it, under a temporary
 identifier (``names.temporary_cluster_id``), and swapped in later; otherwise (``delete-first``,
-or no target yet) it is restored under the target's own name.
+or no target yet) it is restored under the target's own name. RDS accepts the writer and readers
+(``CreateDBInstance``) only once the restored cluster is available, so check_restore_status adds
+them then; this step plans their ids.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from steps.lib.clusters import (
     status_of,
 )
 from steps.lib.restoring import (
-    ensure_instances,
     instance_class,
     not_ours,
     planned_instance_ids,
@@ -36,14 +37,14 @@ if TYPE_CHECKING:
 
 @register("restore_snapshot", state_name="RestoreSnapshot")
 class RestoreSnapshot(Step):
-    """Restore the copy into a new cluster (beside the target under swap) and add its instances."""
+    """Restore the copy into a new cluster, beside the target under swap, else under its name."""
 
     reads = ("request", "snapshot", "copy")
     result_key = "restore"
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
-        """Start the restore, or adopt the cluster this operation already started; add instances.
+        """Start the restore, or adopt the cluster this operation already started.
 
         Returns ``cluster_id``, ``swap_required``, the instance ids, ``status`` and the poll
         fields (``complete`` is false: check_restore_status decides when it is done).
@@ -68,9 +69,6 @@ class RestoreSnapshot(Step):
             self._check_adoptable(request, cluster_id, cluster)
             ctx.log.info("adopting the cluster this operation already restored", cluster_id=cluster_id)
 
-        created: list[str] = []
-        if status_of(cluster) == "available":
-            created = ensure_instances(ctx, rds, cluster, request)
         instance_ids = planned_instance_ids(request)
         return {
             "cluster_id": cluster["DBClusterIdentifier"],
@@ -82,7 +80,7 @@ class RestoreSnapshot(Step):
             "instance_class": instance_class(ctx, request),
             "instance_ids": instance_ids,
             "writer_instance_id": instance_ids[0],
-            "instances_created": created,
+            "instances_created": [],
             "status": status_of(cluster),
             **endpoints(cluster),
             **poll_fields(

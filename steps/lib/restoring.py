@@ -1,10 +1,9 @@
-"""What restore_snapshot and check_restore_status share: the restored cluster's instances.
+"""What restore_snapshot and check_restore_status share: tags and the restored cluster's instances.
 
 RDS creates a restored cluster without instances, and accepts ``CreateDBInstance`` for it only
-once the cluster is available. So restore_snapshot adds the writer and readers when the cluster
-is already available, and check_restore_status adds whatever is still missing the moment it is.
-Instance ids are derived from the target and the operation (``names.instance_id``), so whichever
-step gets there first creates them and the other adopts them.
+once the cluster is available (RestoreDBClusterFromSnapshot's documentation), so
+check_restore_status adds the writer and readers then. Their ids are derived from the target and
+the operation (``names.instance_id``): a retried poll adopts what the first one created.
 """
 
 from __future__ import annotations

@@ -106,14 +106,19 @@ def ensure_replaceable(
     if cluster is None:
         return None
     judged = {**cluster, "DBClusterIdentifier": judged_as} if judged_as else cluster
-    unprotect = check_replaceable(
-        judged,
-        region=request.target_region,
-        source_cluster_id=str(source.get("source_cluster_id") or ""),
-        source_region=str(source.get("source_region") or request.source_region),
-        settings=ctx.settings,
-        allow_disable_deletion_protection=request.allow_disable_deletion_protection,
-    )
+    try:
+        unprotect = check_replaceable(
+            judged,
+            region=request.target_region,
+            source_cluster_id=str(source.get("source_cluster_id") or ""),
+            source_region=str(source.get("source_region") or request.source_region),
+            settings=ctx.settings,
+            allow_disable_deletion_protection=request.allow_disable_deletion_protection,
+        )
+    except UnsafeTarget as refusal:
+        if not judged_as:
+            raise
+        raise UnsafeTarget(f"{refusal.message} (it is now named {cluster_id})", **refusal.details) from None
     if unprotect:
         rds.modify_db_cluster(DBClusterIdentifier=cluster_id, DeletionProtection=False, ApplyImmediately=True)
         ctx.store.audit(
