@@ -296,9 +296,18 @@ def fail_once(clients: Any, operation: str, code: str, message: str = "", status
     return seen
 
 
-def always_fail(clients: Any, operation: str, code: str, message: str = "", status: int = 400) -> None:
-    """Answer every call to ``operation`` with an error."""
-    clients.add_hook(f"before-call.rds.{operation}", client_error(operation, code, message, status))
+def always_fail(
+    clients: Any, operation: str, code: str, message: str = "", status: int = 400
+) -> Callable[[], None]:
+    """Answer every call to ``operation`` with an error until the returned function is called."""
+    answer = client_error(operation, code, message, status)
+    failing = [True]
+
+    def handler(**kwargs: Any) -> Any:
+        return answer(**kwargs) if failing[0] else None
+
+    clients.add_hook(f"before-call.rds.{operation}", handler)
+    return lambda: failing.clear() or failing.append(False)
 
 
 @pytest.fixture
