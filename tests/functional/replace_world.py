@@ -188,7 +188,9 @@ def cluster_ids(clients: Any) -> list[str]:
 
 def describe(clients: Any, cluster_id: str) -> dict[str, Any] | None:
     """One cluster of the target region, or None."""
-    found = [c for c in rds(clients).describe_db_clusters()["DBClusters"] if c["DBClusterIdentifier"] == cluster_id]
+    found = [
+        c for c in rds(clients).describe_db_clusters()["DBClusters"] if c["DBClusterIdentifier"] == cluster_id
+    ]
     return found[0] if found else None
 
 

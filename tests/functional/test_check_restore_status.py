@@ -30,10 +30,14 @@ WRITER = names.instance_id(TARGET, OPERATION, 0)
 READERS = [names.instance_id(TARGET, OPERATION, i) for i in (1, 2)]
 
 
-def start_restore(dispatcher: Any, world: dict[str, Any], **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def start_restore(
+    dispatcher: Any, world: dict[str, Any], **fields: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     req = request(**fields)
     restore = dispatcher.handle(
-        event("restore_snapshot", request=req, snapshot=snapshot_facts(target_exists=False), copy=world["copy"])
+        event(
+            "restore_snapshot", request=req, snapshot=snapshot_facts(target_exists=False), copy=world["copy"]
+        )
     )
     return req, restore
 
@@ -190,7 +194,7 @@ def test_an_instance_id_held_by_someone_else_is_refused(
 def test_a_cluster_not_restored_by_this_operation_gets_no_instances(
     dispatcher: Any, clients: Any, target_world: dict[str, Any], mutations: Any
 ) -> None:
-    req, restore = start_restore(dispatcher, target_world)
+    _req, restore = start_restore(dispatcher, target_world)
     mutations.clear()
     other = request(operation_id="op-other")
     with pytest.raises(UnsafeTarget, match="not restored by operation op-other"):

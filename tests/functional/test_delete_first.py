@@ -45,11 +45,16 @@ def delete_event(**request_fields: Any) -> dict[str, Any]:
 
 
 def check_event(delete: dict[str, Any], **request_fields: Any) -> dict[str, Any]:
-    return event("check_delete_status", request=request(strategy="delete-first", **request_fields), delete=delete)
+    return event(
+        "check_delete_status", request=request(strategy="delete-first", **request_fields), delete=delete
+    )
 
 
 def snapshot_ids(clients: Any) -> list[str]:
-    return [s["DBClusterSnapshotIdentifier"] for s in rds(clients).describe_db_cluster_snapshots()["DBClusterSnapshots"]]
+    return [
+        s["DBClusterSnapshotIdentifier"]
+        for s in rds(clients).describe_db_cluster_snapshots()["DBClusterSnapshots"]
+    ]
 
 
 def test_instances_go_first_then_the_cluster_with_a_final_snapshot(
@@ -78,7 +83,9 @@ def test_instances_go_first_then_the_cluster_with_a_final_snapshot(
     assert "cluster_delete_started" in events
 
 
-def test_the_writer_is_deleted_last(dispatcher: Any, clients: Any, target_world: dict[str, Any], mutations: Any) -> None:
+def test_the_writer_is_deleted_last(
+    dispatcher: Any, clients: Any, target_world: dict[str, Any], mutations: Any
+) -> None:
     make_cluster(clients, TARGET, instances=3)
     writer = next(m for m in describe(clients, TARGET)["DBClusterMembers"] if m["IsClusterWriter"])  # type: ignore[index]
     mutations.clear()
@@ -181,7 +188,9 @@ def test_an_unmanaged_target_is_refused_and_untouched(
 def test_an_untagged_target_matching_the_allowed_pattern_is_deleted(
     registry: Any, clients: Any, store: Any, target_world: dict[str, Any]
 ) -> None:
-    app = Dispatcher(registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)"), clients=clients)
+    app = Dispatcher(
+        registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)"), clients=clients
+    )
     app._store = store
     make_cluster(clients, TARGET, tags=[])
     assert app.handle(delete_event())["complete"] is True

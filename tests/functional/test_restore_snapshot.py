@@ -161,7 +161,9 @@ def test_request_kms_key_wins_and_an_unencrypted_snapshot_gets_none(
     key = "arn:aws:kms:us-west-2:123456789012:key/11111111-2222-3333-4444-555555555555"
     encrypted = snapshot_facts(target_exists=False, encrypted=True)
     dispatcher.handle(
-        event("restore_snapshot", request=request(kms_key_id=key), snapshot=encrypted, copy=target_world["copy"])
+        event(
+            "restore_snapshot", request=request(kms_key_id=key), snapshot=encrypted, copy=target_world["copy"]
+        )
     )
     assert mutations.of("RestoreDBClusterFromSnapshot")[0]["KmsKeyId"] == key
 

@@ -60,14 +60,26 @@ class Swap:
     def start(self, **overrides: Any) -> dict[str, Any]:
         """swap_clusters."""
         result: dict[str, Any] = self.dispatcher.handle(
-            event("swap_clusters", request=self.request, snapshot=self.snapshot, restore=self.restore, **overrides)
+            event(
+                "swap_clusters",
+                request=self.request,
+                snapshot=self.snapshot,
+                restore=self.restore,
+                **overrides,
+            )
         )
         return result
 
     def poll(self, swap: dict[str, Any]) -> dict[str, Any]:
         """check_swap_status after ``swap``."""
         result: dict[str, Any] = self.dispatcher.handle(
-            event("check_swap_status", request=self.request, snapshot=self.snapshot, restore=self.restore, swap=swap)
+            event(
+                "check_swap_status",
+                request=self.request,
+                snapshot=self.snapshot,
+                restore=self.restore,
+                swap=swap,
+            )
         )
         return result
 
@@ -80,7 +92,10 @@ def swap(dispatcher: Any, clients: Any, target_world: dict[str, Any]) -> Swap:
 
 
 def snapshot_ids(clients: Any) -> list[str]:
-    return [s["DBClusterSnapshotIdentifier"] for s in rds(clients).describe_db_cluster_snapshots()["DBClusterSnapshots"]]
+    return [
+        s["DBClusterSnapshotIdentifier"]
+        for s in rds(clients).describe_db_cluster_snapshots()["DBClusterSnapshots"]
+    ]
 
 
 def test_full_swap_puts_the_new_cluster_under_the_name_and_deletes_the_old_one(
@@ -123,7 +138,9 @@ def test_full_swap_puts_the_new_cluster_under_the_name_and_deletes_the_old_one(
         "DeleteDBInstance",
         "DeleteDBCluster",
     ]
-    renames = [(c["DBClusterIdentifier"], c["NewDBClusterIdentifier"]) for c in mutations.of("ModifyDBCluster")]
+    renames = [
+        (c["DBClusterIdentifier"], c["NewDBClusterIdentifier"]) for c in mutations.of("ModifyDBCluster")
+    ]
     assert renames == [(TARGET, RETIRED), (NEW, TARGET)]
     assert {c["ApplyImmediately"] for c in mutations.of("ModifyDBCluster")} == {True}
     assert mutations.of("DeleteDBCluster") == [
@@ -172,7 +189,9 @@ def test_a_call_whose_input_is_behind_or_ahead_of_the_world_waits_one_poll(
 ) -> None:
     # The input says the old target is being renamed, but RDS does not show it yet: no new action.
     mutations.clear()
-    behind = swap.poll({"phase": "renaming-old-away", "polls": 0, "started_at": datetime.now(timezone.utc).isoformat()})
+    behind = swap.poll(
+        {"phase": "renaming-old-away", "polls": 0, "started_at": datetime.now(timezone.utc).isoformat()}
+    )
     assert behind["phase"] == "renaming-old-away"
     assert mutations.names == []
     # The world is ahead of the input (a lost output): report it, act next poll.
@@ -273,7 +292,9 @@ def test_a_target_name_taken_by_someone_else_between_the_renames_stops_the_swap(
     make_cluster(clients, "intruder", tags=[], instances=0)
     first = swap.start()
     # Someone puts another cluster under the target name in the gap between the renames.
-    rds(clients).modify_db_cluster(DBClusterIdentifier="intruder", NewDBClusterIdentifier=TARGET, ApplyImmediately=True)
+    rds(clients).modify_db_cluster(
+        DBClusterIdentifier="intruder", NewDBClusterIdentifier=TARGET, ApplyImmediately=True
+    )
     mutations.clear()
     with pytest.raises(SwapFailed, match="appeared under the target name"):
         swap.poll(first)
@@ -374,7 +395,9 @@ def test_an_old_target_allowed_by_pattern_is_judged_under_its_old_name_when_dele
     registry: Any, clients: Any, store: Any, target_world: dict[str, Any]
 ) -> None:
     # GIVEN an untagged target the stack allows by pattern (the retired name does not match it)
-    app = Dispatcher(registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)"), clients=clients)
+    app = Dispatcher(
+        registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)"), clients=clients
+    )
     app._store = store
     make_cluster(clients, TARGET, tags=[])
     loop = Swap(app, target_world)
@@ -389,7 +412,9 @@ def test_protection_turned_on_after_the_rename_stops_the_old_clusters_deletion(
     swap: Swap, clients: Any, mutations: Any
 ) -> None:
     second = swap.poll(swap.start())
-    rds(clients).modify_db_cluster(DBClusterIdentifier=RETIRED, DeletionProtection=True, ApplyImmediately=True)
+    rds(clients).modify_db_cluster(
+        DBClusterIdentifier=RETIRED, DeletionProtection=True, ApplyImmediately=True
+    )
     mutations.clear()
     with pytest.raises(UnsafeTarget, match=f"now named {RETIRED}"):
         swap.poll(second)
@@ -406,7 +431,9 @@ def test_old_cluster_deletion_refused_while_instances_settle_is_retried_by_the_n
     def refuse_once(**kwargs: Any) -> Any:
         if not refused:
             refused.append(1)
-            return client_error("DeleteDBCluster", "InvalidDBClusterStateFault", "instances in non-deleting state")()
+            return client_error(
+                "DeleteDBCluster", "InvalidDBClusterStateFault", "instances in non-deleting state"
+            )()
         return None
 
     rds(clients).meta.events.register("before-call.rds.DeleteDBCluster", refuse_once)
@@ -454,7 +481,9 @@ def test_a_swap_never_touches_clusters_it_did_not_move(
     # WHEN the swap runs to the end
     loop.poll(loop.poll(loop.start()))
     # THEN only the target, the retired name and the new cluster were touched
-    touched = {c.get("DBClusterIdentifier") or c.get("ResourceName", "").split(":")[-1] for _, c in mutations.calls}
+    touched = {
+        c.get("DBClusterIdentifier") or c.get("ResourceName", "").split(":")[-1] for _, c in mutations.calls
+    }
     touched |= {c.get("DBInstanceIdentifier", "").rsplit("-instance-", 1)[0] for _, c in mutations.calls}
     touched.discard("")
     assert touched <= {TARGET, NEW, RETIRED}
