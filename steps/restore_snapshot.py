@@ -170,8 +170,9 @@ def restore_arguments(
         "SnapshotIdentifier": source_snapshot,
         "Engine": snapshot.get("engine") or "aurora-postgresql",
         "DeletionProtection": False,
-        "CopyTagsToSnapshot": True,
         "EnableIAMDatabaseAuthentication": request.iam_database_auth,
+        # No CopyTagsToSnapshot: a later final snapshot of this cluster must not carry the
+        # managed and operation tags, or retention would take it for a copy it may delete.
         "Tags": resource_tags(
             request, **{SOURCE_SNAPSHOT_TAG: str(snapshot.get("arn") or snapshot.get("identifier") or "")}
         ),

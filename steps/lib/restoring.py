@@ -76,7 +76,6 @@ def ensure_instances(
                     DBInstanceClass=instance_class(ctx, request),
                     # The writer gets the highest failover priority, so it stays the writer.
                     PromotionTier=0 if index == 0 else 1,
-                    CopyTagsToSnapshot=True,
                     Tags=resource_tags(request),
                 )
             except rds.exceptions.DBInstanceAlreadyExistsFault:
