@@ -74,7 +74,7 @@ def test_writer_and_readers_are_added_once_the_cluster_is_available_then_it_is_c
     assert output["endpoint"].startswith(f"{TARGET}.cluster-")
     assert output["reader_endpoint"].startswith(f"{TARGET}.cluster-ro-")
     assert output["port"] == 5432
-    assert output["polls"] == 1
+    assert output["polls"] == 2
     assert output["started_at"] == restore["started_at"]
 
 

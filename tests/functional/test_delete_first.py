@@ -124,7 +124,7 @@ def test_a_cluster_refused_while_instances_delete_is_deleted_by_the_next_poll(
     assert second["complete"] is True
     assert describe(clients, TARGET) is None
     assert second["instances_deleted"] == [f"{TARGET}-instance-1"]
-    assert second["polls"] == 1
+    assert second["polls"] == 2
     assert mutations.names == ["DeleteDBInstance", "DeleteDBCluster", "DeleteDBCluster"]
 
 

@@ -55,7 +55,7 @@ def test_no_target_restores_under_the_target_name_tagged_and_unprotected(
     assert output["swap_required"] is False
     assert output["complete"] is False
     assert output["next_poll_seconds"] >= 30
-    assert output["polls"] == 0
+    assert output["polls"] == 1
     assert output["writer_instance_id"] == names.instance_id(TARGET, OPERATION, 0)
     cluster = describe(clients, TARGET)
     assert cluster is not None
