@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +36,23 @@ from troposphere import (
     Sub,
     Tags,
     Template,
+    awslambda,
+    cloudwatch,
+    dynamodb,
+    iam,
+    kms,
+    logs,
+    scheduler,
+    sns,
+    stepfunctions,
 )
-from troposphere import awslambda, cloudwatch, dynamodb, iam, kms, logs, scheduler, sns, stepfunctions
 
 from dispatcher.settings import PREFIX as SETTINGS_PREFIX
 from dispatcher.settings import Settings
 from dispatcher.store import AUDIT_TABLE_KEYS, AUDIT_TTL_ATTRIBUTE, STATE_TABLE_KEYS
 from infra import policies
-from infra.pipeline import FUNCTION_TIMEOUT_SECONDS, MAX_WAIT_LIMITS_SECONDS
+from infra.parameters import Parameters, add_parameters
+from infra.pipeline import FUNCTION_TIMEOUT_SECONDS
 from infra.state_machine import DISPATCHER_ARN_VARIABLE, build_definition, to_mermaid
 
 if TYPE_CHECKING:
@@ -59,46 +67,6 @@ LAMBDA_HANDLER = "dispatcher.handler.lambda_handler"
 LAMBDA_MEMORY_MB = 512
 #: Where ``python -m infra.package`` writes the zip; ``aws cloudformation package`` uploads it.
 DEFAULT_CODE = "build/lambda.zip"
-#: CloudWatch Logs' allowed retention periods, in days.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)  # fmt: skip
-
-
-@dataclass
-class Parameters:
-    """The stack parameters, kept as objects so resources Ref them instead of repeating names."""
-
-    stage: Parameter
-    log_retention_days: Parameter
-    log_level: Parameter
-    notification_email: Parameter
-    subnet_ids: Parameter
-    security_group_ids: Parameter
-    reserved_concurrency: Parameter
-    target_regions: Parameter
-    target_kms_key_arn: Parameter
-    source_kms_key_arns: Parameter
-    allowed_target_pattern: Parameter
-    unmanaged_target_prefix: Parameter
-    default_instance_class: Parameter
-    default_subnet_group: Parameter
-    default_security_group_ids: Parameter
-    default_cluster_parameter_group: Parameter
-    secrets_prefix: Parameter
-    allow_rds_managed_secrets: Parameter
-    export_bucket: Parameter
-    export_role_arn: Parameter
-    export_kms_key_arn: Parameter
-    poll_min_seconds: Parameter
-    poll_max_seconds: Parameter
-    copy_max_wait_seconds: Parameter
-    restore_max_wait_seconds: Parameter
-    audit_ttl_days: Parameter
-    schedule_expression: Parameter
-    schedule_timezone: Parameter
-    schedule_input: Parameter
-
-
 # Condition names (kept as constants: resources refer to them by name).
 IN_VPC = "InVpc"
 HAS_TARGET_REGIONS = "HasTargetRegions"
@@ -152,7 +120,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="include third-party steps from the aurora_restore.steps entry point (and load them in Lambda)",
     )
-    parser.add_argument("--diagram", action="store_true", help="print a Mermaid flowchart of the state machine")
+    parser.add_argument(
+        "--diagram", action="store_true", help="print a Mermaid flowchart of the state machine"
+    )
     return parser.parse_args(argv)
 
 
@@ -182,246 +152,12 @@ def build_template(
     return template
 
 
-# -- parameters and conditions -------------------------------------------------------------------
-def add_parameters(template: Template, stage: str) -> Parameters:
-    """Every parameter, grouped for the console."""
-    defaults = Settings()
-
-    def add(name: str, **kwargs: Any) -> Parameter:
-        return template.add_parameter(Parameter(name, **kwargs))
-
-    def seconds(name: str, default: int, minimum: int, maximum: int, what: str) -> Parameter:
-        return add(name, Type="Number", Default=default, MinValue=minimum, MaxValue=maximum, Description=what)
-
-    params = Parameters(
-        stage=add(
-            "Stage",
-            Type="String",
-            Default=stage,
-            AllowedPattern=r"^[a-z][a-z0-9-]{0,19}$",
-            Description="Environment name, part of every resource name (lower case, at most 20 characters)",
-        ),
-        log_retention_days=add(
-            "LogRetentionDays",
-            Type="Number",
-            Default=365,
-            AllowedValues=list(LOG_RETENTION_DAYS),
-            Description="Days to keep the function's and the state machine's logs",
-        ),
-        log_level=add(
-            "LogLevel",
-            Type="String",
-            Default="INFO",
-            AllowedValues=["DEBUG", "INFO", "WARNING", "ERROR"],
-            Description="Log level of the dispatcher function",
-        ),
-        notification_email=add(
-            "NotificationEmail",
-            Type="String",
-            Default="",
-            AllowedPattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
-            Description="Optional: subscribe this address to the notification topic (confirm the e-mail)",
-        ),
-        subnet_ids=add(
-            "SubnetIds",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Optional: subnets for the function, so setup_db_users can reach restored clusters",
-        ),
-        security_group_ids=add(
-            "SecurityGroupIds",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Security groups for the function (with SubnetIds); must reach PostgreSQL's port",
-        ),
-        reserved_concurrency=add(
-            "ReservedConcurrency",
-            Type="Number",
-            Default=-1,
-            MinValue=-1,
-            MaxValue=1000,
-            Description="Concurrent executions reserved for the function; -1 reserves none (accounts with "
-            "the minimum concurrency quota cannot reserve any)",
-        ),
-        target_regions=add(
-            "TargetRegions",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Regions the pipeline may copy, restore and replace in (empty: this stack's region)",
-        ),
-        target_kms_key_arn=add(
-            "TargetKmsKeyArn",
-            Type="String",
-            Default="",
-            AllowedPattern=r"^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$",
-            Description="KMS key ARN in the target region for encrypted copies and restores (the default "
-            "when a request names none); the function may use only this key and the source keys",
-        ),
-        source_kms_key_arns=add(
-            "SourceKmsKeyArns",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="KMS key ARNs that encrypt the source snapshots (read for copies)",
-        ),
-        allowed_target_pattern=add(
-            "AllowedTargetPattern",
-            Type="String",
-            Default="",
-            Description="Regex: clusters whose id matches it may be replaced without the "
-            "aurora-restore:managed tag (also set UnmanagedTargetPrefix, or tag them once)",
-        ),
-        unmanaged_target_prefix=add(
-            "UnmanagedTargetPrefix",
-            Type="String",
-            Default="",
-            AllowedPattern=r"^$|^[A-Za-z][A-Za-z0-9-]{2,62}$",
-            Description="IAM side of AllowedTargetPattern: the role may delete/rename untagged clusters and "
-            "instances whose id starts with this (at least 3 characters); empty: managed resources only",
-        ),
-        default_instance_class=add(
-            "DefaultInstanceClass",
-            Type="String",
-            Default=defaults.default_instance_class,
-            AllowedPattern=r"^db\.(serverless|[a-z0-9]+\.[a-z0-9]+)$",
-            Description="Instance class of restored clusters when the request names none",
-        ),
-        default_subnet_group=add(
-            "DefaultSubnetGroup",
-            Type="String",
-            Default="",
-            Description="DB subnet group of restored clusters when the request names none",
-        ),
-        default_security_group_ids=add(
-            "DefaultSecurityGroupIds",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="VPC security groups of restored clusters when the request names none",
-        ),
-        default_cluster_parameter_group=add(
-            "DefaultClusterParameterGroup",
-            Type="String",
-            Default="",
-            Description="DB cluster parameter group of restored clusters when the request names none",
-        ),
-        secrets_prefix=add(
-            "SecretsPrefix",
-            Type="String",
-            Default="aurora-restore/",
-            AllowedPattern=r"^[A-Za-z0-9/_+=.@-]{3,256}$",
-            Description="Secrets Manager names the users spec may read (and the stack-secret master password "
-            "is written under) start with this",
-        ),
-        allow_rds_managed_secrets=add(
-            "AllowRdsManagedSecrets",
-            Type="String",
-            Default="true",
-            AllowedValues=["true", "false"],
-            Description="Let RDS manage the restored cluster's master password (the default "
-            "master_password_storage): the role may create and read rds!cluster-* secrets in the "
-            "target regions. false: only stack-secret mode works",
-        ),
-        export_bucket=add(
-            "ExportBucket",
-            Type="String",
-            Default="",
-            Description="Optional: S3 bucket for snapshot exports after a refresh",
-        ),
-        export_role_arn=add(
-            "ExportRoleArn",
-            Type="String",
-            Default="",
-            AllowedPattern=r"^$|^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
-            Description="IAM role RDS export uses to write to ExportBucket (required with ExportBucket)",
-        ),
-        export_kms_key_arn=add(
-            "ExportKmsKeyArn",
-            Type="String",
-            Default="",
-            AllowedPattern=r"^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$",
-            Description="KMS key ARN for snapshot exports (required with ExportBucket)",
-        ),
-        poll_min_seconds=seconds(
-            "PollMinSeconds", defaults.poll_min_seconds, 1, 3600, "Shortest wait between two status checks"
-        ),
-        poll_max_seconds=seconds(
-            "PollMaxSeconds", defaults.poll_max_seconds, 1, 3600, "Longest wait between two status checks"
-        ),
-        copy_max_wait_seconds=seconds(
-            "CopyMaxWaitSeconds",
-            defaults.copy_max_wait_seconds,
-            60,
-            MAX_WAIT_LIMITS_SECONDS["copy_max_wait_seconds"],
-            "A copy not done after this long fails with PollTimeout",
-        ),
-        restore_max_wait_seconds=seconds(
-            "RestoreMaxWaitSeconds",
-            defaults.restore_max_wait_seconds,
-            60,
-            MAX_WAIT_LIMITS_SECONDS["restore_max_wait_seconds"],
-            "A restore, delete or rename not done after this long fails with PollTimeout",
-        ),
-        audit_ttl_days=add(
-            "AuditTtlDays",
-            Type="Number",
-            Default=defaults.audit_ttl_days,
-            MinValue=1,
-            MaxValue=3650,
-            Description="Days an audit event is kept",
-        ),
-        schedule_expression=add(
-            "ScheduleExpression",
-            Type="String",
-            Default="",
-            Description="Optional: start a refresh on this EventBridge Scheduler expression, "
-            "e.g. cron(0 2 ? * MON-FRI *); empty: no schedule",
-        ),
-        schedule_timezone=add(
-            "ScheduleTimezone",
-            Type="String",
-            Default="UTC",
-            Description="Time zone of ScheduleExpression, e.g. Europe/Berlin",
-        ),
-        schedule_input=add(
-            "ScheduleInput",
-            Type="String",
-            Default="",
-            Description="The request the schedule starts (JSON, the seed's {\"body\": ...} or unwrapped; "
-            "leave out operation_id so each run gets its own)",
-        ),
-    )
-    template.set_metadata(
-        {
-            "AWS::CloudFormation::Interface": {
-                "ParameterGroups": [
-                    _group("Deployment", params.stage, params.log_retention_days, params.log_level,
-                           params.notification_email, params.reserved_concurrency),
-                    _group("Network of the function", params.subnet_ids, params.security_group_ids),
-                    _group("Targets and safety", params.target_regions, params.allowed_target_pattern,
-                           params.unmanaged_target_prefix, params.target_kms_key_arn,
-                           params.source_kms_key_arns),
-                    _group("Restored clusters", params.default_instance_class, params.default_subnet_group,
-                           params.default_security_group_ids, params.default_cluster_parameter_group),
-                    _group("Credentials", params.secrets_prefix, params.allow_rds_managed_secrets),
-                    _group("Snapshot export", params.export_bucket, params.export_role_arn,
-                           params.export_kms_key_arn),
-                    _group("Waits", params.poll_min_seconds, params.poll_max_seconds,
-                           params.copy_max_wait_seconds, params.restore_max_wait_seconds, params.audit_ttl_days),
-                    _group("Schedule", params.schedule_expression, params.schedule_timezone,
-                           params.schedule_input),
-                ]  # fmt: skip
-            }
-        }
-    )
-    return params
-
-
-def _group(label: str, *members: Parameter) -> dict[str, Any]:
-    return {"Label": {"default": label}, "Parameters": [p.title for p in members]}
-
-
+# -- conditions and rules ---------------------------------------------------------------------------
 def _given(parameter: Parameter) -> Not:
     """The parameter is not empty (for a list: joined, it is not empty)."""
-    value = Join("", Ref(parameter)) if parameter.properties["Type"] == "CommaDelimitedList" else Ref(parameter)
+    value = (
+        Join("", Ref(parameter)) if parameter.properties["Type"] == "CommaDelimitedList" else Ref(parameter)
+    )
     return Not(Equals(value, ""))
 
 
@@ -433,9 +169,13 @@ def add_conditions(template: Template, params: Parameters) -> None:
     template.add_condition(HAS_SOURCE_KEYS, _given(params.source_kms_key_arns))
     template.add_condition(HAS_UNMANAGED_PREFIX, _given(params.unmanaged_target_prefix))
     template.add_condition(HAS_EMAIL, _given(params.notification_email))
-    template.add_condition(HAS_SCHEDULE, And(_given(params.schedule_expression), _given(params.schedule_input)))
+    template.add_condition(
+        HAS_SCHEDULE, And(_given(params.schedule_expression), _given(params.schedule_input))
+    )
     template.add_condition(HAS_EXPORT, And(_given(params.export_bucket), _given(params.export_role_arn)))
-    template.add_condition(HAS_EXPORT_KEY, And(_given(params.export_bucket), _given(params.export_kms_key_arn)))
+    template.add_condition(
+        HAS_EXPORT_KEY, And(_given(params.export_bucket), _given(params.export_kms_key_arn))
+    )
     template.add_condition(ALLOWS_RDS_MANAGED_SECRETS, Equals(Ref(params.allow_rds_managed_secrets), "true"))
     template.add_condition(HAS_RESERVED_CONCURRENCY, Not(Equals(Ref(params.reserved_concurrency), "-1")))
 
@@ -449,7 +189,7 @@ def add_rules(template: Template, params: Parameters) -> None:
             "Assertions": [
                 {
                     "Assert": _given(params.schedule_input),
-                    "AssertDescription": "ScheduleExpression is set: ScheduleInput must hold the request to start",
+                    "AssertDescription": "ScheduleExpression is set: ScheduleInput must hold the request",
                 }
             ],
         },
@@ -461,7 +201,7 @@ def add_rules(template: Template, params: Parameters) -> None:
             "Assertions": [
                 {
                     "Assert": And(_given(params.export_role_arn), _given(params.export_kms_key_arn)),
-                    "AssertDescription": "ExportBucket is set: ExportRoleArn and ExportKmsKeyArn are required",
+                    "AssertDescription": "ExportBucket needs ExportRoleArn and ExportKmsKeyArn",
                 }
             ],
         },
@@ -487,7 +227,9 @@ def _name(params: Parameters, pattern: str) -> Sub:
 
 
 def _tags(params: Parameters, **extra: Any) -> Tags:
-    return Tags({"aurora-restore:stage": Ref(params.stage), "aurora-restore:component": "aurora-restore", **extra})
+    return Tags(
+        {"aurora-restore:stage": Ref(params.stage), "aurora-restore:component": "aurora-restore", **extra}
+    )
 
 
 def add_stack_key(template: Template, params: Parameters) -> kms.Key:
@@ -549,7 +291,9 @@ def add_stack_key(template: Template, params: Parameters) -> kms.Key:
         )
     )
     template.add_resource(
-        kms.Alias("StackKeyAlias", AliasName=_name(params, "alias/aurora-restore-${Stage}"), TargetKeyId=Ref(key))
+        kms.Alias(
+            "StackKeyAlias", AliasName=_name(params, "alias/aurora-restore-${Stage}"), TargetKeyId=Ref(key)
+        )
     )
     return key
 
@@ -619,7 +363,11 @@ def add_topic(template: Template, params: Parameters, key: kms.Key) -> sns.Topic
 
 # -- the dispatcher function -----------------------------------------------------------------------
 def function_environment(
-    params: Parameters, state_table: dynamodb.Table, audit_table: dynamodb.Table, topic: sns.Topic, plugins: bool
+    params: Parameters,
+    state_table: dynamodb.Table,
+    audit_table: dynamodb.Table,
+    topic: sns.Topic,
+    plugins: bool,
 ) -> dict[str, Any]:
     """``AURORA_RESTORE_*`` variables read by ``dispatcher.settings.Settings.from_env``."""
     defaults = Settings()
@@ -677,7 +425,9 @@ def add_dispatcher(
         iam.Role(
             "DispatcherRole",
             Description=_name(params, "aurora-restore ${Stage}: the dispatcher function"),
-            AssumeRolePolicyDocument=policies.assume_role_policy("lambda.amazonaws.com", source_account=False),
+            AssumeRolePolicyDocument=policies.assume_role_policy(
+                "lambda.amazonaws.com", source_account=False
+            ),
             Policies=[
                 iam.Policy(
                     PolicyName="aurora-restore-dispatcher",
@@ -730,7 +480,9 @@ def add_dispatcher(
         ),
         VpcConfig=If(
             IN_VPC,
-            awslambda.VPCConfig(SubnetIds=Ref(params.subnet_ids), SecurityGroupIds=Ref(params.security_group_ids)),
+            awslambda.VPCConfig(
+                SubnetIds=Ref(params.subnet_ids), SecurityGroupIds=Ref(params.security_group_ids)
+            ),
             NoValue,
         ),
         ReservedConcurrentExecutions=If(HAS_RESERVED_CONCURRENCY, Ref(params.reserved_concurrency), NoValue),
@@ -745,13 +497,14 @@ def add_dispatcher(
                     },
                     {
                         "id": "CKV_AWS_117",
-                        "comment": "VpcConfig is set from SubnetIds/SecurityGroupIds when given; outside a VPC "
-                        "the function reaches only AWS APIs (setup_db_users then needs public endpoints)",
+                        "comment": "VpcConfig is set from SubnetIds/SecurityGroupIds when given; "
+                        "outside a VPC the function reaches only AWS APIs (setup_db_users then needs "
+                        "public endpoints)",
                     },
                     {
                         "id": "CKV_AWS_115",
-                        "comment": "ReservedConcurrency parameter; reserving by default fails in accounts with "
-                        "the minimum concurrency quota",
+                        "comment": "ReservedConcurrency parameter; reserving by default fails in "
+                        "accounts with the minimum concurrency quota",
                     },
                 ]
             },

@@ -37,7 +37,9 @@ PACKAGES = ("dispatcher", "steps")
 PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 #: The Lambda Python runtime ships these; packaging them would only shadow its own copies.
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
+RUNTIME_PROVIDED = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+)
 #: Fixed time for every zip entry (the zip format starts at 1980).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -111,7 +113,16 @@ def resolve(requirements: Iterable[str], workdir: Path) -> list[str]:
 
 def install(pins: Iterable[str], target: Path) -> None:
     """Install exactly ``pins`` (no dependencies of their own: resolve() chose them) into ``target``."""
-    _pip("install", "--quiet", "--no-deps", "--no-compile", "--target", str(target), *_platform_options(), *pins)
+    _pip(
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-compile",
+        "--target",
+        str(target),
+        *_platform_options(),
+        *pins,
+    )
 
 
 def copy_project(target: Path, root: Path = ROOT) -> None:

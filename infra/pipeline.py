@@ -19,7 +19,7 @@ The vocabulary:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Branch:
     stages: tuple[Stage, ...]
 
 
-Stage = Union[Task, PollLoop, Branch]
+Stage = Task | PollLoop | Branch
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,11 @@ RDS_REPLACE_ACTIONS = [
 ]
 
 
-def rds_arns(partition_region: str, *kinds: str, name: str = "*", account: str = "${AWS::AccountId}") -> list[Sub]:
-    """RDS ARNs of ``kinds`` (``cluster``, ``db``...) in this account, any region (the condition scopes it)."""
-    return [
-        Sub(f"arn:${{AWS::Partition}}:rds:{partition_region}:{account}:{kind}:{name}") for kind in kinds
-    ]
+def rds_arns(
+    partition_region: str, *kinds: str, name: str = "*", account: str = "${AWS::AccountId}"
+) -> list[Sub]:
+    """RDS ARNs of ``kinds`` (``cluster``, ``db``...) in ``account``; a condition scopes the region."""
+    return [Sub(f"arn:${{AWS::Partition}}:rds:{partition_region}:{account}:{kind}:{name}") for kind in kinds]
 
 
 def dispatcher_statements(
@@ -150,7 +150,9 @@ def dispatcher_statements(
                         "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster:${Prefix}*",
                         Prefix=unmanaged_prefix,
                     ),
-                    Sub("arn:${AWS::Partition}:rds:*:${AWS::AccountId}:db:${Prefix}*", Prefix=unmanaged_prefix),
+                    Sub(
+                        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:db:${Prefix}*", Prefix=unmanaged_prefix
+                    ),
                 ],
                 "Condition": {"StringEquals": in_target_regions},
             },
@@ -295,7 +297,9 @@ def dispatcher_statements(
                     "secretsmanager:DescribeSecret",
                     "secretsmanager:GetSecretValue",
                 ],
-                "Resource": [Sub("arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:rds!cluster-*")],
+                "Resource": [
+                    Sub("arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:rds!cluster-*")
+                ],
                 "Condition": {"StringEquals": in_target_regions},
             },
             NoValue,
@@ -346,7 +350,9 @@ def dispatcher_statements(
     return statements
 
 
-def state_machine_statements(*, function_arn: AWSHelperFn, log_group_arn_pattern: Sub) -> list[dict[str, Any]]:
+def state_machine_statements(
+    *, function_arn: AWSHelperFn, log_group_arn_pattern: Sub
+) -> list[dict[str, Any]]:
     """Statements of the state machine's role: invoke the dispatcher, and its logs and traces."""
     return [
         {

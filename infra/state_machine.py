@@ -142,7 +142,7 @@ def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
         if cls.name in declared and cls.run_after:
             raise PipelineError(
                 f"step {cls.name!r} is named in infra/pipeline.py and also sets run_after="
-                f"{cls.run_after!r}; a step is placed one way: remove it from the declaration or drop run_after"
+                f"{cls.run_after!r}; a step is placed one way: drop it from the declaration or drop run_after"
             )
     unplaced = [cls for cls in registry if cls.name not in declared]
     stray = [cls.name for cls in unplaced if not cls.run_after]
@@ -273,7 +273,9 @@ class _States(dict[str, dict[str, Any]]):
                 "name in infra/pipeline.py must be unique"
             )
         if not _STATE_NAME.match(name):
-            raise PipelineError(f"state name {name!r} must be 1-80 letters and digits, starting with a letter")
+            raise PipelineError(
+                f"state name {name!r} must be 1-80 letters and digits, starting with a letter"
+            )
         super().__setitem__(name, state)
 
 
