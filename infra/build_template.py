@@ -94,13 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = to_mermaid(build_definition(registry))
     else:
         template = build_template(stage=args.stage, code=args.code, registry=registry, plugins=args.plugins)
-        text = template.to_yaml() if args.format == "yaml" else template.to_json(indent=2) + "\n"
+        text = render(template, args.format)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def render(template: Template, fmt: str = "json") -> str:
+    """The template as text, exactly as written to stdout or ``-o`` (the golden copy is this)."""
+    return template.to_yaml() if fmt == "yaml" else template.to_json(indent=2) + "\n"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -287,7 +292,6 @@ def add_stack_key(template: Template, params: Parameters) -> kms.Key:
                     },
                 ],
             },
-            Tags=_tags(params),
         )
     )
     template.add_resource(

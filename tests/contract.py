@@ -75,3 +75,18 @@ def contract_registry(*, stand_ins_only: bool = False) -> Registry:
         if cls.name not in fresh:
             fresh.register(cls.name)(cls)
     return fresh
+
+
+def missing_builtin_steps() -> list[str]:
+    """Steps of the contract that no module of ``steps/`` registers (yet)."""
+    builtin = load_builtin_steps()
+    return [row.name for row in CONTRACT if row.name not in builtin]
+
+
+def contract_template(**options: Any) -> dict[str, Any]:
+    """The template built from :func:`contract_registry`, as plain JSON data."""
+    import json
+
+    from infra.build_template import build_template
+
+    return json.loads(build_template(registry=contract_registry(), **options).to_json())
