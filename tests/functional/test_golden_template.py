@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from infra.build_template import build_template, render
+from infra.state_machine import build_definition, to_mermaid
 from tests.contract import contract_registry, missing_builtin_steps
 
 pytestmark = pytest.mark.template
@@ -64,3 +65,9 @@ def test_the_documented_command_reproduces_the_golden_copy_from_a_checkout(tmp_p
     )
     diff = diff_against_golden(output.read_text())
     assert not diff, "\n".join(diff.splitlines()[:200])
+
+
+def test_the_deploy_guide_shows_the_current_diagram() -> None:
+    # docs/deploy.md embeds `python infra/build_template.py --diagram`; regenerate it with the template.
+    diagram = to_mermaid(build_definition(contract_registry()))
+    assert "```mermaid\n" + diagram + "```" in (ROOT / "docs" / "deploy.md").read_text()
