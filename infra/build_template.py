@@ -53,7 +53,7 @@ from dispatcher.store import AUDIT_TABLE_KEYS, AUDIT_TTL_ATTRIBUTE, STATE_TABLE_
 from infra import policies
 from infra.parameters import Parameters, add_parameters
 from infra.pipeline import FUNCTION_TIMEOUT_SECONDS
-from infra.state_machine import DISPATCHER_ARN_VARIABLE, build_definition, to_mermaid
+from infra.state_machine import DISPATCHER_ARN_VARIABLE, PipelineError, build_definition, to_mermaid
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -84,6 +84,21 @@ HAS_RESERVED_CONCURRENCY = "HasReservedConcurrency"
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the template (or the diagram) and print it or write it to ``-o``."""
     args = parse_args(argv)
+    try:
+        text = _build_text(args)
+    except PipelineError as exc:
+        print(f"build_template: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _build_text(args: argparse.Namespace) -> str:
+    """The template (or the diagram) as text, for the built-in steps (and plugins when asked)."""
     registry = None
     if args.plugins:
         from dispatcher.registry import load_builtin_steps
@@ -91,16 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry = load_builtin_steps()
         registry.load_plugins()
     if args.diagram:
-        text = to_mermaid(build_definition(registry))
-    else:
-        template = build_template(stage=args.stage, code=args.code, registry=registry, plugins=args.plugins)
-        text = render(template, args.format)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+        return to_mermaid(build_definition(registry))
+    template = build_template(stage=args.stage, code=args.code, registry=registry, plugins=args.plugins)
+    return render(template, args.format)
 
 
 def render(template: Template, fmt: str = "json") -> str:

@@ -54,6 +54,7 @@ RDS_REPLACE_ACTIONS = [
     "rds:DeleteDBClusterSnapshot",
     "rds:CreateDBClusterSnapshot",
     "rds:AddTagsToResource",
+    "rds:RemoveTagsFromResource",
 ]
 
 

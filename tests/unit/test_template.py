@@ -358,3 +358,18 @@ def test_cli_can_point_the_function_at_an_uploaded_zip(
         "S3Key": "aurora-restore/lambda.zip",
     }
     assert "cfn-lint" not in function.get("Metadata", {})
+
+
+def test_cli_names_the_missing_steps_instead_of_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def without_swap() -> Any:
+        registry = contract_registry()
+        registry.unregister("check_swap_status")
+        return registry
+
+    monkeypatch.setattr("infra.state_machine.load_builtin_steps", without_swap)
+    assert cli.main([]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "names step(s) nobody registered: check_swap_status" in captured.err
