@@ -10,6 +10,8 @@ from dispatcher.registry import Registry, Step
 from infra.state_machine import PipelineError, build_definition
 from tests.contract import contract_registry
 
+pytestmark = pytest.mark.template
+
 
 def extra_step(
     *,

@@ -18,6 +18,8 @@ from infra.state_machine import (
 )
 from tests.contract import CONTRACT, contract_registry
 
+pytestmark = pytest.mark.template
+
 SEED_STATES = (
     "SnapshotCheck",
     "CopySnapshot",
