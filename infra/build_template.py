@@ -193,15 +193,22 @@ def add_conditions(template: Template, params: Parameters) -> None:
     template.add_condition(HAS_RESERVED_CONCURRENCY, Not(Equals(Ref(params.reserved_concurrency), "-1")))
 
 
+def _given_in_rule(parameter: Parameter) -> Not | dict[str, Any]:
+    """``_given`` for the Rules section, which has no Fn::Join: a list has a non-empty member."""
+    if parameter.properties["Type"] == "CommaDelimitedList":
+        return Not({"Fn::EachMemberEquals": [Ref(parameter), ""]})
+    return _given(parameter)
+
+
 def add_rules(template: Template, params: Parameters) -> None:
     """Parameter combinations CloudFormation refuses before creating anything."""
     template.add_rule(
         "ScheduleNeedsAnInput",
         {
-            "RuleCondition": _given(params.schedule_expression),
+            "RuleCondition": _given_in_rule(params.schedule_expression),
             "Assertions": [
                 {
-                    "Assert": _given(params.schedule_input),
+                    "Assert": _given_in_rule(params.schedule_input),
                     "AssertDescription": "ScheduleExpression is set: ScheduleInput must hold the request",
                 }
             ],
@@ -210,10 +217,12 @@ def add_rules(template: Template, params: Parameters) -> None:
     template.add_rule(
         "ExportNeedsARoleAndAKey",
         {
-            "RuleCondition": _given(params.export_bucket),
+            "RuleCondition": _given_in_rule(params.export_bucket),
             "Assertions": [
                 {
-                    "Assert": And(_given(params.export_role_arn), _given(params.export_kms_key_arn)),
+                    "Assert": And(
+                        _given_in_rule(params.export_role_arn), _given_in_rule(params.export_kms_key_arn)
+                    ),
                     "AssertDescription": "ExportBucket needs ExportRoleArn and ExportKmsKeyArn",
                 }
             ],
@@ -222,10 +231,10 @@ def add_rules(template: Template, params: Parameters) -> None:
     template.add_rule(
         "VpcNeedsSecurityGroups",
         {
-            "RuleCondition": _given(params.subnet_ids),
+            "RuleCondition": _given_in_rule(params.subnet_ids),
             "Assertions": [
                 {
-                    "Assert": _given(params.security_group_ids),
+                    "Assert": _given_in_rule(params.security_group_ids),
                     "AssertDescription": "SubnetIds is set: SecurityGroupIds is required too",
                 }
             ],

@@ -373,3 +373,24 @@ def test_cli_names_the_missing_steps_instead_of_a_traceback(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "names step(s) nobody registered: check_swap_status" in captured.err
+
+
+def test_rules_use_only_the_functions_cloudformation_allows_in_rules(template: dict[str, Any]) -> None:
+    allowed = {"Fn::And", "Fn::Contains", "Fn::EachMemberEquals", "Fn::EachMemberIn", "Fn::Equals", "Fn::Not",
+               "Fn::Or", "Fn::RefAll", "Fn::ValueOf", "Fn::ValueOfAll", "Ref"}  # fmt: skip
+
+    def used(value: Any) -> set[str]:
+        if isinstance(value, dict):
+            return {k for k in value if k.startswith("Fn::") or k == "Ref"} | set().union(
+                *map(used, value.values())
+            )
+        if isinstance(value, list):
+            return set().union(*map(used, value)) if value else set()
+        return set()
+
+    assert used(template["Rules"]) <= allowed
+    assert set(template["Rules"]) == {
+        "ScheduleNeedsAnInput",
+        "ExportNeedsARoleAndAKey",
+        "VpcNeedsSecurityGroups",
+    }
