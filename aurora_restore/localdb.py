@@ -50,7 +50,6 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -84,6 +83,10 @@ class LocalPostgres:
     database: str = "postgres"
     data_dir: str = ""
     log_file: str = ""
+    _admin: _AdminSessions = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._admin = _AdminSessions(self)
 
     @property
     def endpoint(self) -> str:
@@ -94,28 +97,19 @@ class LocalPostgres:
         """Run ``await work(connection)`` as the superuser, from sync code or inside an event loop.
 
         The connection goes straight to the Unix socket, not through the TLS front: this is the
-        server's own back door for setting things up and checking them in tests.
+        server's own back door for setting things up and checking them in tests. Connections are
+        kept (one per database) on a helper thread's event loop, so checks cost a round trip.
         """
+        return self._admin.run(work, database or self.database)
 
-        async def session() -> T:
-            import asyncpg
+    def drop_database(self, name: str) -> None:
+        """Drop a database, closing the kept connection to it first."""
+        self._admin.forget(name)
+        self.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
-            connection = await asyncpg.connect(
-                host=self.socket_dir,
-                port=SOCKET_PORT,
-                user=self.superuser,
-                password=self.password,
-                database=database or self.database,
-                timeout=10,
-            )
-            try:
-                return await work(connection)
-            finally:
-                await connection.close()
-
-        # A fresh thread has no running loop, so this works from inside asyncio.run() too.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, session()).result()
+    def close(self) -> None:
+        """Close the kept connections (the server stops separately)."""
+        self._admin.close()
 
     def execute(self, sql: str, *, database: str | None = None) -> None:
         """Run SQL (several statements allowed) as the superuser."""
@@ -151,6 +145,73 @@ class LocalPostgres:
         self.execute(
             f"ALTER ROLE {quote_ident(username)} WITH PASSWORD {quote_literal(scram_verifier(password))}"
         )
+
+
+class _AdminSessions:
+    """Superuser connections kept per database on one helper thread's event loop."""
+
+    def __init__(self, server: LocalPostgres) -> None:
+        self._server = server
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Any], Coroutine[Any, Any, T]], database: str) -> T:
+        loop = self._start()
+        future = asyncio.run_coroutine_threadsafe(self._work(work, database), loop)
+        return future.result(60)
+
+    async def _work(self, work: Callable[[Any], Coroutine[Any, Any, T]], database: str) -> T:
+        import asyncpg
+
+        connection = self._connections.get(database)
+        if connection is None or connection.is_closed():
+            connection = await asyncpg.connect(
+                host=self._server.socket_dir,
+                port=SOCKET_PORT,
+                user=self._server.superuser,
+                password=self._server.password,
+                database=database,
+                timeout=10,
+            )
+            self._connections[database] = connection
+        try:
+            return await work(connection)
+        except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
+            self._connections.pop(database, None)
+            raise
+
+    def forget(self, database: str) -> None:
+        """Close the kept connection to ``database``, if any."""
+        connection = self._connections.pop(database, None)
+        if connection is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(connection.close(timeout=5), self._loop).result(10)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is None:
+                return
+            for database in list(self._connections):
+                with contextlib.suppress(Exception):
+                    self.forget(database)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(10)
+            self._loop.close()
+            self._loop = None
+            self._thread = None
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name="aurora-restore-pg-admin", daemon=True
+                )
+                self._thread.start()
+                self._loop = loop
+            return self._loop
 
 
 # -- starting and stopping --------------------------------------------------------------------
@@ -272,6 +333,8 @@ class LocalPostgresServer:
 
     def stop(self) -> None:
         """Stop the front and the server (fast shutdown), then delete every file."""
+        if self.info is not None:
+            self.info.close()
         if self._front is not None:
             self._front.stop()
             self._front = None

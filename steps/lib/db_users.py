@@ -236,10 +236,10 @@ class SpecApplier:
             raise self._no_schema(schema, where)
         rows = await self.connection.fetch(
             "SELECT c.relname, array(SELECT a.privilege_type"
-            '  FROM aclexplode(coalesce(c.relacl, acldefault($4::"char", c.relowner))) a'
+            '  FROM aclexplode(coalesce(c.relacl, acldefault($4::text::"char", c.relowner))) a'
             "  WHERE a.grantee = $2) AS granted"
             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            ' WHERE n.nspname = $1 AND c.relkind = ANY($3::"char"[]) ORDER BY c.relname',
+            ' WHERE n.nspname = $1 AND c.relkind::text = ANY($3::text[]) ORDER BY c.relname',
             schema,
             oid,
             RELATION_KINDS[kind],
@@ -269,7 +269,7 @@ class SpecApplier:
         owner_oid = await self._role_oid(owner, f"{where}.for_role")
         granted = await self.connection.fetchval(
             "SELECT array(SELECT a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a"
-            ' WHERE d.defaclrole = $1 AND d.defaclnamespace = $2 AND d.defaclobjtype = $3::"char"'
+            ' WHERE d.defaclrole = $1 AND d.defaclnamespace = $2 AND d.defaclobjtype = $3::text::"char"'
             " AND a.grantee = $4)",
             owner_oid,
             schema_oid,
@@ -326,7 +326,7 @@ class SpecApplier:
             self.changes.roles_not_found.append(name)
             return
         dependencies = await self.connection.fetch(
-            "SELECT d.datname, s.dbid, s.deptype,"
+            "SELECT d.datname, s.dbid, s.deptype::text AS deptype,"
             " CASE WHEN s.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))"
             "  THEN pg_describe_object(s.classid, s.objid, s.objsubid) END AS object"
             " FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid"
