@@ -239,7 +239,7 @@ class SpecApplier:
             '  FROM aclexplode(coalesce(c.relacl, acldefault($4::text::"char", c.relowner))) a'
             "  WHERE a.grantee = $2) AS granted"
             " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            ' WHERE n.nspname = $1 AND c.relkind::text = ANY($3::text[]) ORDER BY c.relname',
+            " WHERE n.nspname = $1 AND c.relkind::text = ANY($3::text[]) ORDER BY c.relname",
             schema,
             oid,
             RELATION_KINDS[kind],
