@@ -408,6 +408,26 @@ def test_a_change_that_does_not_apply_in_time_is_retried_without_a_second_reset(
     assert world.login(MASTER, world.master_password_now()) == ""
 
 
+def test_a_cluster_restored_with_an_rds_managed_secret_gets_it_rotated(world: World) -> None:
+    # GIVEN a restored cluster that already has an RDS-managed secret, while production's
+    # password still opens the database (made without the emulation: nothing changed in PostgreSQL)
+    import boto3
+
+    raw_rds = boto3.client("rds", region_name=REGION)
+    inherited = raw_rds.modify_db_cluster(
+        DBClusterIdentifier=CLUSTER, ManageMasterUserPassword=True, ApplyImmediately=True
+    )
+    inherited_arn = inherited["DBCluster"]["MasterUserSecret"]["SecretArn"]
+    assert world.login(MASTER, PRODUCTION_PASSWORD) == ""
+    # WHEN the step runs
+    output = world.run({})
+    # THEN it rotated that secret rather than asking for a new one, and production's password is locked out
+    assert output["master_user"]["call"] == "RotateMasterUserPassword"
+    assert output["master_user"]["secret_arn"] == inherited_arn
+    assert world.login(MASTER, PRODUCTION_PASSWORD) == "InvalidPasswordError"
+    assert world.login(MASTER, world.master_password_now()) == ""
+
+
 def test_stack_secret_mode_keeps_the_password_in_the_stacks_secret(world: World) -> None:
     # WHEN the request asks for the stack's own secret
     output = world.run({}, master_password_storage="stack-secret")
