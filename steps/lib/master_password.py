@@ -91,8 +91,13 @@ def reset_master_password(ctx: StepContext, cluster: dict[str, Any]) -> MasterRe
         secret_arn, password, ours = _stack_secret(ctx, cluster)
         requested_now = not (already_reset and ours)
         if requested_now:
+            extra: dict[str, Any] = {}
+            if (cluster.get("MasterUserSecret") or {}).get("SecretArn"):
+                # RDS refuses a password for a cluster whose password it manages: it has to stop
+                # managing it (and deletes its secret) in the same call.
+                extra["ManageMasterUserPassword"] = False
             rds.modify_db_cluster(
-                DBClusterIdentifier=cluster_id, MasterUserPassword=password, ApplyImmediately=True
+                DBClusterIdentifier=cluster_id, MasterUserPassword=password, ApplyImmediately=True, **extra
             )
         reset = MasterReset(username, STACK_SECRET, secret_arn, requested_now, "MasterUserPassword")
     else:

@@ -449,6 +449,25 @@ def test_stack_secret_mode_keeps_the_password_in_the_stacks_secret(world: World)
     assert world.rds_calls.count("ModifyDBCluster") == 1
 
 
+def test_stack_secret_mode_takes_over_from_an_inherited_rds_managed_secret(world: World) -> None:
+    # GIVEN a restored cluster with an RDS-managed secret, and a request for the stack's secret
+    import boto3
+
+    boto3.client("rds", region_name=REGION).modify_db_cluster(
+        DBClusterIdentifier=CLUSTER, ManageMasterUserPassword=True, ApplyImmediately=True
+    )
+    # WHEN the step runs
+    output = world.run({}, master_password_storage="stack-secret")
+    # THEN RDS stops managing the password and the stack secret's password is the one that works
+    cluster = world.clients("rds", REGION).describe_db_clusters(DBClusterIdentifier=CLUSTER)["DBClusters"][0]
+    assert not cluster.get("MasterUserSecret")
+    value = world.clients("secretsmanager", REGION).get_secret_value(
+        SecretId=output["master_user"]["secret_arn"]
+    )
+    assert world.login(MASTER, json.loads(value["SecretString"])["password"]) == ""
+    assert world.login(MASTER, PRODUCTION_PASSWORD) == "InvalidPasswordError"
+
+
 def test_a_foreign_secret_with_the_stack_secrets_name_is_never_overwritten(world: World) -> None:
     sm = world.clients("secretsmanager", REGION)
     sm.create_secret(Name=f"aurora-restore/{TARGET}/master", SecretString='{"password": "someone-elses"}')
