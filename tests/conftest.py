@@ -54,12 +54,20 @@ def settings() -> Any:
     return Settings(topic_arn="", default_kms_key_id="")
 
 
+@pytest.fixture(scope="session")
+def model_loader() -> Any:
+    """One botocore model loader for the session: clients stay fresh, models are parsed once."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
 @pytest.fixture
-def clients(aws: None) -> Any:
+def clients(aws: None, model_loader: Any) -> Any:
     """Fresh cached clients inside the moto world."""
     from dispatcher.aws import Clients
 
-    return Clients(default_region="us-east-1")
+    return Clients(default_region="us-east-1", model_loader=model_loader)
 
 
 @pytest.fixture
