@@ -79,6 +79,7 @@ HAS_EXPORT = "HasExport"
 HAS_EXPORT_KEY = "HasExportKmsKey"
 ALLOWS_RDS_MANAGED_SECRETS = "AllowsRdsManagedSecrets"
 HAS_RESERVED_CONCURRENCY = "HasReservedConcurrency"
+HAS_SCRIPTS_PREFIX = "HasScriptsS3Prefix"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,6 +191,7 @@ def add_conditions(template: Template, params: Parameters) -> None:
         HAS_EXPORT_KEY, And(_given(params.export_bucket), _given(params.export_kms_key_arn))
     )
     template.add_condition(ALLOWS_RDS_MANAGED_SECRETS, Equals(Ref(params.allow_rds_managed_secrets), "true"))
+    template.add_condition(HAS_SCRIPTS_PREFIX, _given(params.scripts_s3_prefix))
     template.add_condition(HAS_RESERVED_CONCURRENCY, Not(Equals(Ref(params.reserved_concurrency), "-1")))
 
 
@@ -390,7 +392,11 @@ def function_environment(
     topic: sns.Topic,
     plugins: bool,
 ) -> dict[str, Any]:
-    """``AURORA_RESTORE_*`` variables read by ``dispatcher.settings.Settings.from_env``."""
+    """``AURORA_RESTORE_*`` variables read by ``dispatcher.settings.Settings.from_env``.
+
+    Every setting but ``db_endpoint_override``, the local rehearsal's seam, which a deployed
+    function must never have.
+    """
     defaults = Settings()
     values: dict[str, Any] = {
         "stage": Ref(params.stage),
@@ -414,6 +420,8 @@ def function_environment(
         "audit_ttl_days": Ref(params.audit_ttl_days),
         "db_connect_timeout_seconds": str(int(defaults.db_connect_timeout_seconds)),
         "db_connect_attempts": str(defaults.db_connect_attempts),
+        "db_ca_bundle": Ref(params.db_ca_bundle),
+        "password_reset_max_wait_seconds": str(defaults.password_reset_max_wait_seconds),
         "load_plugins": "true" if plugins else "false",
         "log_level": Ref(params.log_level),
     }
@@ -467,6 +475,7 @@ def add_dispatcher(
                             secrets_prefix=Ref(params.secrets_prefix),
                             export_role_arn=Ref(params.export_role_arn),
                             export_kms_key=Ref(params.export_kms_key_arn),
+                            scripts_prefix=Ref(params.scripts_s3_prefix),
                             conditions={
                                 "unmanaged_prefix": HAS_UNMANAGED_PREFIX,
                                 "export": HAS_EXPORT,
@@ -475,6 +484,7 @@ def add_dispatcher(
                                 "source_keys": HAS_SOURCE_KEYS,
                                 "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
                                 "vpc": IN_VPC,
+                                "scripts": HAS_SCRIPTS_PREFIX,
                             },
                         ),
                     },

@@ -55,8 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="REQUIREMENT",
         help="another requirement to include, e.g. a package of third-party steps (repeatable)",
     )
+    parser.add_argument(
+        "--ca-bundle",
+        type=Path,
+        metavar="PEM",
+        help="ship this CA bundle as certs/<name> (e.g. RDS's global-bundle.pem; the stack's DbCaBundle "
+        "parameter then points at /var/task/certs/<name>)",
+    )
     args = parser.parse_args(argv)
-    output = build(args.output, extra=args.extra)
+    output = build(args.output, extra=args.extra, ca_bundle=args.ca_bundle)
     print(f"{output} ({output.stat().st_size // 1024} KiB)")
     return 0
 
@@ -152,7 +159,7 @@ def write_zip(source: Path, output: Path) -> Path:
     return output
 
 
-def build(output: Path = DEFAULT_OUTPUT, *, extra: Sequence[str] = ()) -> Path:
+def build(output: Path = DEFAULT_OUTPUT, *, extra: Sequence[str] = (), ca_bundle: Path | None = None) -> Path:
     """Resolve, install and zip; returns the zip's path."""
     with tempfile.TemporaryDirectory(prefix="aurora-restore-package-") as tmp:
         workdir = Path(tmp)
@@ -162,7 +169,20 @@ def build(output: Path = DEFAULT_OUTPUT, *, extra: Sequence[str] = ()) -> Path:
         install(pins, staging)
         # The *.dist-info directories stay: third-party steps are found through their entry points.
         copy_project(staging)
+        if ca_bundle is not None:
+            add_ca_bundle(ca_bundle, staging)
         return write_zip(staging, Path(output))
+
+
+def add_ca_bundle(bundle: Path, target: Path) -> Path:
+    """Copy a PEM bundle to ``certs/`` in the package (refusing a file that holds no certificate)."""
+    text = bundle.read_text()
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise SystemExit(f"{bundle} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")
+    destination = target / "certs" / bundle.name
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(text)
+    return destination
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ class Parameters:
     export_bucket: Parameter
     export_role_arn: Parameter
     export_kms_key_arn: Parameter
+    scripts_s3_prefix: Parameter
+    db_ca_bundle: Parameter
     poll_min_seconds: Parameter
     poll_max_seconds: Parameter
     copy_max_wait_seconds: Parameter
@@ -234,6 +236,22 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             AllowedPattern=r"^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$",
             Description="KMS key ARN for snapshot exports (required with ExportBucket)",
         ),
+        scripts_s3_prefix=add(
+            "ScriptsS3Prefix",
+            Type="String",
+            Default="",
+            AllowedPattern=r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+            Description="Optional: bucket/prefix/ the users spec's s3:// SQL scripts may be read from "
+            "(the role may read objects under it); empty: inline scripts only",
+        ),
+        db_ca_bundle=add(
+            "DbCaBundle",
+            Type="String",
+            Default="",
+            Description="Path in the function of the PEM bundle that verifies the restored cluster's TLS "
+            "certificate, e.g. /var/task/certs/global-bundle.pem (python -m infra.package --ca-bundle); "
+            "empty: TLS is required but the certificate is not verified",
+        ),
         poll_min_seconds=seconds(
             "PollMinSeconds", defaults.poll_min_seconds, 1, 3600, "Shortest wait between two status checks"
         ),
@@ -312,6 +330,7 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.default_cluster_parameter_group,
                     ),
                     _group("Credentials", params.secrets_prefix, params.allow_rds_managed_secrets),
+                    _group("Database connection", params.db_ca_bundle, params.scripts_s3_prefix),
                     _group(
                         "Snapshot export",
                         params.export_bucket,

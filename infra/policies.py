@@ -79,6 +79,7 @@ def dispatcher_statements(
     secrets_prefix: Ref,
     export_role_arn: Ref,
     export_kms_key: Ref,
+    scripts_prefix: Ref,
     conditions: dict[str, str],
 ) -> list[dict[str, Any]]:
     """Statements of the dispatcher function's role (conditional ones use ``Fn::If``)."""
@@ -145,6 +146,9 @@ def dispatcher_statements(
                     "rds:DeleteDBInstance",
                     "rds:ModifyDBCluster",
                     "rds:CreateDBClusterSnapshot",
+                    # The swap marks the old target it renames away (and unmarks it on undo).
+                    "rds:AddTagsToResource",
+                    "rds:RemoveTagsFromResource",
                 ],
                 "Resource": [
                     Sub(
@@ -302,6 +306,17 @@ def dispatcher_statements(
                     Sub("arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:rds!cluster-*")
                 ],
                 "Condition": {"StringEquals": in_target_regions},
+            },
+            NoValue,
+        ),
+        If(
+            conditions["scripts"],
+            {
+                # Post-restore SQL scripts of the users spec given as s3:// objects.
+                "Sid": "ReadUserScriptsUnderThePrefix",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [Sub("arn:${AWS::Partition}:s3:::${Prefix}*", Prefix=scripts_prefix)],
             },
             NoValue,
         ),

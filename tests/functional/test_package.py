@@ -66,3 +66,17 @@ def test_the_zip_is_reproducible_and_carries_no_caches(tmp_path: Path) -> None:
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert (archive.getinfo("lib.so").external_attr >> 16) & 0o777 == 0o755
         assert (archive.getinfo("dispatcher/handler.py").external_attr >> 16) & 0o777 == 0o644
+
+
+def test_a_ca_bundle_ships_under_certs_and_a_non_pem_file_is_refused(tmp_path: Path) -> None:
+    bundle = tmp_path / "global-bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    shipped = package.add_ca_bundle(bundle, tmp_path / "staging")
+    assert shipped == tmp_path / "staging" / "certs" / "global-bundle.pem"
+    assert shipped.read_text() == bundle.read_text()
+
+    not_pem = tmp_path / "index.html"
+    not_pem.write_text("<html>Access denied</html>")
+    with pytest.raises(SystemExit, match="holds no PEM certificate"):
+        package.add_ca_bundle(not_pem, tmp_path / "staging")
+    assert not (tmp_path / "staging" / "certs" / "index.html").exists()
