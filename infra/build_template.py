@@ -67,6 +67,7 @@ LAMBDA_HANDLER = "dispatcher.handler.lambda_handler"
 LAMBDA_MEMORY_MB = 512
 #: Where ``python -m infra.package`` writes the zip; ``aws cloudformation package`` uploads it.
 DEFAULT_CODE = "build/lambda.zip"
+
 # Condition names (kept as constants: resources refer to them by name).
 IN_VPC = "InVpc"
 HAS_TARGET_REGIONS = "HasTargetRegions"

@@ -16,30 +16,10 @@ from dispatcher.settings import Settings
 from infra.pipeline import MAX_WAIT_LIMITS_SECONDS
 
 #: CloudWatch Logs' allowed retention periods, in days.
-LOG_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
-)
+# fmt: off
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+# fmt: on
 
 
 @dataclass
