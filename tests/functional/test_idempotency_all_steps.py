@@ -6,7 +6,9 @@ state by state through the dispatcher, passing data as the state machine does
 (docs/architecture.md: a Task gets its step's ``reads``, its output goes under ``result_key``), and
 runs every Task twice with the same event. After each pair the world is compared with the world
 after the first of the two: RDS clusters, instances and snapshots with their tags in both regions,
-the SNS messages published, the target lock and the operation's status.
+the SNS messages published, the target lock, the operation's status, and the restored database's
+roles (``setup_db_users`` runs against the suite's real PostgreSQL, which plays the restored
+cluster's database, with RDS's master password changes emulated as in its own tests).
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from dispatcher.errors import AuroraRestoreError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
 from tests.functional.replace_world import faithful_rds, make_cluster
-from tests.functional.snapshot_world import SOURCE_REGION, TARGET_REGION, manual_snapshot, source_cluster
+from tests.functional.snapshot_world import SOURCE_REGION, TARGET_REGION, manual_snapshot
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
 __all__ = ["faithful_rds"]
 
+pytestmark = pytest.mark.postgres
+
 TARGET = "orders-dev"
 EXECUTION = "arn:aws:states:us-west-2:123456789012:execution:aurora-restore:"
-#: Steps that need what this file's moto world cannot give (a PostgreSQL server).
-NEEDS_DATABASE = {"setup_db_users"}
+#: The source cluster's master user, which the restored cluster keeps.
+SOURCE_MASTER = "orders_master"
+SOURCE_PASSWORD = "source-master-pw-1"
 #: Poll loops: (start step, check step). The loop runs the check until ``complete``.
 LOOPS = {
     "copy_snapshot": "check_copy_status",
@@ -59,9 +64,9 @@ def tags_of(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("TagList", [])}
 
 
-def world(clients: Any, inbox: Inbox, store: Any, operation_id: str) -> dict[str, Any]:
+def world(clients: Any, inbox: Inbox, store: Any, operation_id: str, database: Database) -> dict[str, Any]:
     """What an operator would call the state of things, with nothing that merely ages."""
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {"roles": database.roles()}
     for region in (SOURCE_REGION, TARGET_REGION):
         rds = clients("rds", region)
         seen[f"{region} clusters"] = {
@@ -114,11 +119,12 @@ class Twice:
     inbox: Inbox
     store: Any
     operation_id: str
+    database: Database
     data: dict[str, Any]
     ran: list[str] = field(default_factory=list)
 
     def world(self) -> dict[str, Any]:
-        return world(self.clients, self.inbox, self.store, self.operation_id)
+        return world(self.clients, self.inbox, self.store, self.operation_id, self.database)
 
     def task(self, step: str) -> dict[str, Any]:
         """The Task state of ``step``, invoked twice with the same event; the second output goes on."""
@@ -160,8 +166,7 @@ class Twice:
         if self.data["request"]["strategy"] == "delete-first" and self.data["snapshot"]["target"]["exists"]:
             self.loop("delete_target")
         self.loop("restore_snapshot")
-        if "setup_db_users" in self.dispatcher.registry and "setup_db_users" not in NEEDS_DATABASE:
-            self.task("setup_db_users")
+        self.task("setup_db_users")
         if self.data["restore"]["swap_required"]:
             self.loop("swap_clusters")
         self.task("archive_snapshot")
@@ -181,35 +186,93 @@ def inbox(clients: Any) -> Inbox:
     return box
 
 
+@dataclass
+class Database:
+    """The restored cluster's database, played by a database on the suite's PostgreSQL server."""
+
+    server: Any
+    name: str
+
+    def roles(self) -> list[tuple[str, bool]]:
+        """Every role with whether it may log in."""
+        rows = self.server.fetch("SELECT rolname, rolcanlogin FROM pg_roles ORDER BY rolname")
+        return [(row["rolname"], row["rolcanlogin"]) for row in rows]
+
+
 @pytest.fixture
-def app(registry: Any, clients: Any, store: Any, inbox: Inbox) -> Dispatcher:
-    """The dispatcher with a notification topic (so published messages can be counted)."""
-    dispatcher = Dispatcher(registry=registry, settings=Settings(topic_arn=TOPIC_ARN), clients=clients)
+def database(postgres_server: Any, pg_database: str, clients: Any) -> Database:
+    """The database, its master user as the snapshot has it, and RDS's password changes emulated."""
+    from aurora_restore.localdb import RdsMasterPasswordEmulation
+
+    postgres_server.add_master_user(SOURCE_MASTER, SOURCE_PASSWORD)
+    RdsMasterPasswordEmulation(postgres_server, clients).install()
+    return Database(postgres_server, pg_database)
+
+
+@pytest.fixture
+def app(registry: Any, clients: Any, store: Any, inbox: Inbox, database: Database) -> Dispatcher:
+    """The dispatcher with a notification topic (so published messages can be counted) and the
+    database endpoint overridden to the local server (as the rehearsal does)."""
+    settings = Settings(
+        topic_arn=TOPIC_ARN,
+        db_endpoint_override=database.server.endpoint,
+        db_ca_bundle=database.server.ca_file,
+        db_connect_attempts=3,
+        db_connect_timeout_seconds=5.0,
+        secrets_prefix="aurora-restore/",
+    )
+    dispatcher = Dispatcher(registry=registry, settings=settings, clients=clients)
     dispatcher._store = store
     return dispatcher
 
 
-def start(app: Dispatcher, clients: Any, inbox: Inbox, store: Any, operation_id: str, **body: Any) -> Twice:
-    """A source snapshot in us-east-1 and an execution refreshing TARGET in us-west-2 from it."""
-    source_cluster(clients)
+def start(
+    app: Dispatcher,
+    clients: Any,
+    inbox: Inbox,
+    store: Any,
+    database: Database,
+    operation_id: str,
+    **body: Any,
+) -> Twice:
+    """A source snapshot in us-east-1 and an execution refreshing TARGET in us-west-2 from it,
+    with a users spec: one login role whose password is in Secrets Manager."""
+    clients("rds", SOURCE_REGION).create_db_cluster(
+        DBClusterIdentifier="orders",
+        Engine="aurora-postgresql",
+        EngineVersion="15.4",
+        MasterUsername=SOURCE_MASTER,
+        MasterUserPassword=SOURCE_PASSWORD,
+    )
     manual_snapshot(clients)
+    secret = clients("secretsmanager", TARGET_REGION).create_secret(
+        Name=f"aurora-restore/{operation_id}/app_rw", SecretString=json.dumps({"password": "rw-Pass-1"})
+    )
+    users = {
+        "roles": [{"name": "app_rw", "login": True, "password_secret_arn": secret["ARN"]}],
+        "grants": [
+            {"type": "database", "database": database.name, "privileges": ["CONNECT"], "to": ["app_rw"]}
+        ],
+    }
     raw = {
         "operation_id": operation_id,
         "snapshot_id": "orders-manual",
         "source_region": SOURCE_REGION,
         "target_region": TARGET_REGION,
         "target_cluster_id": TARGET,
+        "database": database.name,
+        "users": users,
         **body,
     }
-    return Twice(app, clients, inbox, store, operation_id, {"body": raw})
+    return Twice(app, clients, inbox, store, operation_id, database, {"body": raw})
 
 
 def test_swap_every_step_twice(
-    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any
+    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any, database: Database
 ) -> None:
     # GIVEN a managed target with two instances, refreshed by swap
     target_cluster(clients, instances=2)
-    run = start(app, clients, inbox, store, "op-twice-swap", strategy="swap", reader_count=1)
+    run = start(app, clients, inbox, store, database, "op-twice-swap", strategy="swap", reader_count=1)
     # WHEN every Task of the pipeline runs twice
     run.run()
     # THEN (checked after each pair) nothing happened twice; and the refresh did happen once
@@ -223,14 +286,18 @@ def test_swap_every_step_twice(
         final[f"{TARGET_REGION} clusters"][TARGET]["tags"]["aurora-restore:operation-id"] == "op-twice-swap"
     )
     assert "swap_clusters" in run.ran and "check_swap_status" in run.ran
+    # AND the users spec was applied once: the role exists and may log in, production's password is out
+    assert ("app_rw", True) in final["roles"]
+    assert run.data["users"]["master_user"]["storage"] == "rds-managed"
+    assert SOURCE_PASSWORD not in json.dumps(run.data)
 
 
 def test_delete_first_every_step_twice(
-    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any
+    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any, database: Database
 ) -> None:
     # GIVEN a managed target refreshed by delete-first
     target_cluster(clients, instances=2)
-    run = start(app, clients, inbox, store, "op-twice-delete", strategy="delete-first")
+    run = start(app, clients, inbox, store, database, "op-twice-delete", strategy="delete-first")
     # WHEN every Task runs twice
     run.run()
     # THEN the old target was deleted once and the new one restored under its name
@@ -245,10 +312,10 @@ def test_delete_first_every_step_twice(
 
 
 def test_new_target_every_step_twice(
-    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any
+    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any, database: Database
 ) -> None:
     # GIVEN no target yet
-    run = start(app, clients, inbox, store, "op-twice-new")
+    run = start(app, clients, inbox, store, database, "op-twice-new")
     # WHEN every Task runs twice
     run.run()
     # THEN one cluster and one copy were made
@@ -260,13 +327,19 @@ def test_new_target_every_step_twice(
 
 @pytest.mark.parametrize("strategy", ["swap", "delete-first"])
 def test_failure_handler_twice_after_the_restore(
-    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any, strategy: str
+    faithful_rds: None,
+    app: Dispatcher,
+    clients: Any,
+    inbox: Inbox,
+    store: Any,
+    database: Database,
+    strategy: str,
 ) -> None:
     # GIVEN a refresh that restored (and for delete-first, deleted the old target) and then failed
     from dispatcher.errors import RestoreFailed
 
     target_cluster(clients, instances=1)
-    run = start(app, clients, inbox, store, f"op-twice-fail-{strategy}", strategy=strategy)
+    run = start(app, clients, inbox, store, database, f"op-twice-fail-{strategy}", strategy=strategy)
     run.task("validate_request")
     run.task("snapshot_check")
     run.loop("copy_snapshot")
@@ -299,6 +372,7 @@ def test_every_registered_step_is_covered(registry: Any) -> None:
     """A new step must join the drives above (or say why it cannot run here)."""
     covered = {
         "validate_request",
+        "setup_db_users",
         "snapshot_check",
         "archive_snapshot",
         "sns_notification",
@@ -306,4 +380,4 @@ def test_every_registered_step_is_covered(registry: Any) -> None:
         *LOOPS,
         *LOOPS.values(),
     }
-    assert set(registry.names()) - covered - NEEDS_DATABASE == set()
+    assert set(registry.names()) - covered == set()
