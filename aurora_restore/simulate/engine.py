@@ -1,0 +1,203 @@
+"""The two seams the rehearsal opens in moto's Step Functions engine, and nothing else.
+
+1. **Lambda invocations.** moto's engine invokes a Task's Lambda through
+   ``lambda_eval_utils._invoke_lambda_function``, which would ask moto's Lambda to run the code in
+   Docker. :class:`InProcessLambda` answers that call instead by running
+   ``dispatcher.handler.lambda_handler`` in this process, and answers the way real Lambda does: the
+   handler's return value as the JSON payload, or ``FunctionError: Unhandled`` with the Python
+   runtime's error payload (``errorMessage``, ``errorType`` = the exception's class name,
+   ``requestId``, ``stackTrace``). moto's engine then reports ``Error`` = ``errorType`` and
+   ``Cause`` = the payload, as Step Functions does, so the definition's Retry and Catch match the
+   same names they will match in AWS.
+2. **Retry waits.** A Retry rule waits ``IntervalSeconds * BackoffRate^n`` of real time
+   (``time.sleep`` in ``retrier_decl``). :func:`compressed_retry_waits` scales those sleeps so a
+   rehearsal of a six-attempt backoff takes a fraction of a second. The definition is unchanged;
+   only the rehearsal's clock for that wait runs faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The function the rehearsal "deploys": every Task's Resource is substituted with this ARN.
+FUNCTION_NAME = "aurora-restore-dispatcher-rehearsal"
+
+
+def function_arn(region: str, account: str) -> str:
+    """The dispatcher's ARN in the rehearsal."""
+    return f"arn:aws:lambda:{region}:{account}:function:{FUNCTION_NAME}"
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object the dispatcher (and powertools-style code) reads."""
+
+    function_name: str
+    invoked_function_arn: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = f"/aws/lambda/{FUNCTION_NAME}"
+    log_stream_name: str = "rehearsal"
+    timeout_seconds: int = 900
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout."""
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass
+class Invocation:
+    """One Lambda invocation as the rehearsal saw it."""
+
+    step: str | None
+    started: float
+    duration: float = 0.0
+    error_type: str | None = None
+
+
+def lambda_error_payload(error: BaseException, request_id: str) -> dict[str, Any]:
+    """What the Python Lambda runtime returns for an unhandled exception."""
+    return {
+        "errorMessage": str(error),
+        "errorType": type(error).__name__,
+        "requestId": request_id,
+        "stackTrace": traceback.format_list(traceback.extract_tb(error.__traceback__)),
+    }
+
+
+class InProcessLambda:
+    """Serves the state machine's Lambda invocations with ``dispatcher.handler.lambda_handler``.
+
+    ``before`` / ``after`` callbacks see each invocation (the rehearsal counts polls with them).
+    """
+
+    def __init__(
+        self,
+        function_arn: str,
+        handler: Callable[[dict[str, Any], Any], Any] | None = None,
+        *,
+        before: Callable[[dict[str, Any]], None] | None = None,
+        after: Callable[[Invocation], None] | None = None,
+    ) -> None:
+        self.function_arn = function_arn
+        self._handler = handler
+        self._before = before
+        self._after = after
+        self.invocations: list[Invocation] = []
+        #: The step running now, per thread (hooks on AWS calls read it).
+        self.local = threading.local()
+
+    @property
+    def current_step(self) -> str | None:
+        """The step the current thread's invocation runs, if any."""
+        return getattr(self.local, "step", None)
+
+    def handler(self) -> Callable[[dict[str, Any], Any], Any]:
+        """The Lambda entry point (looked up at call time, so a reset dispatcher is honoured)."""
+        if self._handler is not None:
+            return self._handler
+        from dispatcher.handler import lambda_handler
+
+        return lambda_handler
+
+    def invoke(self, parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
+        """Stand-in for moto's ``_invoke_lambda_function``: same arguments, same response shape."""
+        name = parameters.get("FunctionName")
+        if name not in (self.function_arn, FUNCTION_NAME):
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {
+                    "Error": {"Code": "ResourceNotFoundException", "Message": f"Function not found: {name}"},
+                    "ResponseMetadata": {"HTTPStatusCode": 404, "RequestId": str(uuid.uuid4())},
+                },
+                "Invoke",
+            )
+        raw = parameters.get("Payload") or b"{}"
+        event = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
+        step = event.get("step") if isinstance(event, dict) else None
+        context = LambdaContext(FUNCTION_NAME, self.function_arn)
+        invocation = Invocation(step=step if isinstance(step, str) else None, started=time.time())
+        if self._before is not None and isinstance(event, dict):
+            self._before(event)
+        self.local.step = invocation.step
+        started = time.perf_counter()
+        try:
+            result = self.handler()(event, context)
+            # Lambda serialises the return value; what cannot be serialised is the runtime's error.
+            payload: Any = json.loads(json.dumps(result))
+            response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": payload}
+        except Exception as error:
+            invocation.error_type = type(error).__name__
+            if isinstance(error, TypeError) and "JSON serializable" in str(error):
+                invocation.error_type = "Runtime.MarshalError"
+                payload = {
+                    "errorMessage": f"Unable to marshal response: {error}",
+                    "errorType": "Runtime.MarshalError",
+                    "requestId": context.aws_request_id,
+                    "stackTrace": [],
+                }
+            else:
+                payload = lambda_error_payload(error, context.aws_request_id)
+            response = {
+                "StatusCode": 200,
+                "ExecutedVersion": "$LATEST",
+                "FunctionError": "Unhandled",
+                "Payload": payload,
+            }
+        finally:
+            self.local.step = None
+        invocation.duration = time.perf_counter() - started
+        self.invocations.append(invocation)
+        if self._after is not None:
+            self._after(invocation)
+        return response
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[InProcessLambda]:
+        """Answer moto's Lambda invocations while the block runs."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+        original = lambda_eval_utils._invoke_lambda_function
+        lambda_eval_utils._invoke_lambda_function = self.invoke
+        try:
+            yield self
+        finally:
+            lambda_eval_utils._invoke_lambda_function = original
+
+
+class _ScaledTime:
+    """The ``time`` module as ``retrier_decl`` sees it, with ``sleep`` scaled."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, float(seconds)) * self.scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@contextlib.contextmanager
+def compressed_retry_waits(scale: float) -> Iterator[None]:
+    """Scale the real-time waits of Retry rules by ``scale`` (1 = real time) while the block runs."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    original = retrier_decl.time
+    if scale != 1:
+        retrier_decl.time = _ScaledTime(scale)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        retrier_decl.time = original
