@@ -11,6 +11,12 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "steps": "steps",
     "simulate": "simulate",
+    "start": "start",
+    "status": "status",
+    "history": "history",
+    "watch": "watch",
+    "retry": "retry",
+    "unlock": "unlock",
 }
 
 

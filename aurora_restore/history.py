@@ -182,10 +182,14 @@ class ExecutionHistory:
         for run in self.states:
             if run.type == "Task" and run.failed:
                 cause = run.cause if isinstance(run.cause, dict) else {}
-                message = cause.get("errorMessage") if cause else (run.cause if isinstance(run.cause, str) else "")
+                message = (
+                    cause.get("errorMessage") if cause else (run.cause if isinstance(run.cause, str) else "")
+                )
                 return {"type": run.error, "message": message or "", "state": run.name, "step": run.step}
         if self.status in ("FAILED", "TIMED_OUT", "ABORTED"):
-            message = self.cause if isinstance(self.cause, str) else json.dumps(self.cause) if self.cause else ""
+            message = (
+                self.cause if isinstance(self.cause, str) else json.dumps(self.cause) if self.cause else ""
+            )
             return {"type": self.error or self.status, "message": message, "state": None, "step": None}
         return None
 

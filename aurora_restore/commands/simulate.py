@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",
         metavar="FILE",
-        help="execution input (the seed's {\"body\": {...}} or the fields unwrapped); "
+        help='execution input (the seed\'s {"body": {...}} or the fields unwrapped); '
         "default: the seed's test input, shipped as aurora_restore/examples/seed-input.json",
     )
     parser.add_argument(
@@ -102,7 +102,9 @@ def read_input(path: str | None) -> Any:
     except ValueError as exc:
         raise ValueError(f"--input {path}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--input {path}: must be a JSON object (the execution input), got {type(value).__name__}")
+        raise ValueError(
+            f"--input {path}: must be a JSON object (the execution input), got {type(value).__name__}"
+        )
     return value
 
 
@@ -125,7 +127,9 @@ def build_options(args: argparse.Namespace) -> Any:
     faults = [parse_fault(spec) for spec in args.fault]
     low, _, high = args.poll_seconds.partition(",")
     if not (low.strip().isdigit() and high.strip().isdigit()) or int(high) < int(low):
-        raise ValueError(f"--poll-seconds {args.poll_seconds!r}: expected MIN,MAX whole seconds with MIN <= MAX")
+        raise ValueError(
+            f"--poll-seconds {args.poll_seconds!r}: expected MIN,MAX whole seconds with MIN <= MAX"
+        )
     if args.retry_delay_scale < 0:
         raise ValueError("--retry-delay-scale must be zero or more")
     return Options(
@@ -230,7 +234,9 @@ def print_summary(report: Report) -> None:
     for call in report.aws_calls:
         if call["service"] != "dynamodb":
             failed = f"  -> {call['error']}" if call["error"] else ""
-            print(f"  {call['step'] or '':<22} {call['service']}.{call['operation']} ({call['region']}){failed}")
+            print(
+                f"  {call['step'] or '':<22} {call['service']}.{call['operation']} ({call['region']}){failed}"
+            )
     injected = [f for f in report.faults if f["injected"]]
     if injected:
         print("Faults injected: " + ", ".join(f"{f['fault']} x{f['injected']}" for f in injected))

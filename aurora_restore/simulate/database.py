@@ -40,6 +40,8 @@ def rehearsal_database(
 ) -> Iterator[RehearsalDatabase]:
     """Start (or adopt) the PostgreSQL server for the run and stop it afterwards."""
     if database_url:
-        yield RehearsalDatabase(url=database_url, environment={"AURORA_RESTORE_DB_ENDPOINT_OVERRIDE": database_url})
+        yield RehearsalDatabase(
+            url=database_url, environment={"AURORA_RESTORE_DB_ENDPOINT_OVERRIDE": database_url}
+        )
         return
     yield RehearsalDatabase(url=None)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.aws import THROTTLING_CODES, TRANSIENT_CODES
+from dispatcher.aws import TRANSIENT_CODES
 from dispatcher.logs import redact
 
 #: Statuses a copy / restore may be told to end in (``--outcome copy=failed``).
@@ -99,7 +99,9 @@ class CallRecorder:
 
 
 # -- faults -------------------------------------------------------------------------------------
-_FAULT = re.compile(r"^(?P<service>[A-Za-z0-9-]+)\.(?P<operation>[A-Za-z0-9]+)=(?P<code>[A-Za-z0-9._-]+)(?:\*(?P<times>\d+))?$")
+_FAULT = re.compile(
+    r"^(?P<service>[A-Za-z0-9-]+)\.(?P<operation>[A-Za-z0-9]+)=(?P<code>[A-Za-z0-9._-]+)(?:\*(?P<times>\d+))?$"
+)
 
 
 @dataclass
@@ -150,7 +152,9 @@ def parse_fault(text: str) -> Fault:
     try:
         model = session.get_service_model(service)
     except UnknownServiceError:
-        raise ScenarioError(f"--fault {text!r}: {match['service']!r} is not an AWS service botocore knows") from None
+        raise ScenarioError(
+            f"--fault {text!r}: {match['service']!r} is not an AWS service botocore knows"
+        ) from None
     if match["operation"] not in model.operation_names:
         close = [o for o in model.operation_names if o.lower() == match["operation"].lower()]
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -206,7 +210,10 @@ def error_response(fault: Fault, url: str) -> Any:
         )
         headers["Content-Type"] = "text/xml"
     elif fault.protocol == "rest-xml":
-        body = f"<Error><Code>{fault.code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+        body = (
+            f"<Error><Code>{fault.code}</Code><Message>{message}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
         headers["Content-Type"] = "application/xml"
     else:
         body = json.dumps({"__type": fault.code, "message": message})
@@ -268,7 +275,9 @@ class ProgressScript:
     def active(self) -> bool:
         """False when the script changes nothing (moto's states as they are)."""
         return bool(
-            self.copy_polls or self.restore_polls or self.copy_outcome != "available"
+            self.copy_polls
+            or self.restore_polls
+            or self.copy_outcome != "available"
             or self.restore_outcome != "available"
         )
 
@@ -330,7 +339,9 @@ class ProgressScript:
         cluster = parsed.get("DBCluster")
         if not cluster:
             return
-        self.restored_clusters.add((context.get("client_region") or "", cluster["DBClusterIdentifier"].lower()))
+        self.restored_clusters.add(
+            (context.get("client_region") or "", cluster["DBClusterIdentifier"].lower())
+        )
         state = self._restore_state()
         if state is not None:
             cluster["Status"] = state

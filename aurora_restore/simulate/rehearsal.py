@@ -134,7 +134,9 @@ def substitute(definition: dict[str, Any], values: dict[str, str]) -> str:
         text = text.replace("${" + name + "}", value)
     leftover = [part.split("}", 1)[0] for part in text.split("${")[1:]]
     if leftover:
-        raise RehearsalError(f"the definition has placeholders the rehearsal does not know: {sorted(set(leftover))}")
+        raise RehearsalError(
+            f"the definition has placeholders the rehearsal does not know: {sorted(set(leftover))}"
+        )
     return text
 
 
@@ -285,7 +287,11 @@ class Rehearsal:
         with contextlib.ExitStack() as stack:
             stack.enter_context(
                 _environment(
-                    {"AWS_DEFAULT_REGION": stack_region, "AWS_REGION": stack_region, "AWS_XRAY_SDK_ENABLED": "false"},
+                    {
+                        "AWS_DEFAULT_REGION": stack_region,
+                        "AWS_REGION": stack_region,
+                        "AWS_XRAY_SDK_ENABLED": "false",
+                    },
                     drop=("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STEPFUNCTIONS"),
                 )
             )
@@ -297,7 +303,9 @@ class Rehearsal:
             # The rehearsal's own clients (seeding, reading back): no hooks, never recorded.
             own = Clients(default_region=stack_region)
             seeded = seed(world, own)
-            regions = sorted(set(world.regions) | ({request.source_region, request.target_region} if request else set()))
+            regions = sorted(
+                set(world.regions) | ({request.source_region, request.target_region} if request else set())
+            )
             world_before = describe_world(own, regions)
             topic_arn, queue_url = self._make_stack(own, stack_region)
             database = stack.enter_context(self._database(world, request))
@@ -421,7 +429,9 @@ class Rehearsal:
                 # The end event can trail the status by a moment in moto's engine.
                 if not history.finished:
                     time.sleep(0.02)
-                    for change, run in history.feed(read_new_events(sfn, execution_arn, history.last_event_id)):
+                    for change, run in history.feed(
+                        read_new_events(sfn, execution_arn, history.last_event_id)
+                    ):
                         self.progress(change, run)
                 history.status = described["status"]
                 history.error = history.error or described.get("error")
@@ -429,7 +439,9 @@ class Rehearsal:
                 return history
             if time.monotonic() > deadline:
                 sfn.stop_execution(
-                    executionArn=execution_arn, error="RehearsalTimeout", cause="the rehearsal's --timeout passed"
+                    executionArn=execution_arn,
+                    error="RehearsalTimeout",
+                    cause="the rehearsal's --timeout passed",
                 )
             time.sleep(0.05)
 

@@ -240,7 +240,9 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
 
 
 def _snapshot(where: str, value: Any) -> SnapshotSpec:
-    raw = _object(where, value, ("id", "region", "cluster", "type", "encrypted", "tags"), ("id", "region", "cluster"))
+    raw = _object(
+        where, value, ("id", "region", "cluster", "type", "encrypted", "tags"), ("id", "region", "cluster")
+    )
     kind = raw.get("type", "manual")
     if kind not in SNAPSHOT_TYPES:
         raise WorldError(f"{where}.type: {kind!r} is not valid; one of {', '.join(SNAPSHOT_TYPES)}")
@@ -250,7 +252,9 @@ def _snapshot(where: str, value: Any) -> SnapshotSpec:
     if kind == "automated" and not snapshot_id.startswith("rds:"):
         raise WorldError(f"{where}.id: {snapshot_id!r} is automated, so its id must start with 'rds:'")
     if kind == "manual" and snapshot_id.startswith("rds:"):
-        raise WorldError(f"{where}.id: {snapshot_id!r} starts with 'rds:', which only automated snapshots use")
+        raise WorldError(
+            f"{where}.id: {snapshot_id!r} starts with 'rds:', which only automated snapshots use"
+        )
     encrypted = raw.get("encrypted")
     return SnapshotSpec(
         id=snapshot_id,
@@ -325,7 +329,8 @@ def _check_references(world: World) -> None:
         if snapshot.encrypted is not None and snapshot.encrypted != cluster.storage_encrypted:
             state = "encrypted" if cluster.storage_encrypted else "not encrypted"
             raise WorldError(
-                f"snapshots[{i}].encrypted: {snapshot.encrypted} contradicts its cluster {cluster.id}, which is "
+                f"snapshots[{i}].encrypted: {snapshot.encrypted} contradicts its cluster {cluster.id}, "
+                "which is "
                 f"{state} (a snapshot is encrypted exactly when its cluster is)"
             )
         key = (snapshot.region, snapshot.id.lower())
@@ -362,7 +367,10 @@ def default_world(request: RestoreRequest) -> World:
     else:
         snapshot_id = ref.value.split(":cluster-snapshot:")[-1] if ref.kind == "arn" else ref.value
         source_id = source_cluster_name(snapshot_id)
-    if source_id.lower() == request.target_cluster_id.lower() and request.source_region == request.target_region:
+    if (
+        source_id.lower() == request.target_cluster_id.lower()
+        and request.source_region == request.target_region
+    ):
         source_id = source_id[:56].rstrip("-") + "-source"
     # Production is encrypted with its own region's key; the copy needs one in the target region.
     target_key = KmsKeySpec(request.target_region, "alias/aurora-restore-rehearsal")
@@ -495,7 +503,9 @@ def describe_world(clients: Callable[[str, str], Any], regions: list[str]) -> di
     snapshots: list[dict[str, Any]] = []
     for region in sorted(set(regions)):
         rds = clients("rds", region)
-        instances = {i["DBInstanceIdentifier"]: i for i in _pages(rds, "describe_db_instances", "DBInstances")}
+        instances = {
+            i["DBInstanceIdentifier"]: i for i in _pages(rds, "describe_db_instances", "DBInstances")
+        }
         for cluster in _pages(rds, "describe_db_clusters", "DBClusters"):
             members = cluster.get("DBClusterMembers", [])
             writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")), None)
