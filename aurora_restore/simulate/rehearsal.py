@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aurora_restore.history import ExecutionHistory, StateRun, read_new_events
-from aurora_restore.simulate import engine
+from aurora_restore.simulate import engine, moto_compat
 from aurora_restore.simulate.hooks import CallRecorder, Fault, FaultInjector, ProgressScript
 from aurora_restore.simulate.world import ACCOUNT, SeededWorld, World, default_world, describe_world, seed
 from dispatcher.request import RestoreRequest, peek_operation_id
@@ -247,6 +247,24 @@ def _lambda_logs(sink: _LineSink) -> Iterator[None]:
         logs._configured = saved_flag
 
 
+_boto_session: Any = None
+
+
+def _shared_boto_session() -> Any:
+    """One boto3 session for every rehearsal in the process.
+
+    Each new session parses the service models' JSON again (about a second for the services a
+    run touches); sharing one keeps a second rehearsal in the same process fast. Credentials are
+    moto's fake ones, the same in every rehearsal.
+    """
+    global _boto_session
+    if _boto_session is None:
+        import boto3
+
+        _boto_session = boto3.session.Session()
+    return _boto_session
+
+
 class Rehearsal:
     """Runs one execution of the generated state machine against a moto world; see the module doc."""
 
@@ -297,11 +315,13 @@ class Rehearsal:
             )
             stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
             stack.enter_context(_quiet_moto())
+            stack.enter_context(moto_compat.upstream_fixes())
             stack.enter_context(_lambda_logs(sink))
             from dispatcher.aws import Clients
 
             # The rehearsal's own clients (seeding, reading back): no hooks, never recorded.
             own = Clients(default_region=stack_region)
+            own._session = _shared_boto_session()
             seeded = seed(world, own)
             regions = sorted(
                 set(world.regions) | ({request.source_region, request.target_region} if request else set())
@@ -318,6 +338,7 @@ class Rehearsal:
             if options.registry is not None:
                 handler._dispatcher = handler.Dispatcher(registry=options.registry)
             app = handler.get_dispatcher()
+            app.clients._session = _shared_boto_session()
             script = ProgressScript(
                 copy_polls=options.copy_polls,
                 restore_polls=options.restore_polls,
@@ -443,7 +464,7 @@ class Rehearsal:
                     error="RehearsalTimeout",
                     cause="the rehearsal's --timeout passed",
                 )
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     def _operation_id(self, history: ExecutionHistory, execution_arn: str) -> str:
         for run in history.states:

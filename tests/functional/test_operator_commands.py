@@ -166,40 +166,18 @@ def _post(url: str, body: dict[str, Any] | None = None) -> None:
         pass
 
 
-class _DeepcopyWithoutExecutions:
-    """moto 5.2.1 deep-copies a state machine per StartExecution, running executions (threads,
-    locks) included, so a second execution of one state machine fails (getmoto/moto#10077, fixed
-    by #10093 in a later release). This is that fix: the copy leaves the executions behind."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-
-    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
-        memo = {} if memo is None else memo
-        executions = getattr(value, "executions", None)
-        if isinstance(executions, list):
-            memo[id(executions)] = []
-        return self._real.deepcopy(value, memo)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 @pytest.fixture
 def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A fresh deployed stack whose executions run, served by the dispatcher in this process."""
-    import copy
-
     import boto3
-    from moto.stepfunctions.parser import models as parser_models
 
     from aurora_restore.simulate.engine import InProcessLambda, compressed_retry_waits, function_arn
+    from aurora_restore.simulate.moto_compat import upstream_fixes
     from dispatcher.aws import Clients
     from dispatcher.handler import Dispatcher
     from dispatcher.registry import load_builtin_steps
     from dispatcher.settings import Settings
 
-    monkeypatch.setattr(parser_models, "copy", _DeepcopyWithoutExecutions(copy))
     _post(f"{server}/moto-api/reset")
     _post(f"{server}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
     monkeypatch.setenv("AWS_ENDPOINT_URL", server)
@@ -227,7 +205,8 @@ def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
         clients=Clients(default_region=REGION),
     )
     bridge = InProcessLambda(arn, handler=app.handle)
-    with bridge.installed(), compressed_retry_waits(0):
+    # A retry is a second execution of the state machine: moto needs its upstream fix for that.
+    with bridge.installed(), compressed_retry_waits(0), upstream_fixes():
         yield {"machine": machine, "sfn": sfn, "app": app}
         # Executions run on the engine's threads: let them end before the next test resets the world.
         for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:

@@ -1,0 +1,79 @@
+"""Upstream fixes for moto bugs a rehearsal walks into, applied only while a rehearsal runs.
+
+Each is the fix moto merged later, re-applied here for the moto the machine has, and only when
+the installed moto still has the faulty code (its source is checked, not its version number).
+
+- getmoto/moto#10177: a snapshot ARN is split at its *last* colon, so an automated snapshot
+  (``...:cluster-snapshot:rds:orders-2026-11-20``) referenced by ARN is "not found". Copying an
+  automated snapshot across regions needs exactly that ARN: the seed's own input does it.
+- getmoto/moto#10077 (fixed by #10093): ``StartExecution`` deep-copies the state machine with its
+  running executions (threads, locks), so a second execution of one state machine fails with
+  ``cannot pickle '_thread.RLock'``. A retry under a new execution name needs a second execution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy as real_copy
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+
+def _arn_parts(identifier: str) -> tuple[str | None, str]:
+    """(region, resource id) of an RDS ARN; the id keeps its own colons (``rds:...``)."""
+    if not identifier.startswith("arn:"):
+        return None, identifier
+    parts = identifier.split(":", 6)
+    return parts[3], parts[6] if len(parts) == 7 else identifier
+
+
+def _get_snapshot(self: Any, identifier: str, resource_type: Any, not_found_exception: Any) -> Any:
+    region, snapshot_id = _arn_parts(identifier)
+    backend = self.get_backend("rds", region=region or self.region_name)
+    snapshots = backend.resource_map[resource_type]
+    if snapshot_id not in snapshots:
+        raise not_found_exception(snapshot_id)
+    return snapshots[snapshot_id]
+
+
+class _DeepcopyWithoutExecutions:
+    """``copy`` as moto's Step Functions parser sees it: a state machine's copy leaves its executions."""
+
+    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
+        memo = {} if memo is None else memo
+        executions = getattr(value, "executions", None)
+        if isinstance(executions, list):
+            memo[id(executions)] = []
+        return real_copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(real_copy, name)
+
+
+def _still_faulty(function: Any, faulty_code: str) -> bool:
+    try:
+        return faulty_code in inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+
+
+@contextlib.contextmanager
+def upstream_fixes() -> Iterator[None]:
+    """Apply the fixes the installed moto needs while the block runs; moto is as it was afterwards."""
+    from moto.rds.models import RDSBackend
+    from moto.stepfunctions.parser import models as parser_models
+
+    saved_get_snapshot = RDSBackend.get_snapshot
+    saved_copy = parser_models.copy
+    if _still_faulty(RDSBackend.get_snapshot, 'identifier.split(":")[-1]'):
+        RDSBackend.get_snapshot = _get_snapshot  # type: ignore[assignment,method-assign]
+    if _still_faulty(
+        parser_models.StepFunctionsParserBackend.start_execution, "copy.deepcopy(state_machine)"
+    ):
+        parser_models.copy = _DeepcopyWithoutExecutions()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        RDSBackend.get_snapshot = saved_get_snapshot  # type: ignore[method-assign]
+        parser_models.copy = saved_copy
