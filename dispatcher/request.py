@@ -146,10 +146,10 @@ def unwrap(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ValidationError("request", raw, "must be a JSON object")
     if "body" in raw:
-        extra = sorted(k for k in raw if k not in {"body", "step", "execution_id"})
+        extra = sorted((k for k in raw if k not in {"body", "step", "execution_id"}), key=str)
         if extra:
             raise ValidationError(
-                extra[0], raw[extra[0]], "is not allowed beside 'body'; put every field in body"
+                _field_name(extra[0]), raw[extra[0]], "is not allowed beside 'body'; put every field in body"
             )
         body = raw["body"]
         if isinstance(body, (str, bytes)):
@@ -182,10 +182,12 @@ def peek_operation_id(raw: Any, execution_id: str | None = None) -> str:
 def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreRequest:
     """Validate ``raw`` and return the request; raise ``ValidationError`` on the first problem."""
     fields = unwrap(raw)
-    unknown = sorted(k for k in fields if k not in FIELDS)
+    unknown = sorted((k for k in fields if k not in FIELDS), key=str)
     if unknown:
         raise ValidationError(
-            unknown[0], fields[unknown[0]], "is not a known field; known fields: " + ", ".join(FIELDS)
+            _field_name(unknown[0]),
+            fields[unknown[0]],
+            "is not a known field; known fields: " + ", ".join(FIELDS),
         )
 
     operation_id = fields.get("operation_id")
@@ -315,6 +317,11 @@ def parse_snapshot_ref(value: str) -> SnapshotRef:
     return SnapshotRef("identifier", value)
 
 
+def _field_name(key: Any) -> str:
+    """A field name fit for an error message, even when the key is empty or not a string."""
+    return key if isinstance(key, str) and key.strip() else repr(key)
+
+
 def _json_object(raw: str | bytes, name: str) -> Any:
     try:
         return json.loads(raw)
@@ -389,7 +396,7 @@ def _security_groups(value: Any) -> tuple[str, ...]:
 def _retention(value: Any) -> dict[str, int]:
     if not isinstance(value, Mapping):
         raise ValidationError("retention", value, 'must be an object such as {"keep_copies": 3}')
-    unknown = sorted(k for k in value if k != "keep_copies")
+    unknown = sorted((k for k in value if k != "keep_copies"), key=str)
     if unknown:
         raise ValidationError(f"retention.{unknown[0]}", value[unknown[0]], "is not known; only keep_copies")
     keep = value.get("keep_copies", 3)
