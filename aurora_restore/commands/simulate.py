@@ -40,13 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         metavar="URL",
-        help="a PostgreSQL server to stand in for the restored cluster (default: start an embedded one)",
+        help="a PostgreSQL server (with TLS; the URL's role must be a superuser) to stand in for the "
+        "restored cluster (default: start an embedded one)",
+    )
+    parser.add_argument(
+        "--database-ca",
+        metavar="FILE",
+        default="",
+        help="CA bundle to verify --database-url's certificate with (default: TLS without verification)",
     )
     parser.add_argument(
         "--polls",
         metavar="copy=N,restore=N",
         default="",
-        help="report the copy / the restore in progress for N polls first",
+        help="report the copy / the restore in progress for N polls first (delete=N: the target deleted "
+        "by the delete-first strategy is still 'deleting' for N polls)",
     )
     parser.add_argument(
         "--outcome",
@@ -138,9 +146,11 @@ def build_options(args: argparse.Namespace) -> Any:
         faults=faults,
         copy_polls=polls.get("copy", 0),
         restore_polls=polls.get("restore", 0),
+        delete_polls=polls.get("delete", 0),
         copy_outcome=outcome.get("copy", "available"),
         restore_outcome=outcome.get("restore", "available"),
         database_url=args.database_url,
+        database_ca_file=args.database_ca,
         poll_min_seconds=int(low),
         poll_max_seconds=int(high),
         retry_delay_scale=args.retry_delay_scale,
@@ -151,6 +161,7 @@ def build_options(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the rehearsal; exit 0 SUCCEEDED, 1 FAILED, 2 misuse."""
+    from aurora_restore.simulate.database import DatabaseError
     from aurora_restore.simulate.rehearsal import Rehearsal, RehearsalError
     from aurora_restore.simulate.world import WorldError
 
@@ -163,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         _print_header(rehearsal)
     try:
         report = rehearsal.run()
-    except (RehearsalError, WorldError) as exc:
+    except (RehearsalError, WorldError, DatabaseError) as exc:
         return _misuse(str(exc))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))

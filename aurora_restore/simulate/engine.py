@@ -10,9 +10,11 @@
    ``Cause`` = the payload, as Step Functions does, so the definition's Retry and Catch match the
    same names they will match in AWS.
 2. **Retry waits.** A Retry rule waits ``IntervalSeconds * BackoffRate^n`` of real time
-   (``time.sleep`` in ``retrier_decl``). :func:`compressed_retry_waits` scales those sleeps so a
-   rehearsal of a six-attempt backoff takes a fraction of a second. The definition is unchanged;
-   only the rehearsal's clock for that wait runs faster.
+   (``time.sleep`` in moto's ``retrier_decl``), and botocore sleeps its exponential backoff
+   between attempts of a throttled call (``time.sleep`` in ``botocore.endpoint``).
+   :func:`compressed_retry_waits` scales both, so a rehearsal of a six-attempt backoff takes a
+   fraction of a second. The definition and botocore's retry decisions are unchanged; only the
+   rehearsal's clock for those waits runs faster.
 """
 
 from __future__ import annotations
@@ -191,13 +193,17 @@ class _ScaledTime:
 
 @contextlib.contextmanager
 def compressed_retry_waits(scale: float) -> Iterator[None]:
-    """Scale the real-time waits of Retry rules by ``scale`` (1 = real time) while the block runs."""
+    """Scale Retry rules' and botocore's backoff waits by ``scale`` (1 = real time) in the block."""
+    from botocore import endpoint
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-    original = retrier_decl.time
+    modules = (retrier_decl, endpoint)
+    originals = [module.time for module in modules]
     if scale != 1:
-        retrier_decl.time = _ScaledTime(scale)  # type: ignore[assignment]
+        for module in modules:
+            module.time = _ScaledTime(scale)  # type: ignore[assignment]
     try:
         yield
     finally:
-        retrier_decl.time = original
+        for module, original in zip(modules, originals):
+            module.time = original

@@ -38,6 +38,13 @@ RESTORE_OUTCOMES = (
 )
 COPY_STEPS = ("copy_snapshot", "check_copy_status")
 RESTORE_STEPS = ("restore_snapshot", "check_restore_status")
+DELETE_STEPS = ("delete_target", "check_delete_status")
+#: The loops ``--polls`` can hold in progress, and the check step that counts a poll of each.
+POLL_CHECKS = {
+    "copy": "check_copy_status",
+    "restore": "check_restore_status",
+    "delete": "check_delete_status",
+}
 
 
 class ScenarioError(ValueError):
@@ -252,24 +259,28 @@ class FaultInjector:
 # -- in-progress and failed states ---------------------------------------------------------------
 @dataclass
 class ProgressScript:
-    """Makes the copy and the restore report in progress for N polls, then end as told.
+    """Makes the copy, the restore and a deletion report in progress for N polls, then end as told.
 
-    A poll is one run of ``check_copy_status`` / ``check_restore_status``; the first step of each
-    loop (``copy_snapshot`` / ``restore_snapshot``) is poll 0. While poll <= N the resource is in
+    A poll is one run of the loop's check step (``check_copy_status``, ``check_restore_status``,
+    ``check_delete_status``); the loop's first step is poll 0. While poll <= N the resource is in
     progress (copies at ``100 * poll / (N + 1)`` percent); after that it ends in the outcome status.
-    Only the copy and the clusters this run created are touched, and only in the responses of
-    those steps: the failure handler sees the world as moto has it.
+    moto deletes a cluster at once; with ``delete_polls`` a cluster deleted by ``delete_target``
+    is still described, ``deleting``, for N polls, as RDS shows it. Only what this run created or
+    deleted is touched, and only in the responses of those steps: the failure handler sees the
+    world as moto has it.
     """
 
     copy_polls: int = 0
     restore_polls: int = 0
+    delete_polls: int = 0
     copy_outcome: str = "available"
     restore_outcome: str = "available"
     current_step: Callable[[], str | None] = lambda: None
-    polls: dict[str, int] = field(default_factory=lambda: {"copy": 0, "restore": 0})
+    polls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(POLL_CHECKS, 0))
     copies: set[tuple[str, str]] = field(default_factory=set)
     restored_clusters: set[tuple[str, str]] = field(default_factory=set)
     restored_instances: set[tuple[str, str]] = field(default_factory=set)
+    deleted_clusters: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -289,14 +300,34 @@ class ProgressScript:
         add_hook("after-call.rds.CreateDBInstance", self._instance_created)
         add_hook("after-call.rds.DescribeDBClusters", self._describe_clusters)
         add_hook("after-call.rds.DescribeDBInstances", self._describe_instances)
+        add_hook("after-call.rds.DeleteDBCluster", self._deleted)
+        add_hook("before-call.rds.DescribeDBClusters", self._still_deleting)
 
     def step_invoked(self, event: dict[str, Any]) -> None:
         """Count polls (called by the Lambda bridge before each invocation)."""
-        step = event.get("step")
-        if step == "check_copy_status":
-            self.polls["copy"] += 1
-        elif step == "check_restore_status":
-            self.polls["restore"] += 1
+        for loop, check in POLL_CHECKS.items():
+            if event.get("step") == check:
+                self.polls[loop] += 1
+
+    def _deleted(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        cluster = parsed.get("DBCluster")
+        if not cluster or self.current_step() not in DELETE_STEPS or http_response.status_code >= 300:
+            return
+        key = (context.get("client_region") or "", cluster["DBClusterIdentifier"].lower())
+        self.deleted_clusters[key] = {**cluster, "Status": "deleting", "DBClusterMembers": []}
+
+    def _still_deleting(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
+        if self.current_step() not in DELETE_STEPS or self.polls["delete"] > self.delete_polls:
+            return None
+        body = params.get("body") if isinstance(params.get("body"), dict) else {}
+        cluster_id = str(body.get("DBClusterIdentifier", "")).lower()
+        described = self.deleted_clusters.get((context.get("client_region") or "", cluster_id))
+        if described is None:
+            return None
+        from botocore.awsrequest import AWSResponse
+
+        response = AWSResponse(params.get("url", ""), 200, {}, _RawBody(b""))
+        return response, {"DBClusters": [dict(described)], "ResponseMetadata": {"HTTPStatusCode": 200}}
 
     def _copy_state(self) -> tuple[str, int] | None:
         if self.current_step() not in COPY_STEPS:
@@ -377,12 +408,14 @@ class ProgressScript:
 
 
 def parse_polls(text: str) -> dict[str, int]:
-    """``copy=N,restore=N`` -> {"copy": N, "restore": N}."""
+    """``copy=N,restore=N,delete=N`` -> {"copy": N, "restore": N, "delete": N}."""
     result: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
-        if name not in ("copy", "restore") or not value.isdigit() or int(value) > 1000:
-            raise ScenarioError(f"--polls {text!r}: expected copy=N,restore=N with N from 0 to 1000")
+        if name not in POLL_CHECKS or not value.isdigit() or int(value) > 1000:
+            raise ScenarioError(
+                f"--polls {text!r}: expected copy=N,restore=N,delete=N (any of them) with N from 0 to 1000"
+            )
         result[name] = int(value)
     return result
 

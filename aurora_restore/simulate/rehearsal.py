@@ -57,10 +57,15 @@ class Options:
     faults: list[Fault] = field(default_factory=list)
     copy_polls: int = 0
     restore_polls: int = 0
+    delete_polls: int = 0
     copy_outcome: str = "available"
     restore_outcome: str = "available"
-    #: An existing PostgreSQL server for setup_db_users; None starts an embedded one.
+    #: An existing PostgreSQL server for setup_db_users (TLS, a superuser role); None: embedded.
     database_url: str | None = None
+    #: CA bundle to verify --database-url's certificate with (empty: TLS without verification).
+    database_ca_file: str = ""
+    #: A running ``aurora_restore.localdb.LocalPostgres`` to use as is (tests share one per session).
+    postgres: Any = None
     #: Poll bounds the Lambda gets (AURORA_RESTORE_POLL_MIN/MAX_SECONDS): Wait states last this long.
     poll_min_seconds: int = 0
     poll_max_seconds: int = 1
@@ -96,6 +101,7 @@ class Report:
     faults: list[dict[str, Any]]
     duration: float
     definition_states: list[str]
+    locks: list[dict[str, Any]] = field(default_factory=list)
     lambda_logs: list[str] = field(default_factory=list)
     database: dict[str, Any] = field(default_factory=dict)
 
@@ -115,6 +121,8 @@ class Report:
             "faults": self.faults,
             "world_before": self.world_before,
             "world_after": self.world_after,
+            "locks": self.locks,
+            "database": self.database,
         }
 
 
@@ -342,6 +350,7 @@ class Rehearsal:
             script = ProgressScript(
                 copy_polls=options.copy_polls,
                 restore_polls=options.restore_polls,
+                delete_polls=options.delete_polls,
                 copy_outcome=options.copy_outcome,
                 restore_outcome=options.restore_outcome,
             )
@@ -354,6 +363,8 @@ class Rehearsal:
             recorder.register(app.clients.add_hook)
             injector.register(app.clients.add_hook)
             script.register(app.clients.add_hook)
+            if request is not None:
+                database.install_emulation(app.clients.add_hook, own)
             stack.enter_context(bridge.installed())
             stack.enter_context(engine.compressed_retry_waits(options.retry_delay_scale))
             stack.callback(handler.reset)
@@ -391,8 +402,9 @@ class Rehearsal:
                 faults=injector.summary(),
                 duration=time.monotonic() - started,
                 definition_states=state_names(definition),
+                locks=self._locks(own("dynamodb", stack_region)),
                 lambda_logs=sink.lines,
-                database=database.describe() if hasattr(database, "describe") else {},
+                database=database.describe(),
             )
 
     # -- the stack the template would have made ----------------------------------------------------
@@ -410,9 +422,32 @@ class Rehearsal:
         return topic_arn, queue_url
 
     def _database(self, world: World, request: RestoreRequest | None) -> Any:
-        from aurora_restore.simulate.database import rehearsal_database
+        from aurora_restore.simulate.database import NoDatabase, rehearsal_database
+        from dispatcher.registry import load_builtin_steps
 
-        return rehearsal_database(self.options.database_url, world, request)
+        registry = self.options.registry if self.options.registry is not None else load_builtin_steps()
+        if "setup_db_users" not in registry:
+            return contextlib.nullcontext(NoDatabase())
+        return rehearsal_database(
+            server=self.options.postgres,
+            database_url=self.options.database_url,
+            ca_file=self.options.database_ca_file,
+            world=world,
+            request=request,
+        )
+
+    @staticmethod
+    def _locks(dynamodb: Any) -> list[dict[str, Any]]:
+        """Target locks still held after the run (there should be none)."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        plain = TypeDeserializer()
+        items = dynamodb.scan(
+            TableName=STATE_TABLE,
+            FilterExpression="begins_with(operation_id, :lock)",
+            ExpressionAttributeValues={":lock": {"S": "lock#"}},
+        )["Items"]
+        return [{k: str(plain.deserialize(v)) for k, v in item.items()} for item in items]
 
     def _lambda_environment(
         self, seeded: SeededWorld, region: str, topic_arn: str, database: Any
@@ -434,7 +469,7 @@ class Rehearsal:
             if isinstance(value, list):
                 value = ",".join(value)
             env["AURORA_RESTORE_" + key.upper()] = str(value)
-        env.update(getattr(database, "environment", {}) or {})
+        env.update(database.environment)
         env.update(options.settings)
         return env
 
