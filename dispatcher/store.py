@@ -143,6 +143,17 @@ class Store:
             values[":error"] = redact(error)
         self._update(operation_id, expression, names, values)
 
+    def record_notification(self, operation_id: str, status: str, record: dict[str, Any]) -> None:
+        """Keep what was published for ``status`` under ``notifications.<status>`` on the state item.
+
+        The notifying steps read it back before publishing, so a retried invocation does not
+        send a second message.
+        """
+        item = self.get_operation(operation_id) or {}
+        notifications = item.get("notifications")
+        merged = {**(notifications if isinstance(notifications, dict) else {}), status: record}
+        self._update(operation_id, "SET notifications = :notifications", {}, {":notifications": merged})
+
     def _update(
         self, operation_id: str, expression: str, names: dict[str, str], values: dict[str, Any]
     ) -> None:

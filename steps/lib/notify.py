@@ -1,0 +1,228 @@
+"""Publishing the pipeline's outcome to the stack's SNS topic, shared by both notifying steps.
+
+What goes out is described field by field in ``docs/notifications.md``. Two rules hold for every
+message: it carries no secret (values under secret-named keys are redacted, and secret-looking
+``key=value`` pairs in free text such as error messages are masked), and a retried invocation
+does not publish a second time (what was published is kept on the state item under
+``notifications.<status>`` and read back before publishing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.errors import ValidationError
+from dispatcher.logs import REDACTED, is_secret_key, redact
+
+if TYPE_CHECKING:
+    from dispatcher.context import StepContext
+
+SUBJECT_PREFIX = "[aurora-restore]"
+#: SNS wants subjects "less than 100 characters", ASCII, without line breaks or control characters.
+SUBJECT_MAX = 99
+#: Error messages longer than this are cut: a notification is read by a person, not parsed.
+ERROR_MESSAGE_MAX = 2000
+#: What the subject and the attributes show when the input did not say (an attribute cannot be empty).
+UNKNOWN = "unknown"
+
+_TOPIC_ARN = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?$"
+)
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]+")
+#: ``Bearer abc...`` / ``Basic abc...`` in free text.
+_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_AUTH_SCHEME_NAME = re.compile(r"^(Bearer|Basic)$", re.IGNORECASE)
+#: ``key=value``, ``key: value``, ``"key": "value"``, ``'key': 'value'`` in free text.
+_KEY_VALUE = re.compile(
+    # The look-behind starts keys only at a token's beginning: without it a long run of letters
+    # is rescanned from every position (quadratic time on a long error message).
+    r"""(?<![\w.\[\]-])(?P<key>[A-Za-z_][\w.\[\]-]*)(?P<close>["']?)(?P<sep>\s*[=:]\s*)"""
+    r"""(?P<value>"[^"]*"|'[^']*'|[^\s,;&)}\]]+)"""
+)
+#: botocore's parameter validation: ``Invalid type for parameter MasterUserPassword, value: x, type: ...``.
+_BOTOCORE_PARAMETER = re.compile(
+    r"(?P<head>parameter\s+(?P<key>[\w.\[\]-]+),\s*value:\s*)(?P<value>.*?)(?=,\s*(?:type|valid)\b|\n|$)",
+    re.IGNORECASE,
+)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with secret-looking values masked: ``password=hunter2`` -> ``password=***``.
+
+    Error messages are free text that may quote a request or an AWS parameter; the key-based
+    :func:`~dispatcher.logs.redact` cannot see inside them. Credentials in URLs are masked too.
+    """
+
+    def key_value(match: re.Match[str]) -> str:
+        value = match["value"]
+        if not is_secret_key(match["key"].split(".")[-1].strip("[]")) or _AUTH_SCHEME_NAME.match(value):
+            # Not a secret's name, or ``Authorization: Bearer ***`` already masked after the scheme.
+            return match[0]
+        quote = value[0] if value[:1] in {'"', "'"} else ""
+        return f"{match['key']}{match['close']}{match['sep']}{quote}{REDACTED}{quote}"
+
+    def parameter(match: re.Match[str]) -> str:
+        if not is_secret_key(match["key"].split(".")[-1]):
+            return match[0]
+        return match["head"] + REDACTED
+
+    text = _AUTH_SCHEME.sub(lambda m: f"{m[1]} {REDACTED}", text)
+    text = _BOTOCORE_PARAMETER.sub(parameter, text)
+    text = _KEY_VALUE.sub(key_value, text)
+    cleaned: str = redact(text)
+    return cleaned
+
+
+def clean(value: Any) -> Any:
+    """Anything taken from step outputs or the state item, made safe to publish."""
+    redacted = redact(value)
+    if isinstance(redacted, dict):
+        return {k: clean(v) for k, v in redacted.items()}
+    if isinstance(redacted, list):
+        return [clean(v) for v in redacted]
+    if isinstance(redacted, str):
+        return scrub_text(redacted)
+    return redacted
+
+
+def iso(moment: datetime) -> str:
+    """An ISO-8601 UTC time with a ``Z``, as the state item writes its times."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds_since(started_at: Any, now: datetime) -> int | None:
+    """Whole seconds from an ISO time on the state item to ``now``; None when it is not a time."""
+    if not isinstance(started_at, str):
+        return None
+    try:
+        started = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    return max(int((now - started).total_seconds()), 0)
+
+
+def one_line(text: Any) -> str:
+    """Printable ASCII on one line (what SNS accepts in a subject); '?' for anything else."""
+    return _NOT_PRINTABLE_ASCII.sub("?", str(text)).strip()
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters (at least 4), ending in ``...`` when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit, 4) - 3] + "..."
+
+
+def subject(operation_id: str, status: str, target_cluster_id: str) -> str:
+    """``[aurora-restore] <operation> <STATUS>: <target>``, within SNS's subject limits.
+
+    The prefix and the status always survive; when the two identifiers do not both fit, the
+    longer one is shortened first, each keeping its beginning and showing ``...``.
+    """
+    operation = one_line(operation_id) or UNKNOWN
+    target = one_line(target_cluster_id) or UNKNOWN
+    fixed = f"{SUBJECT_PREFIX}  {status}: "
+    budget = SUBJECT_MAX - len(fixed)
+    if len(operation) + len(target) > budget:
+        half = budget // 2
+        operation = _shorten(operation, max(half, budget - len(target)))
+        target = _shorten(target, budget - len(operation))
+    return f"{SUBJECT_PREFIX} {operation} {status}: {target}"
+
+
+def message_attributes(status: str, operation_id: str, target_cluster_id: str) -> dict[str, Any]:
+    """The String attributes subscription filter policies match on (never empty)."""
+    values = {"status": status, "operation_id": operation_id, "target_cluster_id": target_cluster_id}
+    return {
+        name: {"DataType": "String", "StringValue": _shorten(one_line(value), 256) or UNKNOWN}
+        for name, value in values.items()
+    }
+
+
+def topic_region(topic_arn: str) -> str:
+    """The region of an SNS topic ARN (the client must be made there)."""
+    match = _TOPIC_ARN.match(topic_arn)
+    if not match:
+        raise ValidationError(
+            "AURORA_RESTORE_TOPIC_ARN",
+            topic_arn,
+            "must be an SNS topic ARN such as arn:aws:sns:eu-west-1:123456789012:aurora-restore",
+        )
+    return match["region"]
+
+
+def previous_notification(state_item: dict[str, Any] | None, status: str) -> dict[str, Any] | None:
+    """What an earlier invocation already published for ``status``, or None."""
+    notifications = (state_item or {}).get("notifications")
+    if not isinstance(notifications, dict):
+        return None
+    record = notifications.get(status)
+    return record if isinstance(record, dict) and record.get("message_id") else None
+
+
+def publish(
+    ctx: StepContext,
+    *,
+    status: str,
+    operation_id: str,
+    target_cluster_id: str,
+    message: dict[str, Any],
+) -> dict[str, Any]:
+    """Publish ``message`` (already cleaned) as JSON to the stack's topic; return the record kept.
+
+    A FIFO topic gets a deduplication id per operation and status, so even a retry that lost
+    track of the first publish (a crash between publishing and recording) sends nothing twice
+    within SNS's five-minute deduplication window.
+    """
+    topic_arn = ctx.settings.topic_arn
+    region = topic_region(topic_arn)
+    title = subject(operation_id, status, target_cluster_id)
+    kwargs: dict[str, Any] = {
+        "TopicArn": topic_arn,
+        "Subject": title,
+        "Message": json.dumps(message, indent=2, default=str),
+        "MessageAttributes": message_attributes(status, operation_id, target_cluster_id),
+    }
+    if topic_arn.endswith(".fifo"):
+        kwargs["MessageGroupId"] = one_line(operation_id) or UNKNOWN
+        kwargs["MessageDeduplicationId"] = hashlib.sha256(f"{operation_id}#{status}".encode()).hexdigest()
+    response = ctx.aws("sns", region).publish(**kwargs)
+    return {
+        "message_id": response["MessageId"],
+        "subject": title,
+        "topic_arn": topic_arn,
+        "published_at": iso(ctx.clock()),
+    }
+
+
+def release_target_lock(ctx: StepContext, region: str, cluster_id: str) -> dict[str, Any]:
+    """Release the target's lock if this operation holds it; never another operation's lock.
+
+    Returns ``released`` (bool), ``holder`` (who holds it now, or None) and ``lock``: released,
+    already free, or held by another operation (left alone: an operation that failed with
+    TargetLocked must not free the lock of the operation that is really running).
+    """
+    if ctx.store.release_lock(region, cluster_id, ctx.operation_id):
+        return {"released": True, "holder": None, "lock": "released"}
+    holder = ctx.store.lock_holder(region, cluster_id)
+    owner = str(holder.get("lock_owner")) if holder else None
+    if owner is None:
+        return {"released": False, "holder": None, "lock": "not held"}
+    if owner == ctx.operation_id:
+        # The owner-only delete raced with nothing we know of; say so rather than guess.
+        return {"released": False, "holder": owner, "lock": "still held by this operation"}
+    return {"released": False, "holder": owner, "lock": f"held by operation {owner}; left alone"}
+
+
+def step_durations(state_item: dict[str, Any] | None) -> dict[str, int]:
+    """Milliseconds per step, from the state item the dispatcher keeps."""
+    durations = (state_item or {}).get("step_durations_ms")
+    if not isinstance(durations, dict):
+        return {}
+    return {str(k): int(v) for k, v in durations.items() if isinstance(v, (int, float))}
