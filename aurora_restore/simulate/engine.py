@@ -205,5 +205,5 @@ def compressed_retry_waits(scale: float) -> Iterator[None]:
     try:
         yield
     finally:
-        for module, original in zip(modules, originals):
+        for module, original in zip(modules, originals, strict=True):
             module.time = original
