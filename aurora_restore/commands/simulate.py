@@ -78,11 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="poll bounds the Lambda gets, i.e. how long Wait states last (default 0,1)",
     )
     parser.add_argument(
-        "--retry-delay-scale",
+        "--time-scale",
         metavar="FACTOR",
         type=float,
         default=0.01,
-        help="multiply the real-time waits of the definition's Retry rules (1 = as in AWS; default 0.01)",
+        help="the rehearsal's clock: Wait states, Retry intervals and botocore's backoff last this "
+        "fraction of their real time (1 = as in AWS; default 0.01)",
     )
     parser.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=300.0, help="stop the execution after this long"
@@ -138,8 +139,8 @@ def build_options(args: argparse.Namespace) -> Any:
         raise ValueError(
             f"--poll-seconds {args.poll_seconds!r}: expected MIN,MAX whole seconds with MIN <= MAX"
         )
-    if args.retry_delay_scale < 0:
-        raise ValueError("--retry-delay-scale must be zero or more")
+    if args.time_scale < 0:
+        raise ValueError("--time-scale must be zero or more")
     return Options(
         input=raw_input,
         world=world,
@@ -153,7 +154,7 @@ def build_options(args: argparse.Namespace) -> Any:
         database_ca_file=args.database_ca,
         poll_min_seconds=int(low),
         poll_max_seconds=int(high),
-        retry_delay_scale=args.retry_delay_scale,
+        time_scale=args.time_scale,
         timeout_seconds=args.timeout,
         log_stream=sys.stderr if args.logs else None,
     )

@@ -9,12 +9,14 @@
    ``requestId``, ``stackTrace``). moto's engine then reports ``Error`` = ``errorType`` and
    ``Cause`` = the payload, as Step Functions does, so the definition's Retry and Catch match the
    same names they will match in AWS.
-2. **Retry waits.** A Retry rule waits ``IntervalSeconds * BackoffRate^n`` of real time
-   (``time.sleep`` in moto's ``retrier_decl``), and botocore sleeps its exponential backoff
-   between attempts of a throttled call (``time.sleep`` in ``botocore.endpoint``).
-   :func:`compressed_retry_waits` scales both, so a rehearsal of a six-attempt backoff takes a
-   fraction of a second. The definition and botocore's retry decisions are unchanged; only the
-   rehearsal's clock for those waits runs faster.
+2. **The clock of waits.** A Wait state waits its ``SecondsPath`` seconds of real time (the
+   steps' poll policy never asks for less than 1 s), a Retry rule waits
+   ``IntervalSeconds * BackoffRate^n`` (``time.sleep`` in moto's ``retrier_decl``), and botocore
+   sleeps its exponential backoff between attempts of a throttled call (``time.sleep`` in
+   ``botocore.endpoint``). :func:`compressed_waits` scales all three by one factor, so a
+   rehearsal of hours of polling and a six-attempt backoff takes seconds. The definition, the
+   steps' poll decisions and botocore's retry decisions are unchanged; only the rehearsal's clock
+   for those waits runs faster.
 """
 
 from __future__ import annotations
@@ -191,19 +193,33 @@ class _ScaledTime:
         return getattr(time, name)
 
 
+def _scaled_wait_interval(scale: float) -> Callable[..., None]:
+    """``WaitFunction._wait_interval`` waiting ``scale`` times as long (an execution stop ends it)."""
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(wait_seconds * scale)
+
+    return wait_interval
+
+
 @contextlib.contextmanager
-def compressed_retry_waits(scale: float) -> Iterator[None]:
-    """Scale Retry rules' and botocore's backoff waits by ``scale`` (1 = real time) in the block."""
+def compressed_waits(scale: float) -> Iterator[None]:
+    """Scale Wait states, Retry intervals and botocore's backoff by ``scale`` (1 = real time)."""
     from botocore import endpoint
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
     modules = (retrier_decl, endpoint)
     originals = [module.time for module in modules]
+    original_wait = WaitFunction._wait_interval
     if scale != 1:
         for module in modules:
             module.time = _ScaledTime(scale)  # type: ignore[assignment]
+        WaitFunction._wait_interval = _scaled_wait_interval(scale)  # type: ignore[method-assign]
     try:
         yield
     finally:
         for module, original in zip(modules, originals, strict=True):
             module.time = original
+        WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]

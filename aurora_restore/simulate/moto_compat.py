@@ -9,6 +9,12 @@ the installed moto still has the faulty code (its source is checked, not its ver
 - getmoto/moto#10077 (fixed by #10093): ``StartExecution`` deep-copies the state machine with its
   running executions (threads, locks), so a second execution of one state machine fails with
   ``cannot pickle '_thread.RLock'``. A retry under a new execution name needs a second execution.
+
+And one fidelity gap with no upstream fix yet: moto's ``ModifyDBCluster(NewDBClusterIdentifier)``
+renames the cluster but leaves its instances pointing at the old name, so after a rename the
+instances belong to whatever cluster takes the old name next. RDS keeps a cluster's instances
+across a rename; the swap strategy renames twice and then deletes the old cluster's instances,
+so without this the rehearsal would show the old writer attached to the new cluster.
 """
 
 from __future__ import annotations
@@ -51,6 +57,26 @@ class _DeepcopyWithoutExecutions:
         return getattr(real_copy, name)
 
 
+def _renaming_keeps_instances(original: Any) -> Any:
+    """``RDSBackend.modify_db_cluster`` that moves the cluster's instances with a rename."""
+
+    def modify_db_cluster(self: Any, kwargs: dict[str, Any]) -> Any:
+        old_id = kwargs.get("db_cluster_identifier")
+        new_id = kwargs.get("new_db_cluster_identifier")
+        members = [
+            instance
+            for instance in self.databases.values()
+            if getattr(instance, "db_cluster_identifier", None) == old_id
+        ]
+        result = original(self, kwargs)
+        if new_id and new_id != old_id:
+            for instance in members:
+                instance.db_cluster_identifier = new_id
+        return result
+
+    return modify_db_cluster
+
+
 def _still_faulty(function: Any, faulty_code: str) -> bool:
     try:
         return faulty_code in inspect.getsource(function)
@@ -65,7 +91,10 @@ def upstream_fixes() -> Iterator[None]:
     from moto.stepfunctions.parser import models as parser_models
 
     saved_get_snapshot = RDSBackend.get_snapshot
+    saved_modify = RDSBackend.modify_db_cluster
     saved_copy = parser_models.copy
+    # Harmless where moto already moves the instances: they then already carry the new name.
+    RDSBackend.modify_db_cluster = _renaming_keeps_instances(saved_modify)  # type: ignore[method-assign]
     if _still_faulty(RDSBackend.get_snapshot, 'identifier.split(":")[-1]'):
         RDSBackend.get_snapshot = _get_snapshot  # type: ignore[assignment,method-assign]
     if _still_faulty(
@@ -76,4 +105,5 @@ def upstream_fixes() -> Iterator[None]:
         yield
     finally:
         RDSBackend.get_snapshot = saved_get_snapshot  # type: ignore[method-assign]
+        RDSBackend.modify_db_cluster = saved_modify  # type: ignore[method-assign]
         parser_models.copy = saved_copy

@@ -69,8 +69,9 @@ class Options:
     #: Poll bounds the Lambda gets (AURORA_RESTORE_POLL_MIN/MAX_SECONDS): Wait states last this long.
     poll_min_seconds: int = 0
     poll_max_seconds: int = 1
-    #: Real-time waits of Retry rules are multiplied by this (1 = as in AWS).
-    retry_delay_scale: float = 0.01
+    #: The rehearsal's clock: Wait states, Retry intervals and botocore's backoff last this
+    #: fraction of their real time (1 = as in AWS).
+    time_scale: float = 0.01
     #: Wall-clock limit for the execution; past it the execution is stopped.
     timeout_seconds: float = 300.0
     #: The definition to run; None builds it with ``infra.state_machine.build_definition``.
@@ -366,7 +367,7 @@ class Rehearsal:
             if request is not None:
                 database.install_emulation(app.clients.add_hook, own)
             stack.enter_context(bridge.installed())
-            stack.enter_context(engine.compressed_retry_waits(options.retry_delay_scale))
+            stack.enter_context(engine.compressed_waits(options.time_scale))
             stack.callback(handler.reset)
 
             sfn = own("stepfunctions", stack_region)

@@ -171,7 +171,7 @@ def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
     """A fresh deployed stack whose executions run, served by the dispatcher in this process."""
     import boto3
 
-    from aurora_restore.simulate.engine import InProcessLambda, compressed_retry_waits, function_arn
+    from aurora_restore.simulate.engine import InProcessLambda, compressed_waits, function_arn
     from aurora_restore.simulate.moto_compat import upstream_fixes
     from dispatcher.aws import Clients
     from dispatcher.handler import Dispatcher
@@ -206,7 +206,7 @@ def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
     )
     bridge = InProcessLambda(arn, handler=app.handle)
     # A retry is a second execution of the state machine: moto needs its upstream fix for that.
-    with bridge.installed(), compressed_retry_waits(0), upstream_fixes():
+    with bridge.installed(), compressed_waits(0), upstream_fixes():
         yield {"machine": machine, "sfn": sfn, "app": app}
         # Executions run on the engine's threads: let them end before the next test resets the world.
         for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
