@@ -279,7 +279,7 @@ class Rehearsal:
 
     def __init__(self, options: Options, progress: Callable[[str, StateRun], None] | None = None) -> None:
         self.options = options
-        self.progress = progress or (lambda _change, _run: None)
+        self._progress = progress
 
     def request(self) -> RestoreRequest | None:
         """The validated request, or None when the input is invalid (the rehearsal shows how it fails)."""
@@ -476,31 +476,40 @@ class Rehearsal:
 
     # -- following the execution -------------------------------------------------------------------
     def _follow(self, sfn: Any, execution_arn: str) -> ExecutionHistory:
+        """Wait for the end, showing progress from the history when someone watches.
+
+        Each history read serialises every event so far; without a watcher the history is read
+        once, at the end, so the engine gets the CPU.
+        """
         history = ExecutionHistory()
+        watched = self._progress is not None
         deadline = time.monotonic() + self.options.timeout_seconds
+        stopped = False
         while True:
             described = sfn.describe_execution(executionArn=execution_arn)
-            for change, run in history.feed(read_new_events(sfn, execution_arn, history.last_event_id)):
-                self.progress(change, run)
-            if described["status"] != "RUNNING":
+            running = described["status"] == "RUNNING"
+            if watched or not running:
+                self._feed(history, sfn, execution_arn)
+            if not running:
                 # The end event can trail the status by a moment in moto's engine.
                 if not history.finished:
-                    time.sleep(0.02)
-                    for change, run in history.feed(
-                        read_new_events(sfn, execution_arn, history.last_event_id)
-                    ):
-                        self.progress(change, run)
+                    time.sleep(0.05)
+                    self._feed(history, sfn, execution_arn)
                 history.status = described["status"]
                 history.error = history.error or described.get("error")
                 history.cause = history.cause or described.get("cause")
                 return history
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and not stopped:
                 sfn.stop_execution(
-                    executionArn=execution_arn,
-                    error="RehearsalTimeout",
-                    cause="the rehearsal's --timeout passed",
+                    executionArn=execution_arn, error="RehearsalTimeout", cause="the rehearsal's --timeout passed"
                 )
-            time.sleep(0.1)
+                stopped = True
+            time.sleep(0.25 if watched else 0.1)
+
+    def _feed(self, history: ExecutionHistory, sfn: Any, execution_arn: str) -> None:
+        for change, run in history.feed(read_new_events(sfn, execution_arn, history.last_event_id)):
+            if self._progress is not None:
+                self._progress(change, run)
 
     def _operation_id(self, history: ExecutionHistory, execution_arn: str) -> str:
         for run in history.states:
