@@ -15,12 +15,13 @@ step might use) sees the injected responses as it would see AWS's.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,6 +230,10 @@ def error_response(fault: Fault, url: str) -> Any:
     return AWSResponse(url, fault.status_code, headers, _RawBody(body.encode()))
 
 
+#: Set on a request the fault injector answered, so moto does not carry it out as well.
+FAULTED = "_aurora_restore_faulted"
+
+
 @dataclass
 class FaultInjector:
     """Answers the named calls with AWS errors (``before-send``, so botocore retries them)."""
@@ -244,7 +249,10 @@ class FaultInjector:
     def _handler(self, fault: Fault) -> Callable[..., Any]:
         def send(request: Any, **_: Any) -> Any:
             with self._lock:
-                if fault.exhausted():
+                # botocore sends the same request object again on a retry: mark every attempt.
+                inject = not fault.exhausted()
+                setattr(request, FAULTED, inject)
+                if not inject:
                     return None
                 fault.injected += 1
             return error_response(fault, request.url)
@@ -254,6 +262,30 @@ class FaultInjector:
     def summary(self) -> list[dict[str, Any]]:
         """Each fault and how often it was injected."""
         return [{"fault": f.spec, "injected": f.injected} for f in self.faults]
+
+
+@contextlib.contextmanager
+def moto_skips_faulted_requests() -> Iterator[None]:
+    """Keep moto from carrying out a request the fault injector already answered.
+
+    botocore hands ``before-send`` to every handler and uses the first response, so moto's own
+    handler would still run the request (a throttled restore would restore): a faulted request
+    never reached AWS, and must not reach moto.
+    """
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+
+    def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        if getattr(request, FAULTED, False):
+            return None
+        return original(self, event_name, request, **kwargs)
+
+    BotocoreStubber.__call__ = call  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
 
 
 # -- in-progress and failed states ---------------------------------------------------------------

@@ -31,7 +31,13 @@ from typing import Any
 
 from aurora_restore.history import ExecutionHistory, StateRun, read_new_events
 from aurora_restore.simulate import engine, moto_compat
-from aurora_restore.simulate.hooks import CallRecorder, Fault, FaultInjector, ProgressScript
+from aurora_restore.simulate.hooks import (
+    CallRecorder,
+    Fault,
+    FaultInjector,
+    ProgressScript,
+    moto_skips_faulted_requests,
+)
 from aurora_restore.simulate.world import ACCOUNT, SeededWorld, World, default_world, describe_world, seed
 from dispatcher.request import RestoreRequest, peek_operation_id
 
@@ -325,6 +331,7 @@ class Rehearsal:
             stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
             stack.enter_context(_quiet_moto())
             stack.enter_context(moto_compat.upstream_fixes())
+            stack.enter_context(moto_skips_faulted_requests())
             stack.enter_context(_lambda_logs(sink))
             from dispatcher.aws import Clients
 
@@ -501,7 +508,9 @@ class Rehearsal:
                 return history
             if time.monotonic() > deadline and not stopped:
                 sfn.stop_execution(
-                    executionArn=execution_arn, error="RehearsalTimeout", cause="the rehearsal's --timeout passed"
+                    executionArn=execution_arn,
+                    error="RehearsalTimeout",
+                    cause="the rehearsal's --timeout passed",
                 )
                 stopped = True
             time.sleep(0.25 if watched else 0.1)

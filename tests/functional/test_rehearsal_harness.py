@@ -363,3 +363,38 @@ def test_simulate_command_misuse_exits_2_with_a_clear_message(tmp_path: Any, cap
     assert "cannot read it" in capsys.readouterr().err
     assert main(["simulate", "--fault", "rds.Nope=Throttling"]) == 2
     assert "rds has no operation 'Nope'" in capsys.readouterr().err
+
+
+class CreateStep(Step):
+    """Creates one cluster: a throttled create must not create it twice."""
+
+    reads = ("request",)
+    result_key = "created"
+
+    def run(self, ctx: Any) -> dict[str, Any]:
+        request = ctx.require_request()
+        ctx.aws("rds", request.target_region).create_db_cluster(
+            DBClusterIdentifier="made-once",
+            Engine="aurora-postgresql",
+            MasterUsername="m",
+            MasterUserPassword="password1",
+        )
+        return {"created": True}
+
+
+def test_a_throttled_request_never_reaches_moto(seed_input: dict[str, Any]) -> None:
+    # GIVEN a step that creates a cluster, and its create call throttled once
+    registry = make_registry(("create", CreateStep))
+    states = {"Create": task("create", "created", None, Catch=CATCH_ALL)}
+    # WHEN botocore retries the throttled create
+    report = rehearse(
+        seed_input,
+        registry,
+        states,
+        "Create",
+        faults=[parse_fault("rds.CreateDBCluster=ThrottlingException*1")],
+    )
+    # THEN the cluster was created once (an AlreadyExists on the retry would fail the step)
+    assert report.status == "SUCCEEDED", report.error
+    assert [c["id"] for c in report.world_after["clusters"] if c["id"] == "made-once"] == ["made-once"]
+    assert report.faults == [{"fault": "rds.CreateDBCluster=ThrottlingException*1", "injected": 1}]
