@@ -139,8 +139,8 @@ def build_options(args: argparse.Namespace) -> Any:
         raise ValueError(
             f"--poll-seconds {args.poll_seconds!r}: expected MIN,MAX whole seconds with MIN <= MAX"
         )
-    if args.time_scale < 0:
-        raise ValueError("--time-scale must be zero or more")
+    if not 0 < args.time_scale <= 1:
+        raise ValueError(f"--time-scale {args.time_scale}: must be more than 0 and at most 1")
     return Options(
         input=raw_input,
         world=world,

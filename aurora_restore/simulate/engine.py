@@ -13,8 +13,10 @@
    steps' poll policy never asks for less than 1 s), a Retry rule waits
    ``IntervalSeconds * BackoffRate^n`` (``time.sleep`` in moto's ``retrier_decl``), and botocore
    sleeps its exponential backoff between attempts of a throttled call (``time.sleep`` in
-   ``botocore.endpoint``). :func:`compressed_waits` scales all three by one factor, so a
-   rehearsal of hours of polling and a six-attempt backoff takes seconds. The definition, the
+   ``botocore.endpoint``) and, in adaptive mode, waits for its client-side token bucket to refill
+   (``botocore.retries.bucket``: its clock and its condition). :func:`compressed_waits` runs all
+   of them on one faster clock, so a rehearsal of hours of polling and a six-attempt backoff
+   takes seconds. The definition, the
    steps' poll decisions and botocore's retry decisions are unchanged; only the rehearsal's clock
    for those waits runs faster.
 """
@@ -181,16 +183,53 @@ class InProcessLambda:
 
 
 class _ScaledTime:
-    """The ``time`` module as ``retrier_decl`` sees it, with ``sleep`` scaled."""
+    """The ``time`` module on the rehearsal's clock: ``sleep`` shorter, ``time`` faster, by ``scale``."""
 
     def __init__(self, scale: float) -> None:
         self.scale = scale
+        self._anchor = time.time()
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(0.0, float(seconds)) * self.scale)
 
+    def time(self) -> float:
+        return self._anchor + (time.time() - self._anchor) / self.scale
+
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
+
+
+class _ScaledCondition:
+    """A ``threading.Condition`` whose timed waits run on the rehearsal's clock."""
+
+    def __init__(self, scale: float, lock: Any = None) -> None:
+        self._condition = threading.Condition(lock)
+        self._scale = scale
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._condition.wait(None if timeout is None else timeout * self._scale)
+
+    def __enter__(self) -> Any:
+        return self._condition.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._condition.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._condition, name)
+
+
+class _ScaledThreading:
+    """The ``threading`` module as botocore's token bucket sees it: its Condition on the clock."""
+
+    def __init__(self, scale: float) -> None:
+        self._scale = scale
+
+    def Condition(self, lock: Any = None) -> _ScaledCondition:  # noqa: N802 (threading's name)
+        return _ScaledCondition(self._scale, lock)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(threading, name)
 
 
 def _scaled_wait_interval(scale: float) -> Callable[..., None]:
@@ -205,21 +244,31 @@ def _scaled_wait_interval(scale: float) -> Callable[..., None]:
 
 @contextlib.contextmanager
 def compressed_waits(scale: float) -> Iterator[None]:
-    """Scale Wait states, Retry intervals and botocore's backoff by ``scale`` (1 = real time)."""
+    """Scale Wait states, Retry intervals and botocore's backoff by ``scale`` (0 < scale <= 1).
+
+    Only clients made inside the block get the faster token bucket (it is made with the client).
+    """
     from botocore import endpoint
+    from botocore.retries import bucket
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-    modules = (retrier_decl, endpoint)
+    if not 0 < scale <= 1:
+        raise ValueError(f"the time scale must be more than 0 and at most 1, got {scale}")
+    modules = (retrier_decl, endpoint, bucket)
     originals = [module.time for module in modules]
+    original_threading = bucket.threading
     original_wait = WaitFunction._wait_interval
     if scale != 1:
+        clock = _ScaledTime(scale)
         for module in modules:
-            module.time = _ScaledTime(scale)  # type: ignore[assignment]
+            module.time = clock  # type: ignore[assignment]
+        bucket.threading = _ScaledThreading(scale)  # type: ignore[assignment]
         WaitFunction._wait_interval = _scaled_wait_interval(scale)  # type: ignore[method-assign]
     try:
         yield
     finally:
         for module, original in zip(modules, originals, strict=True):
             module.time = original
+        bucket.threading = original_threading
         WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]

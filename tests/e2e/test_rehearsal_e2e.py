@@ -226,7 +226,8 @@ def test_throttling_on_any_call_is_retried_and_the_refresh_succeeds(
     # snapshot's describe throttled past botocore's own budget (the state machine retries that)
     faults = [parse_fault(f"{service}.{operation}=ThrottlingException*1") for service, operation in calls]
     faults = [f for f in faults if (f.service, f.operation) != ("rds", "DescribeDBClusterSnapshots")]
-    faults.append(parse_fault("rds.DescribeDBClusterSnapshots=Throttling*5"))
+    # (the dispatcher's clients make 1 + 5 attempts: six throttles exhaust them)
+    faults.append(parse_fault("rds.DescribeDBClusterSnapshots=Throttling*6"))
     report = rehearse(seed_input, world=default_world(RestoreRequest.from_event(seed_input)), faults=faults)
     # THEN every fault was met, and the refresh still succeeded
     assert report.status == "SUCCEEDED", report.error

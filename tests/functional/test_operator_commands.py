@@ -206,7 +206,7 @@ def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
     )
     bridge = InProcessLambda(arn, handler=app.handle)
     # A retry is a second execution of the state machine: moto needs its upstream fix for that.
-    with bridge.installed(), compressed_waits(0), upstream_fixes():
+    with bridge.installed(), compressed_waits(0.001), upstream_fixes():
         yield {"machine": machine, "sfn": sfn, "app": app}
         # Executions run on the engine's threads: let them end before the next test resets the world.
         for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
