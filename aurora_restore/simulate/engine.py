@@ -225,7 +225,7 @@ class _ScaledThreading:
     def __init__(self, scale: float) -> None:
         self._scale = scale
 
-    def Condition(self, lock: Any = None) -> _ScaledCondition:  # noqa: N802 (threading's name)
+    def Condition(self, lock: Any = None) -> _ScaledCondition:
         return _ScaledCondition(self._scale, lock)
 
     def __getattr__(self, name: str) -> Any:
