@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from aurora_restore.simulate.rehearsal import Report
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_MISUSE = 0, 1, 2
+#: Operations that only read; the summary lists the others, the run's plan of changes.
+READ_PREFIXES = ("Describe", "List", "Get")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -243,12 +245,12 @@ def print_summary(report: Report) -> None:
         counts[call["service"]] = counts.get(call["service"], 0) + 1
     by_service = ", ".join(f"{service} {n}" for service, n in sorted(counts.items()))
     print(f"\nAWS calls made by the steps: {len(report.aws_calls)} ({by_service})")
+    print("The changes among them, in order (reads and the state/audit tables left out):")
     for call in report.aws_calls:
-        if call["service"] != "dynamodb":
-            failed = f"  -> {call['error']}" if call["error"] else ""
-            print(
-                f"  {call['step'] or '':<22} {call['service']}.{call['operation']} ({call['region']}){failed}"
-            )
+        if call["service"] == "dynamodb" or call["operation"].startswith(READ_PREFIXES):
+            continue
+        failed = f"  -> {call['error']}" if call["error"] else ""
+        print(f"  {call['step'] or '':<22} {call['service']}.{call['operation']} ({call['region']}){failed}")
     injected = [f for f in report.faults if f["injected"]]
     if injected:
         print("Faults injected: " + ", ".join(f"{f['fault']} x{f['injected']}" for f in injected))
