@@ -38,8 +38,13 @@ TRANSIENT_CODES = frozenset(
 class Clients:
     """Cached boto3 clients per (service, region); nothing is created until asked for."""
 
-    def __init__(self, default_region: str | None = None, max_attempts: int = 5) -> None:
+    def __init__(
+        self, default_region: str | None = None, max_attempts: int = 5, *, model_loader: Any = None
+    ) -> None:
         self._default_region = default_region
+        #: A botocore ``Loader`` to share parsed service models between Clients (tests and the
+        #: rehearsal make many; Lambda makes one, and the default is a fresh loader).
+        self._model_loader = model_loader
         self._max_attempts = max_attempts
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()
@@ -76,6 +81,8 @@ class Clients:
 
         if self._session is None:
             self._session = boto3.session.Session()
+            if self._model_loader is not None:
+                self._session._session.register_component("data_loader", self._model_loader)
         if self._config is None:
             # botocore's adaptive mode retries throttling and 5xx with backoff and a client-side
             # rate limiter; we only see what survives its budget.

@@ -32,7 +32,11 @@ class ValidationError(AuroraRestoreError):
     """The request (or a value derived from it) is not acceptable; nothing was changed."""
 
     def __init__(self, field: str, value: Any, allowed: str) -> None:
-        shown = _show(value)
+        from dispatcher.logs import REDACTED, is_secret_key
+
+        # The message travels to logs, the audit trail and the execution history: never echo
+        # the value of a field that names a secret.
+        shown = REDACTED if is_secret_key(field.split(".")[-1]) else _show(value)
         super().__init__(f"{field}: {shown} is not valid; {allowed}", field=field, allowed=allowed)
         self.field = field
         self.value = value

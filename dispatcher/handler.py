@@ -136,6 +136,8 @@ def error_detail(error: BaseException) -> dict[str, Any]:
     else:
         detail = {"type": type(error).__name__, "message": str(error)}
     cleaned: dict[str, Any] = logs.redact(detail)
+    # Free text may quote a value (``password=...``) that key-based redaction cannot see.
+    cleaned["message"] = logs.scrub_text(str(cleaned.get("message", "")))
     return cleaned
 
 

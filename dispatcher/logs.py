@@ -23,7 +23,65 @@ _REFERENCE_SUFFIX = re.compile(
     r"(arn|_id|_ids|name|prefix|storage|mode|field|_reset|_managed|_rotated|_status)$", re.IGNORECASE
 )
 #: ``postgresql://user:password@host`` style strings anywhere in a value.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)@", re.IGNORECASE)
+# The look-behind starts a scheme only at a token's beginning (linear time on long text).
+_URL_PASSWORD = re.compile(
+    r"(?<![a-z0-9+.-])(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)@", re.IGNORECASE
+)
+
+#: ``Bearer abc...`` / ``Basic abc...`` in free text.
+_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_AUTH_SCHEME_NAME = re.compile(r"^(Bearer|Basic)$", re.IGNORECASE)
+#: ``key=value``, ``key: value``, ``"key": "value"``, ``'key': 'value'`` in free text.
+_KEY_VALUE = re.compile(
+    # The look-behind starts keys only at a token's beginning: without it a long run of letters
+    # is rescanned from every position (quadratic time on a long error message).
+    # The value is only looked at, not consumed, so ``failed: password=x`` still finds ``password``.
+    r"""(?<![\w.\[\]-])(?P<key>[A-Za-z_][\w.\[\]-]*)(?P<close>["']?)(?P<sep>\s*[=:]\s*)"""
+    r"""(?=(?P<value>"[^"]*"|'[^']*'|[^\s,;&)}\]]+))"""
+)
+#: botocore's parameter validation: ``Invalid type for parameter MasterUserPassword, value: x, type: ...``.
+_BOTOCORE_PARAMETER = re.compile(
+    r"(?P<head>parameter\s+(?P<key>[\w.\[\]-]+),\s*value:\s*)(?P<value>.*?)(?=,\s*(?:type|valid)\b|\n|$)",
+    re.IGNORECASE,
+)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with secret-looking values masked: ``password=hunter2`` -> ``password=***``.
+
+    Error messages are free text that may quote a request or an AWS parameter; the key-based
+    :func:`~dispatcher.logs.redact` cannot see inside them. Credentials in URLs are masked too.
+    """
+
+    def masked_values(source: str) -> str:
+        pieces: list[str] = []
+        last = covered = 0
+        for match in _KEY_VALUE.finditer(source):
+            value = match["value"]
+            if match.start() < covered:
+                continue  # inside a value already seen (masked, quoted, an ARN or a URL)
+            if not is_secret_key(match["key"].split(".")[-1].strip("[]")) or _AUTH_SCHEME_NAME.match(value):
+                # Not a secret's name, or ``Authorization: Bearer ***`` already masked after the scheme.
+                # A quoted value, an ARN or a URL is one token: no key starts inside it.
+                if value[:1] in {'"', "'"} or value.startswith("arn:") or "://" in value:
+                    covered = match.end("value")
+                continue
+            quote = value[0] if value[:1] in {'"', "'"} else ""
+            pieces.append(source[last : match.start("value")] + f"{quote}{REDACTED}{quote}")
+            last = covered = match.end("value")
+        return "".join(pieces) + source[last:]
+
+    def parameter(match: re.Match[str]) -> str:
+        if not is_secret_key(match["key"].split(".")[-1]):
+            return match[0]
+        return match["head"] + REDACTED
+
+    text = _AUTH_SCHEME.sub(lambda m: f"{m[1]} {REDACTED}", text)
+    text = _BOTOCORE_PARAMETER.sub(parameter, text)
+    text = masked_values(text)
+    cleaned: str = redact(text)
+    return cleaned
+
 
 _configured = False
 

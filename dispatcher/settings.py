@@ -40,6 +40,14 @@ class Settings:
     audit_ttl_days: int = 90
     db_connect_timeout_seconds: float = 10.0
     db_connect_attempts: int = 8
+    #: PEM bundle the restored cluster's TLS certificate is verified against (the RDS CA bundle,
+    #: shipped with the function). Empty: TLS is still required but the certificate is not verified.
+    db_ca_bundle: str = ""
+    #: ``host:port`` to reach instead of the restored cluster's endpoint. The local rehearsal and
+    #: the tests point it at a local PostgreSQL; it is the only simulation seam of setup_db_users.
+    db_endpoint_override: str = ""
+    #: How long setup_db_users waits in one invocation for a master password change to apply.
+    password_reset_max_wait_seconds: int = 300
     #: Third-party steps from the ``aurora_restore.steps`` entry point are loaded only when set.
     load_plugins: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -96,6 +104,11 @@ class Settings:
                 number("DB_CONNECT_TIMEOUT_SECONDS", int(defaults.db_connect_timeout_seconds))
             ),
             db_connect_attempts=number("DB_CONNECT_ATTEMPTS", defaults.db_connect_attempts),
+            db_ca_bundle=text("DB_CA_BUNDLE", ""),
+            db_endpoint_override=endpoint_override(text("DB_ENDPOINT_OVERRIDE", "")),
+            password_reset_max_wait_seconds=number(
+                "PASSWORD_RESET_MAX_WAIT_SECONDS", defaults.password_reset_max_wait_seconds
+            ),
             load_plugins=text("LOAD_PLUGINS", "false").lower() in {"1", "true", "yes"},
             extra={k: v for k, v in env.items() if k.startswith(PREFIX)},
         )
@@ -106,3 +119,20 @@ class Settings:
                 f"must be at least AURORA_RESTORE_POLL_MIN_SECONDS ({settings.poll_min_seconds})",
             )
         return settings
+
+
+def endpoint_override(value: str) -> str:
+    """Check ``AURORA_RESTORE_DB_ENDPOINT_OVERRIDE`` (``host:port``, ``[v6]:port``); empty is allowed."""
+    if value:
+        host, _, port = value.rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValidationError(
+                PREFIX + "DB_ENDPOINT_OVERRIDE", value, "must be host:port, e.g. 127.0.0.1:54321"
+            )
+    return value
+
+
+def split_endpoint(value: str) -> tuple[str, int]:
+    """``host:port`` as (host, port); ``[::1]:5432`` gives ('::1', 5432)."""
+    host, _, port = endpoint_override(value).rpartition(":")
+    return host.strip("[]"), int(port)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.registry import Step, register
 from dispatcher.request import RestoreRequest, peek_operation_id
+from dispatcher.users_spec import check_secret_prefix
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -26,6 +27,8 @@ class ValidateRequest(Step):
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """Return the validated request with every default filled in."""
         request = RestoreRequest.from_event(ctx.event.get("input"), execution_id=ctx.execution_id)
+        # The stack's secrets prefix is a setting, not part of the request: checked here, still first.
+        check_secret_prefix(request.users, ctx.settings.secrets_prefix)
         data = request.to_dict()
         ctx.store.record_request(request.operation_id, data)
         return data

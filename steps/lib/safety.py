@@ -88,26 +88,37 @@ def check_replaceable(
     return False
 
 
-def ensure_replaceable(ctx: StepContext, cluster_id: str, *, source: dict[str, Any]) -> dict[str, Any] | None:
+def ensure_replaceable(
+    ctx: StepContext, cluster_id: str, *, source: dict[str, Any], judged_as: str | None = None
+) -> dict[str, Any] | None:
     """Describe ``cluster_id`` in the target region now and apply the rules right before acting.
 
     Returns the fresh description (None if the cluster is gone). When the request allows it and
     the cluster has deletion protection, turns protection off and records that in the audit trail.
     ``source`` is the snapshot_check output (``source_cluster_id``, ``source_region``).
+    ``judged_as`` applies the rules as if the cluster still had that id: a swap renames the old
+    target away before deleting it, and the allowed-target pattern and the never-the-source rule
+    are about the name it had as the target, not the temporary name it holds now.
     """
     request = ctx.require_request()
     rds = ctx.aws("rds", request.target_region)
     cluster = describe_cluster(rds, cluster_id)
     if cluster is None:
         return None
-    unprotect = check_replaceable(
-        cluster,
-        region=request.target_region,
-        source_cluster_id=str(source.get("source_cluster_id") or ""),
-        source_region=str(source.get("source_region") or request.source_region),
-        settings=ctx.settings,
-        allow_disable_deletion_protection=request.allow_disable_deletion_protection,
-    )
+    judged = {**cluster, "DBClusterIdentifier": judged_as} if judged_as else cluster
+    try:
+        unprotect = check_replaceable(
+            judged,
+            region=request.target_region,
+            source_cluster_id=str(source.get("source_cluster_id") or ""),
+            source_region=str(source.get("source_region") or request.source_region),
+            settings=ctx.settings,
+            allow_disable_deletion_protection=request.allow_disable_deletion_protection,
+        )
+    except UnsafeTarget as refusal:
+        if not judged_as:
+            raise
+        raise UnsafeTarget(f"{refusal.message} (it is now named {cluster_id})", **refusal.details) from None
     if unprotect:
         rds.modify_db_cluster(DBClusterIdentifier=cluster_id, DeletionProtection=False, ApplyImmediately=True)
         ctx.store.audit(

@@ -44,3 +44,19 @@ def test_log_lines_are_json_with_secrets_redacted() -> None:
     assert line["host"] == "db"
     assert "hunter2" not in stream.getvalue()
     assert line["timestamp"].endswith("Z")
+
+
+def test_a_refused_secret_field_is_not_echoed_in_the_error() -> None:
+    from dispatcher.errors import ValidationError
+
+    error = ValidationError("users.roles[0].password", "hunter2", "plain passwords are not accepted")
+    assert "hunter2" not in str(error)
+    assert "users.roles[0].password: *** is not valid" in str(error)
+
+
+def test_error_details_scrub_secrets_quoted_in_free_text() -> None:
+    from dispatcher.handler import error_detail
+
+    detail = error_detail(RuntimeError("connect failed: password=hunter2 host=db"))
+    assert "hunter2" not in detail["message"]
+    assert "host=db" in detail["message"]

@@ -42,11 +42,13 @@ def test_names_are_stable_per_operation_and_distinct_across_operations() -> None
         "manual-snap",
         "arn:aws:rds:eu-west-1:123456789012:cluster-snapshot:rds:orders-2026-11-20-02-00",
         "s" * 255,
+        "rds:orders-dev-eu-central-1-with-a-very-long-name-up-to-the-limit1-2026-11-20-02-00",
     ],
 )
 def test_copy_names_have_no_colon_and_fit(source: str) -> None:
     copy = names.copy_snapshot_id(source, "op-test002")
     assert ":" not in copy
     assert RDS_ID.match(copy), copy
-    assert len(copy) <= 255
+    # A cluster snapshot identifier is at most 63 characters (CopyDBClusterSnapshot).
+    assert len(copy) <= 63
     assert copy == names.copy_snapshot_id(source, "op-test002")

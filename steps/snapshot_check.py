@@ -1,0 +1,316 @@
+"""snapshot_check: lock the target, find the snapshot, and refuse early what cannot work.
+
+Everything that can be known before a multi-hour copy starts is checked here: the snapshot
+exists, is an available aurora-postgresql cluster snapshot; the target may be replaced under
+the safety rules; an encrypted snapshot that must be copied has a usable key in the target
+region. Nothing is created or changed except the target's lock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.aws import error_code
+from dispatcher.errors import SnapshotNotFound, ValidationError
+from dispatcher.registry import Step, register
+from dispatcher.settings import PREFIX
+from steps.lib.safety import check_replaceable, describe_cluster, is_managed
+from steps.lib.snapshots import (
+    ENGINE,
+    copy_reason,
+    created_at,
+    describe_snapshot,
+    iter_snapshots,
+)
+
+if TYPE_CHECKING:
+    from dispatcher.context import StepContext
+    from dispatcher.request import RestoreRequest
+    from dispatcher.settings import Settings
+
+
+@register("snapshot_check", state_name="SnapshotCheck")
+class SnapshotCheck(Step):
+    """Take the target's lock, resolve the snapshot and check the target and the KMS key."""
+
+    reads = ("request",)
+    result_key = "snapshot"
+    mutating = True
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        """Return the snapshot's facts, the target's state and the key a copy will use.
+
+        Raises ``TargetLocked`` (before any RDS call), ``SnapshotNotFound``,
+        ``ValidationError`` (wrong kind or engine, missing or unusable key, export settings)
+        or ``UnsafeTarget``.
+        """
+        request = ctx.require_request()
+        ctx.store.acquire_lock(request.target_region, request.target_cluster_id, request.operation_id)
+        check_export_settings(ctx.settings)
+
+        source = resolve_snapshot(ctx.aws("rds", request.source_region), request)
+        facts = snapshot_facts(source, request)
+        facts["target"] = check_target(ctx, request, facts)
+        facts["copy_reason"] = copy_reason(
+            cross_region=request.cross_region, snapshot_type=facts["snapshot_type"], shared=facts["shared"]
+        )
+        facts["target_kms_key_id"] = check_kms_key(ctx, request, facts)
+        ctx.log.info(
+            "snapshot resolved",
+            snapshot=facts["arn"],
+            snapshot_type=facts["snapshot_type"],
+            encrypted=facts["encrypted"],
+            copy_reason=facts["copy_reason"],
+            target_exists=facts["target"]["exists"],
+        )
+        return facts
+
+    def summarize(self, output: dict[str, Any]) -> str:
+        """One line an operator recognises."""
+        target = output.get("target", {})
+        state = f"exists ({target.get('status')})" if target.get("exists") else "does not exist"
+        copy = f"copy needed: {output['copy_reason']}" if output.get("copy_reason") else "used as is"
+        size = f"{output['snapshot_type']}, {output['size_gb']} GiB"
+        return f"{output['identifier']} ({size}), {copy}; target {state}"
+
+
+def check_export_settings(settings: Settings) -> None:
+    """An export bucket without its role or key would only fail after the restore: refuse now."""
+    if not settings.export_bucket:
+        return
+    for name, value in (
+        ("EXPORT_ROLE_ARN", settings.export_role_arn),
+        ("EXPORT_KMS_KEY_ID", settings.export_kms_key_id),
+    ):
+        if not value:
+            raise ValidationError(
+                PREFIX + name,
+                value,
+                f"is required when {PREFIX}EXPORT_BUCKET is set ({settings.export_bucket}); "
+                "set both ExportRoleArn and ExportKmsKeyId on the stack, or clear ExportBucket",
+            )
+
+
+# -- the snapshot --------------------------------------------------------------------------------
+
+
+def resolve_snapshot(rds: Any, request: RestoreRequest) -> dict[str, Any]:
+    """The source snapshot's description, with ``_shared`` set when another account owns it."""
+    ref = request.snapshot
+    region = request.source_region
+    if ref.kind == "latest":
+        return newest_snapshot(rds, ref.cluster_id, region)
+    if ref.kind == "identifier":
+        found = describe_snapshot(rds, ref.value)
+        if found is None:
+            raise not_found(rds, ref.value, region)
+        return {**found, "_shared": False}
+    # An ARN: our own account's snapshot, or one shared with us.
+    identifier = ref.value.split(":cluster-snapshot:", 1)[1]
+    found = describe_snapshot(rds, identifier)
+    if found is not None and found.get("DBClusterSnapshotArn") == ref.value:
+        return {**found, "_shared": False}
+    for shared in iter_snapshots(rds, SnapshotType="shared"):
+        if shared.get("DBClusterSnapshotArn") == ref.value:
+            return {**shared, "_shared": True}
+    raise SnapshotNotFound(
+        f"cluster snapshot {ref.value} was not found in {region}: it is neither this account's nor "
+        "shared with it; share it with this account (ModifyDBClusterSnapshotAttribute restore) or "
+        "check the ARN",
+        snapshot_id=ref.value,
+        region=region,
+    )
+
+
+def newest_snapshot(rds: Any, cluster_id: str, region: str) -> dict[str, Any]:
+    """``latest:<cluster>``: the newest available automated or manual snapshot, across all pages.
+
+    Copies aurora-restore made are left out: their creation time is the copy's, not the data's.
+    """
+    try:
+        snapshots = list(iter_snapshots(rds, DBClusterIdentifier=cluster_id))
+    except rds.exceptions.DBClusterNotFoundFault:
+        snapshots = []
+    own = [s for s in snapshots if not is_managed(s)]
+    available = [s for s in own if s.get("Status") == "available"]
+    if not available:
+        seen = ", ".join(f"{s['DBClusterSnapshotIdentifier']} ({s.get('Status')})" for s in own[:5])
+        raise SnapshotNotFound(
+            f"latest:{cluster_id}: cluster {cluster_id} in {region} has no available cluster snapshot"
+            + (f"; found {len(own)}, none available: {seen}" if own else "; it has none at all")
+            + ". Name a snapshot explicitly or wait for one to become available",
+            snapshot_id=f"latest:{cluster_id}",
+            region=region,
+            found=len(own),
+        )
+    newest = max(available, key=created_at)
+    return {**newest, "_shared": False}
+
+
+def not_found(rds: Any, identifier: str, region: str) -> Exception:
+    """The right error for an identifier with no cluster snapshot: a DB snapshot, or nothing."""
+    try:
+        instance = rds.describe_db_snapshots(DBSnapshotIdentifier=identifier).get("DBSnapshots", [])
+    except rds.exceptions.DBSnapshotNotFoundFault:
+        instance = []
+    if instance:
+        return ValidationError(
+            "snapshot_id",
+            identifier,
+            f"is a DB instance snapshot (engine {instance[0].get('Engine')}) in {region}; Aurora restores "
+            "from cluster snapshots only: name an Aurora PostgreSQL cluster snapshot",
+        )
+    return SnapshotNotFound(
+        f"no cluster snapshot {identifier} in {region}; check the name and the source region "
+        "(a snapshot shared from another account must be named by its ARN)",
+        snapshot_id=identifier,
+        region=region,
+    )
+
+
+def snapshot_facts(snapshot: dict[str, Any], request: RestoreRequest) -> dict[str, Any]:
+    """Check the snapshot is usable and return what later steps need to know about it."""
+    identifier = snapshot["DBClusterSnapshotIdentifier"]
+    arn = snapshot["DBClusterSnapshotArn"]
+    status = snapshot.get("Status")
+    if status != "available":
+        progress = snapshot.get("PercentProgress")
+        raise SnapshotNotFound(
+            f"cluster snapshot {identifier} in {request.source_region} is {status}"
+            + (f" ({progress} %)" if progress is not None else "")
+            + ", not available; start the refresh again once it is available",
+            snapshot_id=identifier,
+            status=status,
+        )
+    engine = snapshot.get("Engine")
+    if engine != ENGINE:
+        raise ValidationError(
+            "snapshot_id",
+            request.snapshot_id,
+            f"resolves to {identifier}, a snapshot of engine {engine}; aurora-restore restores "
+            f"{ENGINE} cluster snapshots only",
+        )
+    return {
+        "arn": arn,
+        "identifier": identifier,
+        "engine": engine,
+        "engine_version": snapshot.get("EngineVersion"),
+        "encrypted": bool(snapshot.get("StorageEncrypted")),
+        "kms_key_id": snapshot.get("KmsKeyId"),
+        "size_gb": snapshot.get("AllocatedStorage"),
+        "source_cluster_id": snapshot.get("DBClusterIdentifier"),
+        "source_region": request.source_region,
+        "snapshot_type": snapshot.get("SnapshotType") or "manual",
+        "account": arn.split(":")[4],
+        "shared": bool(snapshot.get("_shared")),
+        "created_at": _iso(snapshot.get("SnapshotCreateTime")),
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+# -- the target ----------------------------------------------------------------------------------
+
+
+def check_target(ctx: StepContext, request: RestoreRequest, facts: dict[str, Any]) -> dict[str, Any]:
+    """The target's state; an existing target must pass the safety rules now, before any copy."""
+    cluster = describe_cluster(ctx.aws("rds", request.target_region), request.target_cluster_id)
+    if cluster is None:
+        return {
+            "exists": False,
+            "cluster_id": request.target_cluster_id,
+            "managed": False,
+            "deletion_protection": False,
+            "status": None,
+        }
+    engine = cluster.get("Engine")
+    if engine != ENGINE:
+        raise ValidationError(
+            "target_cluster_id",
+            request.target_cluster_id,
+            f"is an existing {engine} cluster in {request.target_region}; only an {ENGINE} target can "
+            "be refreshed from an aurora-postgresql snapshot",
+        )
+    will_unprotect = check_replaceable(
+        cluster,
+        region=request.target_region,
+        source_cluster_id=str(facts.get("source_cluster_id") or ""),
+        source_region=request.source_region,
+        settings=ctx.settings,
+        allow_disable_deletion_protection=request.allow_disable_deletion_protection,
+    )
+    return {
+        "exists": True,
+        "cluster_id": cluster["DBClusterIdentifier"],
+        "managed": is_managed(cluster),
+        "deletion_protection": bool(cluster.get("DeletionProtection")),
+        "disable_deletion_protection": will_unprotect,
+        "status": cluster.get("Status"),
+        "engine_version": cluster.get("EngineVersion"),
+        "arn": cluster.get("DBClusterArn"),
+    }
+
+
+# -- the key -------------------------------------------------------------------------------------
+
+
+def check_kms_key(ctx: StepContext, request: RestoreRequest, facts: dict[str, Any]) -> str | None:
+    """The ARN of the target-region key a copy will use, verified; None when no key is used.
+
+    An encrypted snapshot copied across regions or out of another account needs a key in the
+    target region ("Must specify new KMS key"): refused here, before any copy starts.
+    """
+    key = request.kms_key_id or ctx.settings.default_kms_key_id or None
+    where = (
+        "the request's kms_key_id"
+        if request.kms_key_id
+        else f"the stack default ({PREFIX}DEFAULT_KMS_KEY_ID)"
+    )
+    needs_key = facts["encrypted"] and facts["copy_reason"] in ("cross-region", "shared")
+    if needs_key and not key:
+        why = (
+            f"to {request.target_region}"
+            if facts["copy_reason"] == "cross-region"
+            else f"out of account {facts['account']}"
+        )
+        raise ValidationError(
+            "kms_key_id",
+            None,
+            f"snapshot {facts['identifier']} is encrypted and must be copied {why}; the copy needs a KMS "
+            f"key in {request.target_region}: set kms_key_id in the request or the stack's DefaultKmsKeyId",
+        )
+    if not key or not (facts["encrypted"] or request.kms_key_id):
+        return None
+    if key.startswith("arn:") and key.split(":")[3] != request.target_region:
+        raise ValidationError(
+            "kms_key_id",
+            key,
+            f"({where}) is a key in {key.split(':')[3]}; KMS keys are regional, it must be a key "
+            f"in the target region {request.target_region}",
+        )
+    kms = ctx.aws("kms", request.target_region)
+    try:
+        metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+    except kms.exceptions.ClientError as exc:
+        code = error_code(exc)
+        if code in ("NotFoundException", "InvalidArnException"):
+            raise ValidationError(
+                "kms_key_id", key, f"({where}) does not exist in {request.target_region}; name a key there"
+            ) from None
+        if code in ("AccessDeniedException", "KMSInvalidStateException", "DisabledException"):
+            raise ValidationError(
+                "kms_key_id",
+                key,
+                f"({where}) cannot be used in {request.target_region}: {code}; aurora-restore needs "
+                "kms:DescribeKey, kms:CreateGrant, kms:Decrypt, kms:Encrypt, kms:ReEncrypt* and "
+                "kms:GenerateDataKey* on it",
+            ) from None
+        raise
+    state = metadata.get("KeyState", "Enabled")
+    if state != "Enabled" or metadata.get("Enabled") is False:
+        raise ValidationError(
+            "kms_key_id", key, f"({where}) is {state} in {request.target_region}; it must be Enabled"
+        )
+    return str(metadata["Arn"])
