@@ -140,9 +140,10 @@ class ExecutionHistory:
                 run.exited_at = when
             return ("entered", run)
         if kind.endswith("StateExited"):
-            run = self._open.pop(details.get("name", "?"), None)
-            if run is None:
+            exited = self._open.pop(details.get("name", "?"), None)
+            if exited is None:
                 return None
+            run = exited
             run.exited_at = when
             if run.type == "Wait" and run.duration is not None:
                 run.waited = run.duration

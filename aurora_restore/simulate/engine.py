@@ -255,15 +255,15 @@ def compressed_waits(scale: float) -> Iterator[None]:
 
     if not 0 < scale <= 1:
         raise ValueError(f"the time scale must be more than 0 and at most 1, got {scale}")
-    modules = (retrier_decl, endpoint, bucket)
+    modules: tuple[Any, ...] = (retrier_decl, endpoint, bucket)
     originals = [module.time for module in modules]
     original_threading = bucket.threading
     original_wait = WaitFunction._wait_interval
     if scale != 1:
         clock = _ScaledTime(scale)
         for module in modules:
-            module.time = clock  # type: ignore[assignment]
-        bucket.threading = _ScaledThreading(scale)  # type: ignore[assignment]
+            module.time = clock
+        bucket.threading = _ScaledThreading(scale)
         WaitFunction._wait_interval = _scaled_wait_interval(scale)  # type: ignore[method-assign]
     try:
         yield

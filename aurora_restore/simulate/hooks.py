@@ -351,7 +351,9 @@ class ProgressScript:
     def _still_deleting(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
         if self.current_step() not in DELETE_STEPS or self.polls["delete"] > self.delete_polls:
             return None
-        body = params.get("body") if isinstance(params.get("body"), dict) else {}
+        body = params.get("body")
+        if not isinstance(body, dict):
+            return None
         cluster_id = str(body.get("DBClusterIdentifier", "")).lower()
         described = self.deleted_clusters.get((context.get("client_region") or "", cluster_id))
         if described is None:

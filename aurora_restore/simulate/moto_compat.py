@@ -96,7 +96,7 @@ def upstream_fixes() -> Iterator[None]:
     # Harmless where moto already moves the instances: they then already carry the new name.
     RDSBackend.modify_db_cluster = _renaming_keeps_instances(saved_modify)  # type: ignore[method-assign]
     if _still_faulty(RDSBackend.get_snapshot, 'identifier.split(":")[-1]'):
-        RDSBackend.get_snapshot = _get_snapshot  # type: ignore[assignment,method-assign]
+        RDSBackend.get_snapshot = _get_snapshot  # type: ignore[method-assign]
     if _still_faulty(
         parser_models.StepFunctionsParserBackend.start_execution, "copy.deepcopy(state_machine)"
     ):

@@ -320,18 +320,17 @@ def _check_references(world: World) -> None:
             )
     snapshot_ids: set[tuple[str, str]] = set()
     for i, snapshot in enumerate(world.snapshots):
-        cluster = world.cluster(snapshot.cluster, snapshot.region)
-        if cluster is None:
+        source_cluster = world.cluster(snapshot.cluster, snapshot.region)
+        if source_cluster is None:
             raise WorldError(
                 f"snapshots[{i}].cluster: {snapshot.cluster!r} is not a cluster of the world in "
                 f"{snapshot.region}; a snapshot is taken of a cluster in its own region"
             )
-        if snapshot.encrypted is not None and snapshot.encrypted != cluster.storage_encrypted:
-            state = "encrypted" if cluster.storage_encrypted else "not encrypted"
+        if snapshot.encrypted is not None and snapshot.encrypted != source_cluster.storage_encrypted:
+            state = "encrypted" if source_cluster.storage_encrypted else "not encrypted"
             raise WorldError(
-                f"snapshots[{i}].encrypted: {snapshot.encrypted} contradicts its cluster {cluster.id}, "
-                "which is "
-                f"{state} (a snapshot is encrypted exactly when its cluster is)"
+                f"snapshots[{i}].encrypted: {snapshot.encrypted} contradicts its cluster "
+                f"{source_cluster.id}, which is {state} (a snapshot is encrypted exactly when its cluster is)"
             )
         key = (snapshot.region, snapshot.id.lower())
         if key in snapshot_ids:
