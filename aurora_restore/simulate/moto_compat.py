@@ -1,7 +1,7 @@
 """Upstream fixes for moto bugs a rehearsal walks into, applied only while a rehearsal runs.
 
-Each is the fix moto merged later, re-applied here for the moto the machine has, and only when
-the installed moto still has the faulty code (its source is checked, not its version number).
+The first two are fixes moto merged later, re-applied here for the moto the machine has, and
+only when the installed moto still has the faulty code (its source is checked, not its version).
 
 - getmoto/moto#10177: a snapshot ARN is split at its *last* colon, so an automated snapshot
   (``...:cluster-snapshot:rds:orders-2026-11-20``) referenced by ARN is "not found". Copying an
@@ -10,11 +10,18 @@ the installed moto still has the faulty code (its source is checked, not its ver
   running executions (threads, locks), so a second execution of one state machine fails with
   ``cannot pickle '_thread.RLock'``. A retry under a new execution name needs a second execution.
 
-And one fidelity gap with no upstream fix yet: moto's ``ModifyDBCluster(NewDBClusterIdentifier)``
-renames the cluster but leaves its instances pointing at the old name, so after a rename the
-instances belong to whatever cluster takes the old name next. RDS keeps a cluster's instances
-across a rename; the swap strategy renames twice and then deletes the old cluster's instances,
-so without this the rehearsal would show the old writer attached to the new cluster.
+And two fidelity gaps with no upstream fix yet:
+
+- moto takes an automated snapshot named ``rds:<cluster>-<minute>`` the moment a cluster is
+  created (or restored) and keeps it after the cluster is deleted. RDS takes automated backups in
+  the backup window and removes them with the cluster; a cluster restored under the same name
+  within the minute (delete-first, or a retry) would collide with moto's leftover. Clusters get
+  no creation snapshot during a rehearsal; the world holds the snapshots its file lists.
+- moto's ``ModifyDBCluster(NewDBClusterIdentifier)`` renames the cluster but leaves its
+  instances pointing at the old name, so after a rename the instances belong to whatever cluster
+  takes the old name next. RDS keeps a cluster's instances across a rename; the swap strategy
+  renames twice and then deletes the old cluster's instances, so without this the rehearsal would
+  show the old writer attached to the new cluster.
 """
 
 from __future__ import annotations
@@ -77,6 +84,10 @@ def _renaming_keeps_instances(original: Any) -> Any:
     return modify_db_cluster
 
 
+def _no_creation_snapshot(self: Any) -> None:
+    """RDS makes no snapshot when a cluster is created; its backups come in the backup window."""
+
+
 def _still_faulty(function: Any, faulty_code: str) -> bool:
     try:
         return faulty_code in inspect.getsource(function)
@@ -87,12 +98,14 @@ def _still_faulty(function: Any, faulty_code: str) -> bool:
 @contextlib.contextmanager
 def upstream_fixes() -> Iterator[None]:
     """Apply the fixes the installed moto needs while the block runs; moto is as it was afterwards."""
-    from moto.rds.models import RDSBackend
+    from moto.rds.models import DBCluster, RDSBackend
     from moto.stepfunctions.parser import models as parser_models
 
     saved_get_snapshot = RDSBackend.get_snapshot
     saved_modify = RDSBackend.modify_db_cluster
     saved_copy = parser_models.copy
+    saved_backup = DBCluster.save_automated_backup
+    DBCluster.save_automated_backup = _no_creation_snapshot  # type: ignore[method-assign]
     # Harmless where moto already moves the instances: they then already carry the new name.
     RDSBackend.modify_db_cluster = _renaming_keeps_instances(saved_modify)  # type: ignore[method-assign]
     if _still_faulty(RDSBackend.get_snapshot, 'identifier.split(":")[-1]'):
@@ -107,3 +120,4 @@ def upstream_fixes() -> Iterator[None]:
         RDSBackend.get_snapshot = saved_get_snapshot  # type: ignore[method-assign]
         RDSBackend.modify_db_cluster = saved_modify  # type: ignore[method-assign]
         parser_models.copy = saved_copy
+        DBCluster.save_automated_backup = saved_backup  # type: ignore[method-assign]

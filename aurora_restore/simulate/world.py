@@ -433,7 +433,6 @@ def seed(world: World, clients: Callable[[str, str], Any]) -> SeededWorld:
         seeded.key_arns[(key.region, key.alias)] = key_id
     for cluster in world.clusters:
         _seed_cluster(cluster, world, seeded, clients("rds", cluster.region))
-        _forget_creation_backup(cluster)
     for snapshot in world.snapshots:
         _seed_snapshot(snapshot, clients("rds", snapshot.region))
     for secret in world.secrets:
@@ -470,21 +469,6 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: 
             DBInstanceClass=cluster.instance_class,
             Tags=[{"Key": k, "Value": v} for k, v in cluster.tags.items()],
         )
-
-
-def _forget_creation_backup(cluster: ClusterSpec) -> None:
-    """Drop the automated snapshot moto takes when a cluster is created.
-
-    The world holds exactly the snapshots its file lists. moto names that backup
-    ``rds:<cluster>-<minute>`` and never removes it, so a cluster restored under the same name
-    within the minute (delete-first) would collide with it, which RDS never does.
-    """
-    from moto.rds.models import rds_backends
-
-    backend = rds_backends[ACCOUNT][cluster.region]
-    for snapshot_id, snapshot in list(backend.cluster_snapshots.items()):
-        if snapshot.snapshot_type == "automated" and snapshot.db_cluster_identifier == cluster.id:
-            del backend.cluster_snapshots[snapshot_id]
 
 
 def _seed_snapshot(snapshot: SnapshotSpec, rds: Any) -> None:
