@@ -226,6 +226,36 @@ def _describe_changes(report: Report) -> list[str]:
     return lines or ["  (nothing in RDS changed)"]
 
 
+def _describe_database(report: Report) -> list[str]:
+    results = (report.state_item or {}).get("results") or {}
+    users = results.get("setup_db_users")
+    if not isinstance(users, dict):
+        return []
+    lines: list[str] = []
+    master = users.get("master_user") or {}
+    if master.get("reset"):
+        lines.append(
+            f"  master password of {master.get('username')} reset ({master.get('call')}); kept in "
+            f"{master.get('secret_arn')}"
+        )
+    for key, what in (
+        ("roles_created", "roles created"),
+        ("roles_altered", "roles altered"),
+        ("roles_disabled", "roles disabled"),
+        ("roles_dropped", "roles dropped"),
+    ):
+        if users.get(key):
+            lines.append(f"  {what}: {', '.join(map(str, users[key]))}")
+    if users.get("grants"):
+        lines.append(f"  grants: {len(users['grants'])}")
+    scripts = [
+        str(script.get("name")) for script in users.get("scripts_run") or [] if isinstance(script, dict)
+    ]
+    if scripts:
+        lines.append(f"  scripts run: {', '.join(scripts)}")
+    return lines
+
+
 def print_summary(report: Report) -> None:
     """The human summary after the progress lines."""
     print()
@@ -240,6 +270,11 @@ def print_summary(report: Report) -> None:
     print("\nWhat changed in RDS:")
     for line in _describe_changes(report):
         print(line)
+    database_lines = _describe_database(report)
+    if database_lines:
+        print(f"\nWhat changed in the database (PostgreSQL at {report.database.get('endpoint')}):")
+        for line in database_lines:
+            print(line)
     counts: dict[str, int] = {}
     for call in report.aws_calls:
         counts[call["service"]] = counts.get(call["service"], 0) + 1
