@@ -1,0 +1,435 @@
+"""IAM policy statements: what the dispatcher, the state machine and the schedule may do.
+
+Least privilege, statement by statement (each ``Sid`` says why it exists):
+
+- RDS describes are read-only and allowed broadly (the source may be any cluster the operator names).
+- Copies, restores and new instances only in the target regions, and only when the request tags
+  the new resource ``aurora-restore:managed=true`` (``aws:RequestTag``).
+- Deleting, modifying (renaming, resetting the password, turning off deletion protection) and
+  tagging only resources that already carry ``aurora-restore:managed=true`` (``aws:ResourceTag``).
+- Clusters matched by the allowed-target pattern are not tagged; the role can touch them only
+  when the stack names an ``UnmanagedTargetPrefix``, and then only clusters and instances whose
+  identifier starts with it (IAM matches ARNs with globs, not the pattern's regex; the steps still
+  check the regex). Without the prefix, tag such a target once and it is managed.
+- KMS only on the configured keys, DynamoDB only on the two tables, SNS only on the topic,
+  Secrets Manager only under the configured prefix (and, when allowed, RDS-managed master secrets).
+
+``"Resource": "*"`` appears only on read-only actions and on the telemetry actions listed in
+:data:`ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS`, which IAM cannot scope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from troposphere import AWSHelperFn, If, NoValue, Ref, Sub
+
+from dispatcher.request import MANAGED_TAG
+
+#: Actions that IAM cannot scope to a resource (X-Ray, CloudWatch Logs log delivery for Step
+#: Functions); the only mutating actions that may have ``"Resource": "*"``.
+ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
+    {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+    }
+)
+
+#: Read-only RDS actions the steps use to look at snapshots, clusters, instances and tags.
+RDS_READ_ACTIONS = ["rds:Describe*", "rds:ListTagsForResource"]
+#: Actions that create copies, clusters and instances (tagged managed in the same request).
+RDS_CREATE_ACTIONS = ["rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"]
+#: Actions that change or remove what exists: only on managed resources (or the named prefix).
+RDS_REPLACE_ACTIONS = [
+    "rds:DeleteDBCluster",
+    "rds:DeleteDBInstance",
+    "rds:ModifyDBCluster",
+    "rds:DeleteDBClusterSnapshot",
+    "rds:CreateDBClusterSnapshot",
+    "rds:AddTagsToResource",
+    "rds:RemoveTagsFromResource",
+]
+
+
+def rds_arns(
+    partition_region: str, *kinds: str, name: str = "*", account: str = "${AWS::AccountId}"
+) -> list[Sub]:
+    """RDS ARNs of ``kinds`` (``cluster``, ``db``...) in ``account``; a condition scopes the region."""
+    return [Sub(f"arn:${{AWS::Partition}}:rds:{partition_region}:{account}:{kind}:{name}") for kind in kinds]
+
+
+def dispatcher_statements(
+    *,
+    target_regions: AWSHelperFn,
+    state_table_arn: AWSHelperFn,
+    audit_table_arn: AWSHelperFn,
+    topic: Ref,
+    stack_key_arn: AWSHelperFn,
+    log_group_arn: AWSHelperFn,
+    target_kms_key: Ref,
+    source_kms_keys: Ref,
+    unmanaged_prefix: Ref,
+    secrets_prefix: Ref,
+    export_role_arn: Ref,
+    export_kms_key: Ref,
+    scripts_prefix: Ref,
+    conditions: dict[str, str],
+) -> list[dict[str, Any]]:
+    """Statements of the dispatcher function's role (conditional ones use ``Fn::If``)."""
+    in_target_regions = {"aws:RequestedRegion": target_regions}
+    managed_request = {f"aws:RequestTag/{MANAGED_TAG}": "true"}
+    managed_resource = {f"aws:ResourceTag/{MANAGED_TAG}": "true"}
+    snapshot_arns_any_account = rds_arns("*", "cluster-snapshot", account="*")
+    statements: list[Any] = [
+        {
+            "Sid": "ReadRdsEverywhere",
+            "Effect": "Allow",
+            "Action": RDS_READ_ACTIONS,
+            "Resource": "*",
+        },
+        {
+            # The source snapshot may be shared from another account; the copy is made in a target
+            # region and tagged managed in the same request.
+            "Sid": "CopySnapshotsIntoTargetRegionsTaggedManaged",
+            "Effect": "Allow",
+            "Action": ["rds:CopyDBClusterSnapshot"],
+            "Resource": snapshot_arns_any_account,
+            "Condition": {"StringEquals": {**in_target_regions, **managed_request}},
+        },
+        {
+            "Sid": "RestoreClustersAndInstancesTaggedManaged",
+            "Effect": "Allow",
+            "Action": ["rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"],
+            "Resource": rds_arns(
+                "*", "cluster", "db", "cluster-snapshot", "subgrp", "cluster-pg", "pg", "og", "secgrp"
+            ),
+            "Condition": {"StringEquals": {**in_target_regions, **managed_request}},
+        },
+        {
+            # RDS checks rds:AddTagsToResource when a create request carries tags.
+            "Sid": "TagNewResourcesManaged",
+            "Effect": "Allow",
+            "Action": ["rds:AddTagsToResource"],
+            "Resource": rds_arns("*", "cluster", "db", "cluster-snapshot"),
+            "Condition": {"StringEquals": {**in_target_regions, **managed_request}},
+        },
+        {
+            "Sid": "ReplaceOnlyManagedResources",
+            "Effect": "Allow",
+            "Action": RDS_REPLACE_ACTIONS,
+            "Resource": rds_arns("*", "cluster", "db", "cluster-snapshot"),
+            "Condition": {"StringEquals": {**in_target_regions, **managed_resource}},
+        },
+        {
+            # The final snapshot of a deleted cluster does not exist yet, so it has no tag to check;
+            # the cluster itself is still checked by the statements above.
+            "Sid": "FinalSnapshotsOfReplacedClusters",
+            "Effect": "Allow",
+            "Action": ["rds:DeleteDBCluster", "rds:CreateDBClusterSnapshot"],
+            "Resource": rds_arns("*", "cluster-snapshot"),
+            "Condition": {"StringEquals": in_target_regions},
+        },
+        If(
+            conditions["unmanaged_prefix"],
+            {
+                "Sid": "ReplaceUntaggedTargetsByNamePrefix",
+                "Effect": "Allow",
+                "Action": [
+                    "rds:DeleteDBCluster",
+                    "rds:DeleteDBInstance",
+                    "rds:ModifyDBCluster",
+                    "rds:CreateDBClusterSnapshot",
+                    # The swap marks the old target it renames away (and unmarks it on undo).
+                    "rds:AddTagsToResource",
+                    "rds:RemoveTagsFromResource",
+                ],
+                "Resource": [
+                    Sub(
+                        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster:${Prefix}*",
+                        Prefix=unmanaged_prefix,
+                    ),
+                    Sub(
+                        "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:db:${Prefix}*", Prefix=unmanaged_prefix
+                    ),
+                ],
+                "Condition": {"StringEquals": in_target_regions},
+            },
+            NoValue,
+        ),
+        If(
+            conditions["export"],
+            {
+                "Sid": "ExportManagedSnapshotsToS3",
+                "Effect": "Allow",
+                "Action": ["rds:StartExportTask"],
+                "Resource": rds_arns("*", "cluster-snapshot"),
+                "Condition": {"StringEquals": {**in_target_regions, **managed_resource}},
+            },
+            NoValue,
+        ),
+        If(
+            conditions["export"],
+            {
+                "Sid": "PassTheExportRoleToRdsExport",
+                "Effect": "Allow",
+                "Action": ["iam:PassRole"],
+                "Resource": [export_role_arn],
+                "Condition": {"StringEquals": {"iam:PassedToService": "export.rds.amazonaws.com"}},
+            },
+            NoValue,
+        ),
+        If(
+            conditions["export_key"],
+            {
+                "Sid": "UseTheExportKey",
+                "Effect": "Allow",
+                "Action": ["kms:DescribeKey", "kms:CreateGrant"],
+                "Resource": [export_kms_key],
+            },
+            NoValue,
+        ),
+        If(
+            conditions["target_key"],
+            {
+                # Copies re-encrypted into the target region and restores from them.
+                "Sid": "UseTheTargetRegionKey",
+                "Effect": "Allow",
+                "Action": [
+                    "kms:DescribeKey",
+                    "kms:Decrypt",
+                    "kms:Encrypt",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                ],
+                "Resource": [target_kms_key],
+            },
+            NoValue,
+        ),
+        If(
+            conditions["target_key"],
+            {
+                "Sid": "LetRdsHoldGrantsOnTheTargetKey",
+                "Effect": "Allow",
+                "Action": ["kms:CreateGrant"],
+                "Resource": [target_kms_key],
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            },
+            NoValue,
+        ),
+        If(
+            conditions["source_keys"],
+            {
+                "Sid": "ReadWithTheSourceSnapshotKeys",
+                "Effect": "Allow",
+                "Action": ["kms:DescribeKey", "kms:Decrypt"],
+                "Resource": source_kms_keys,
+            },
+            NoValue,
+        ),
+        If(
+            conditions["source_keys"],
+            {
+                "Sid": "LetRdsHoldGrantsOnTheSourceKeys",
+                "Effect": "Allow",
+                "Action": ["kms:CreateGrant"],
+                "Resource": source_kms_keys,
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            },
+            NoValue,
+        ),
+        {
+            # The stack's own key encrypts the tables, the topic and the environment variables.
+            "Sid": "UseTheStackKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+            "Resource": [stack_key_arn],
+        },
+        {
+            "Sid": "StateAndAuditTables",
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:Query",
+            ],
+            "Resource": [state_table_arn, audit_table_arn],
+        },
+        {
+            "Sid": "NotifyTheTopic",
+            "Effect": "Allow",
+            "Action": ["sns:Publish"],
+            "Resource": [topic],
+        },
+        {
+            # Users-spec passwords are read from here; the stack-secret master password is written here.
+            "Sid": "SecretsUnderThePrefix",
+            "Effect": "Allow",
+            "Action": [
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:CreateSecret",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecret",
+                "secretsmanager:TagResource",
+            ],
+            "Resource": [
+                Sub(
+                    "arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:${Prefix}*",
+                    Prefix=secrets_prefix,
+                )
+            ],
+        },
+        If(
+            conditions["rds_managed_secrets"],
+            {
+                # ModifyDBCluster(ManageMasterUserPassword=True) makes RDS create the secret as the
+                # caller; setup_db_users then reads it to connect.
+                "Sid": "RdsManagedMasterSecretsInTargetRegions",
+                "Effect": "Allow",
+                "Action": [
+                    "secretsmanager:CreateSecret",
+                    "secretsmanager:TagResource",
+                    "secretsmanager:RotateSecret",
+                    "secretsmanager:DescribeSecret",
+                    "secretsmanager:GetSecretValue",
+                ],
+                "Resource": [
+                    Sub("arn:${AWS::Partition}:secretsmanager:*:${AWS::AccountId}:secret:rds!cluster-*")
+                ],
+                "Condition": {"StringEquals": in_target_regions},
+            },
+            NoValue,
+        ),
+        If(
+            conditions["scripts"],
+            {
+                # Post-restore SQL scripts of the users spec given as s3:// objects.
+                "Sid": "ReadUserScriptsUnderThePrefix",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [Sub("arn:${AWS::Partition}:s3:::${Prefix}*", Prefix=scripts_prefix)],
+            },
+            NoValue,
+        ),
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [log_group_arn],
+        },
+        {
+            "Sid": "XRayHasNoResourceLevelPermissions",
+            "Effect": "Allow",
+            "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+            "Resource": "*",
+        },
+        If(
+            conditions["vpc"],
+            {
+                # Lambda creates the function's network interfaces with the function's role.
+                "Sid": "NetworkInterfacesInThisAccountAndRegion",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "Resource": [
+                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*"),
+                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:subnet/*"),
+                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:security-group/*"),
+                ],
+            },
+            NoValue,
+        ),
+        If(
+            conditions["vpc"],
+            {
+                "Sid": "DescribeNetworkInterfaces",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
+                "Resource": "*",
+            },
+            NoValue,
+        ),
+    ]
+    return statements
+
+
+def state_machine_statements(
+    *, function_arn: AWSHelperFn, log_group_arn_pattern: Sub
+) -> list[dict[str, Any]]:
+    """Statements of the state machine's role: invoke the dispatcher, and its logs and traces."""
+    return [
+        {
+            "Sid": "InvokeOnlyTheDispatcher",
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": [function_arn, Sub("${Arn}:*", Arn=function_arn)],
+        },
+        {
+            # Step Functions sets up CloudWatch Logs delivery with its role; these actions cannot
+            # be scoped to a resource.
+            "Sid": "LogDeliveryHasNoResourceLevelPermissions",
+            "Effect": "Allow",
+            "Action": [
+                "logs:CreateLogDelivery",
+                "logs:GetLogDelivery",
+                "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries",
+            ],
+            "Resource": "*",
+        },
+        {
+            "Sid": "LogGroupPolicyForDelivery",
+            "Effect": "Allow",
+            "Action": ["logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"],
+            "Resource": [log_group_arn_pattern],
+        },
+        {
+            "Sid": "XRayHasNoResourceLevelPermissions",
+            "Effect": "Allow",
+            "Action": [
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+            ],
+            "Resource": "*",
+        },
+    ]
+
+
+def schedule_statements(*, state_machine_arn: Ref) -> list[dict[str, Any]]:
+    """The schedule's role starts executions of this state machine and nothing else."""
+    return [
+        {
+            "Sid": "StartOnlyThisStateMachine",
+            "Effect": "Allow",
+            "Action": ["states:StartExecution"],
+            "Resource": [state_machine_arn],
+        }
+    ]
+
+
+def assume_role_policy(service: str, *, source_account: bool = True) -> dict[str, Any]:
+    """Trust policy for ``service``, limited to this account's requests (confused deputy)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if source_account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}}
+    return {"Version": "2012-10-17", "Statement": [statement]}

@@ -1,0 +1,513 @@
+"""The state machine definition, generated from the registered steps and ``infra/pipeline.py``.
+
+Every Task invokes the one dispatcher function (``Resource`` is the ``${DispatcherFunctionArn}``
+placeholder, filled by the template's ``DefinitionSubstitutions`` or by the local rehearsal) with
+``{"step": <name>, "execution_id.$": "$$.Execution.Id", "<key>.$": "$.<key>"...}`` and puts the
+step's output under ``$.<result_key>``, so the request is never overwritten. The rules each fix a
+defect of the seed's hand-written sketch:
+
+- the first state normalises the raw input (``"input.$": "$"``);
+- Choice states read ``complete`` and the fields the steps really return; Wait states take
+  ``SecondsPath`` from ``next_poll_seconds``;
+- every Task retries Lambda's transient errors and the project's ``Retryable`` errors with
+  backoff and full jitter, and catches everything else into the failure step, which gets ``$``
+  whole and ends in a Fail state (a failed refresh is a FAILED execution);
+- every path a state reads is written by a state that certainly ran before it
+  (:func:`check_reads`): Step Functions' ``States.ALL`` does not catch ``States.Runtime``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.errors import retryable_error_names
+from dispatcher.registry import Registry, Step, load_builtin_steps
+from infra.pipeline import (
+    EXECUTION_MARGIN_SECONDS,
+    MAX_WAIT_LIMITS_SECONDS,
+    PIPELINE,
+    TASK_TIMEOUT_SECONDS,
+    Branch,
+    Pipeline,
+    PollLoop,
+    Stage,
+    Task,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: Name of the DefinitionSubstitutions key that carries the dispatcher's ARN.
+DISPATCHER_ARN_VARIABLE = "DispatcherFunctionArn"
+#: What every Task's ``Resource`` holds until the substitution (direct Lambda ARN form).
+DISPATCHER_ARN_PLACEHOLDER = "${" + DISPATCHER_ARN_VARIABLE + "}"
+
+#: Lambda's own transient errors; AWS recommends retrying them (2 s, 6 attempts, rate 2).
+LAMBDA_TRANSIENT_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.TooManyRequestsException",
+)
+#: Where every Catch puts the error (``{"Error": ..., "Cause": ...}``).
+ERROR_KEY = "error"
+#: Keys a step may not use as its result key: the Task parameters and the Catch's result path.
+RESERVED_KEYS = frozenset({"step", "execution_id", "input", ERROR_KEY})
+_RESULT_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_STATE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,79}$")
+
+
+class PipelineError(ValueError):
+    """The registered steps and ``infra/pipeline.py`` do not fit together; says what to change."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Task and execution timeouts written into the definition."""
+
+    task_seconds: int
+    execution_seconds: int
+
+
+def build_definition(
+    registry: Registry | None = None, *, pipeline: Pipeline = PIPELINE, comment: str | None = None
+) -> dict[str, Any]:
+    """The state machine definition (ASL, as a dict) for the steps in ``registry``.
+
+    ``None`` means the built-in steps (``load_builtin_steps()``). Every Task's ``Resource`` is
+    ``"${DispatcherFunctionArn}"``. Raises :class:`PipelineError` when a declared step is not
+    registered, a registered step is not placed, or a state would read a path nothing wrote.
+    """
+    steps = registry if registry is not None else load_builtin_steps()
+    stages = place_steps(pipeline, steps)
+    failure = _step(steps, pipeline.failure_step)
+    check_reads(stages, steps, pipeline)
+    timeouts = compute_timeouts(stages)
+
+    states = _States()
+    _emit(stages, pipeline.succeeded_state, steps, pipeline, timeouts, states)
+    states[failure.state_name] = _task_state(
+        failure, next_state=pipeline.failed_state, timeouts=timeouts, catch_to=None, pipeline=pipeline
+    )
+    states[pipeline.succeeded_state] = {"Type": "Succeed"}
+    states[pipeline.failed_state] = {
+        "Type": "Fail",
+        "Error": "RefreshFailed",
+        "Cause": f"The refresh failed; {failure.state_name} reported it (see the failure notification, "
+        "the operation's state item and its audit trail).",
+    }
+    return {
+        "Comment": comment or "aurora-restore: refresh an Aurora PostgreSQL cluster from a snapshot",
+        "StartAt": _entry(stages[0], steps),
+        "TimeoutSeconds": timeouts.execution_seconds,
+        "States": dict(states),
+    }
+
+
+# -- placing the steps ---------------------------------------------------------------------------
+def declared_steps(pipeline: Pipeline) -> list[str]:
+    """Every step the declaration names, in order (the failure step last)."""
+    return [*_stage_steps(pipeline.stages), pipeline.failure_step]
+
+
+def _stage_steps(stages: tuple[Stage, ...]) -> Iterator[str]:
+    for stage in stages:
+        if isinstance(stage, Task):
+            yield stage.step
+        elif isinstance(stage, PollLoop):
+            yield stage.start
+            yield stage.check
+        else:
+            yield from _stage_steps(stage.stages)
+
+
+def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
+    """The declared stages with every third-party step (``run_after``) inserted where it asks.
+
+    A step inserted after one half of a poll loop runs after the whole loop (after the work is
+    complete); several steps after the same one run in name order.
+    """
+    declared = declared_steps(pipeline)
+    missing = [name for name in declared if name not in registry]
+    if missing:
+        raise PipelineError(
+            f"infra/pipeline.py names step(s) nobody registered: {', '.join(missing)}; registered steps: "
+            f"{', '.join(registry.names()) or '(none)'}. Register a class for each with @register in steps/, "
+            "or remove it from the pipeline declaration."
+        )
+    for cls in registry:
+        if cls.name in declared and cls.run_after:
+            raise PipelineError(
+                f"step {cls.name!r} is named in infra/pipeline.py and also sets run_after="
+                f"{cls.run_after!r}; a step is placed one way: drop it from the declaration or drop run_after"
+            )
+    unplaced = [cls for cls in registry if cls.name not in declared]
+    stray = [cls.name for cls in unplaced if not cls.run_after]
+    if stray:
+        raise PipelineError(
+            f"registered step(s) not in the pipeline: {', '.join(stray)}. Name each in infra/pipeline.py "
+            "(built-in steps) or set run_after = '<step name>' on the class (third-party steps)."
+        )
+    stages = pipeline.stages
+    placed = set(declared)
+    pending = sorted(unplaced, key=lambda cls: cls.name)
+    while pending:
+        progress = [cls for cls in pending if cls.run_after in placed]
+        if not progress:
+            names = ", ".join(f"{cls.name} (run_after={cls.run_after!r})" for cls in pending)
+            raise PipelineError(
+                f"cannot place step(s) {names}: run_after must name a registered step of the pipeline; "
+                f"steps: {', '.join(sorted(placed))}"
+            )
+        # Later insertions go right after the anchor, so insert in reverse to keep name order.
+        for cls in reversed(progress):
+            if cls.run_after == pipeline.failure_step:
+                raise PipelineError(
+                    f"step {cls.name!r} sets run_after={cls.run_after!r}, but {cls.run_after} ends the "
+                    "failure path; nothing runs after it. Run after a step of the refresh instead."
+                )
+            stages = _insert_after(stages, str(cls.run_after), Task(cls.name))
+            placed.add(cls.name)
+        pending = [cls for cls in pending if cls.name not in placed]
+    return stages
+
+
+def _insert_after(stages: tuple[Stage, ...], anchor: str, task: Task) -> tuple[Stage, ...]:
+    out: list[Stage] = []
+    for stage in stages:
+        if isinstance(stage, Branch):
+            stage = Branch(stage.choice, stage.when, _insert_after(stage.stages, anchor, task))
+        out.append(stage)
+        if (isinstance(stage, Task) and stage.step == anchor) or (
+            isinstance(stage, PollLoop) and anchor in (stage.start, stage.check)
+        ):
+            out.append(task)
+    return tuple(out)
+
+
+# -- checking the paths ----------------------------------------------------------------------------
+def check_reads(stages: tuple[Stage, ...], registry: Registry, pipeline: Pipeline) -> None:
+    """Refuse a state that reads ``$.<key>`` when some path to it has not written ``<key>``.
+
+    A missing path is ``States.Runtime``, which ``States.ALL`` does not catch: the execution would
+    die without the failure handler, its notification or its lock release.
+    """
+    for cls in registry:
+        if cls.name in declared_steps(pipeline) or cls.run_after:
+            _check_result_key(cls)
+    failure = _step(registry, pipeline.failure_step)
+    if tuple(failure.reads) != ("$",):
+        raise PipelineError(
+            f"the failure step {failure.name!r} must read only '$' (the whole data: any other key may be "
+            f"missing when a step fails), not {list(failure.reads)}"
+        )
+    _check_stage_reads(stages, registry, {"$"})
+
+
+def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: set[str]) -> set[str]:
+    written = set(written)
+    for stage in stages:
+        if isinstance(stage, Task):
+            cls = _step(registry, stage.step)
+            _require(cls.state_name, cls.reads, written)
+            written.add(cls.result_key)
+        elif isinstance(stage, PollLoop):
+            start, check = _step(registry, stage.start), _step(registry, stage.check)
+            if start.result_key != check.result_key:
+                raise PipelineError(
+                    f"poll loop {stage.choice}: {start.name} writes $.{start.result_key} but {check.name} "
+                    f"writes $.{check.result_key}; both halves of a loop must write the same key"
+                )
+            _require(start.state_name, start.reads, written)
+            written.add(start.result_key)
+            _require(check.state_name, check.reads, written)
+        else:
+            _require(stage.choice, _rule_keys(stage.when), written)
+            # The branch may be skipped: what it writes is not certain afterwards.
+            _check_stage_reads(stage.stages, registry, written)
+    return written
+
+
+def _require(state: str, reads: tuple[str, ...] | list[str], written: set[str]) -> None:
+    missing = [key for key in reads if key not in written]
+    if missing:
+        raise PipelineError(
+            f"state {state} reads {', '.join('$.' + k for k in missing)}, which no earlier state certainly "
+            f"writes (written by then: {', '.join(sorted(k for k in written if k != '$'))}); "
+            "move the step later or make it read what exists"
+        )
+
+
+def _rule_keys(rule: dict[str, Any]) -> list[str]:
+    """Top-level keys of every ``Variable`` in a Choice rule."""
+    keys: list[str] = []
+    for nested in rule.get("And", []) + rule.get("Or", []) + ([rule["Not"]] if "Not" in rule else []):
+        keys.extend(_rule_keys(nested))
+    variable = rule.get("Variable")
+    if isinstance(variable, str):
+        keys.append(variable.removeprefix("$.").split(".")[0])
+    return keys
+
+
+def _check_result_key(cls: type[Step]) -> None:
+    key = cls.result_key
+    if cls.name == "validate_request":
+        return
+    if not _RESULT_KEY.match(key or "") or key in RESERVED_KEYS or key == "request":
+        raise PipelineError(
+            f"step {cls.name!r} has result_key {key!r}; it must be lower_snake_case and not one of "
+            f"{', '.join(sorted(RESERVED_KEYS | {'request'}))}"
+        )
+
+
+class _States(dict[str, dict[str, Any]]):
+    """The definition's states; refuses a name used twice or not fit for a state."""
+
+    def __setitem__(self, name: str, state: dict[str, Any]) -> None:
+        if name in self:
+            raise PipelineError(
+                f"two states are named {name!r}; every step's state_name and every Choice/Wait/end state "
+                "name in infra/pipeline.py must be unique"
+            )
+        if not _STATE_NAME.match(name):
+            raise PipelineError(
+                f"state name {name!r} must be 1-80 letters and digits, starting with a letter"
+            )
+        super().__setitem__(name, state)
+
+
+# -- emitting the states -----------------------------------------------------------------------------
+def compute_timeouts(stages: tuple[Stage, ...]) -> Timeouts:
+    """Task timeout, and an execution timeout longer than every bounded wait together."""
+    loops = list(_loops(stages))
+    unknown = sorted({loop.max_wait_setting for loop in loops} - set(MAX_WAIT_LIMITS_SECONDS))
+    if unknown:
+        raise PipelineError(
+            f"poll loop bound(s) {', '.join(unknown)} have no limit in MAX_WAIT_LIMITS_SECONDS; "
+            f"known: {', '.join(sorted(MAX_WAIT_LIMITS_SECONDS))}"
+        )
+    waits = sum(MAX_WAIT_LIMITS_SECONDS[loop.max_wait_setting] for loop in loops)
+    return Timeouts(task_seconds=TASK_TIMEOUT_SECONDS, execution_seconds=waits + EXECUTION_MARGIN_SECONDS)
+
+
+def _loops(stages: tuple[Stage, ...]) -> Iterator[PollLoop]:
+    for stage in stages:
+        if isinstance(stage, PollLoop):
+            yield stage
+        elif isinstance(stage, Branch):
+            yield from _loops(stage.stages)
+
+
+def _entry(stage: Stage, registry: Registry) -> str:
+    if isinstance(stage, Task):
+        return _step(registry, stage.step).state_name
+    if isinstance(stage, PollLoop):
+        return _step(registry, stage.start).state_name
+    return stage.choice
+
+
+def _emit(
+    stages: tuple[Stage, ...],
+    after: str,
+    registry: Registry,
+    pipeline: Pipeline,
+    timeouts: Timeouts,
+    states: dict[str, dict[str, Any]],
+) -> None:
+    """Add the states of ``stages`` in order; the last one goes on to ``after``."""
+    failure = _step(registry, pipeline.failure_step).state_name
+    for index, stage in enumerate(stages):
+        following = _entry(stages[index + 1], registry) if index + 1 < len(stages) else after
+        if isinstance(stage, Task):
+            cls = _step(registry, stage.step)
+            states[cls.state_name] = _task_state(
+                cls, next_state=following, timeouts=timeouts, catch_to=failure, pipeline=pipeline
+            )
+        elif isinstance(stage, PollLoop):
+            start, check = _step(registry, stage.start), _step(registry, stage.check)
+            key = start.result_key
+            states[start.state_name] = _task_state(
+                start, next_state=stage.choice, timeouts=timeouts, catch_to=failure, pipeline=pipeline
+            )
+            states[stage.choice] = {
+                "Type": "Choice",
+                "Choices": [{"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": following}],
+                "Default": stage.wait,
+            }
+            states[stage.wait] = {
+                "Type": "Wait",
+                "SecondsPath": f"$.{key}.next_poll_seconds",
+                "Next": check.state_name,
+            }
+            states[check.state_name] = _task_state(
+                check, next_state=stage.choice, timeouts=timeouts, catch_to=failure, pipeline=pipeline
+            )
+        else:
+            states[stage.choice] = {
+                "Type": "Choice",
+                "Choices": [{**stage.when, "Next": _entry(stage.stages[0], registry)}],
+                "Default": following,
+            }
+            _emit(stage.stages, following, registry, pipeline, timeouts, states)
+
+
+def task_parameters(cls: type[Step]) -> dict[str, str]:
+    """The Task's ``Parameters``: the step name, the execution id and one entry per key it reads."""
+    parameters = {"step": cls.name, "execution_id.$": "$$.Execution.Id"}
+    for key in cls.reads:
+        if key == "$":
+            parameters["input.$"] = "$"
+        else:
+            parameters[f"{key}.$"] = f"$.{key}"
+    return parameters
+
+
+def retry_rules(*, failure_step: bool = False) -> list[dict[str, Any]]:
+    """Lambda's transient errors (AWS's recommendation), then ``Retryable``, with full jitter.
+
+    The failure step also retries everything else a couple of times: when it fails, nobody is
+    told, so it gets more chances than a step whose failure it would report.
+    """
+    rules: list[dict[str, Any]] = [
+        {
+            "ErrorEquals": list(LAMBDA_TRANSIENT_ERRORS),
+            "IntervalSeconds": 2,
+            "MaxAttempts": 6,
+            "BackoffRate": 2,
+            "MaxDelaySeconds": 60,
+            "JitterStrategy": "FULL",
+        },
+        {
+            "ErrorEquals": retryable_error_names(),
+            "IntervalSeconds": 10,
+            "MaxAttempts": 5,
+            "BackoffRate": 2,
+            "MaxDelaySeconds": 300,
+            "JitterStrategy": "FULL",
+        },
+    ]
+    if failure_step:
+        rules.append(
+            {
+                "ErrorEquals": ["States.ALL"],
+                "IntervalSeconds": 5,
+                "MaxAttempts": 2,
+                "BackoffRate": 2,
+                "MaxDelaySeconds": 30,
+                "JitterStrategy": "FULL",
+            }
+        )
+    return rules
+
+
+def _task_state(
+    cls: type[Step],
+    *,
+    next_state: str,
+    timeouts: Timeouts,
+    catch_to: str | None,
+    pipeline: Pipeline,
+) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": DISPATCHER_ARN_PLACEHOLDER,
+        "Parameters": task_parameters(cls),
+        "ResultPath": f"$.{cls.result_key}",
+        "TimeoutSeconds": timeouts.task_seconds,
+        "Retry": retry_rules(failure_step=cls.name == pipeline.failure_step),
+    }
+    # The failure step is never caught into itself: if it fails, the execution fails with its error.
+    if catch_to is not None:
+        state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": f"$.{ERROR_KEY}", "Next": catch_to}]
+    state["Next"] = next_state
+    return state
+
+
+def _step(registry: Registry, name: str) -> type[Step]:
+    try:
+        return registry.get(name)
+    except Exception:
+        raise PipelineError(
+            f"step {name!r} is not registered; registered steps: {', '.join(registry.names()) or '(none)'}"
+        ) from None
+
+
+# -- reading a definition ---------------------------------------------------------------------------
+def substitute(definition: dict[str, Any], function_arn: str) -> dict[str, Any]:
+    """A copy of ``definition`` with the dispatcher's ARN in every Task (what CloudFormation does)."""
+    import json
+
+    text = json.dumps(definition).replace(DISPATCHER_ARN_PLACEHOLDER, function_arn)
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def transitions(definition: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """Every edge ``(from, to, label)`` of the definition; label is ``""``, a condition or ``error``."""
+    for name, state in definition["States"].items():
+        for choice in state.get("Choices", []):
+            yield name, choice["Next"], describe_rule(choice)
+        if "Default" in state:
+            yield name, state["Default"], "otherwise"
+        if "Next" in state:
+            yield name, state["Next"], ""
+        for catch in state.get("Catch", []):
+            yield name, catch["Next"], "error"
+
+
+def describe_rule(rule: dict[str, Any]) -> str:
+    """A Choice rule in a few words, e.g. ``copy.complete``, ``request.strategy = delete-first``."""
+    if "And" in rule:
+        return " and ".join(describe_rule(r) for r in rule["And"])
+    if "Or" in rule:
+        return " or ".join(describe_rule(r) for r in rule["Or"])
+    if "Not" in rule:
+        return "not " + describe_rule(rule["Not"])
+    variable = str(rule.get("Variable", "")).removeprefix("$.")
+    for operator, value in rule.items():
+        if operator in {"Variable", "Next"}:
+            continue
+        if operator == "BooleanEquals":
+            return variable if value else f"not {variable}"
+        return f"{variable} = {value}" if operator.endswith("Equals") else f"{variable} {operator} {value}"
+    return variable
+
+
+def to_mermaid(definition: dict[str, Any]) -> str:
+    """A Mermaid flowchart of the definition (Tasks as boxes, Choices as diamonds, errors dotted)."""
+    states = definition["States"]
+    lines = ["flowchart TD", f"    start((start)) --> {definition['StartAt']}"]
+    for name, state in states.items():
+        kind = state["Type"]
+        if kind == "Task":
+            step = state.get("Parameters", {}).get("step", "")
+            lines.append(f'    {name}["{name}<br/>{step}"]')
+        elif kind == "Choice":
+            lines.append(f"    {name}{{{name}}}")
+        elif kind == "Wait":
+            lines.append(f"    {name}([{name}])")
+        elif kind == "Succeed":
+            lines.append(f"    {name}((({name})))")
+        elif kind == "Fail":
+            lines.append(f"    {name}((({name})))")
+        else:
+            lines.append(f"    {name}[{name}]")
+    for source, target, label in transitions(definition):
+        if label == "error":
+            lines.append(f"    {source} -.-> {target}")
+        elif label:
+            lines.append(f'    {source} -->|"{label}"| {target}')
+        else:
+            lines.append(f"    {source} --> {target}")
+    succeeded = [n for n, s in states.items() if s["Type"] == "Succeed"]
+    failed = [n for n, s in states.items() if s["Type"] == "Fail"]
+    lines.append("    classDef ok fill:#d4edda,stroke:#155724")
+    lines.append("    classDef bad fill:#f8d7da,stroke:#721c24")
+    if succeeded:
+        lines.append(f"    class {','.join(succeeded)} ok")
+    if failed:
+        lines.append(f"    class {','.join(failed)} bad")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,277 @@
+"""The generated definition, run by moto's Step Functions engine with scripted step outputs.
+
+The steps here are stand-ins that return what docs/architecture.md says each step returns (the
+real steps are exercised end to end by the rehearsal); what is under test is the definition:
+its paths, Choices, Waits, Catches and ends. moto's Lambda needs Docker to run code, so each
+invocation of the dispatcher is answered in process by ``ScriptedSteps``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.state_machine import build_definition, substitute
+from tests.contract import contract_registry
+
+pytestmark = pytest.mark.template
+
+ROLE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+SEED_INPUT = {
+    "body": {
+        "operation_id": "op-test002",
+        "snapshot_id": "rds:my-source-snapshot",
+        "source_region": "us-east-1",
+        "target_region": "us-west-2",
+        "target_cluster_id": "new-cluster-id",
+    }
+}
+
+
+class StepFailed(Exception):
+    """Raised by a scripted step: becomes a Lambda error with ``error_type`` as its errorType."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class ScriptedSteps:
+    """Answers the dispatcher's invocations: one callable per step, every event kept."""
+
+    def __init__(self, script: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]]) -> None:
+        self.script = script
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, event: dict[str, Any]) -> tuple[str, bool, str]:
+        self.events.append(event)
+        step = event["step"]
+        calls = sum(1 for e in self.events if e["step"] == step)
+        try:
+            output = self.script[step](event, calls)
+        except StepFailed as exc:
+            return json.dumps({"errorType": exc.error_type, "errorMessage": str(exc)}), True, ""
+        return json.dumps(output), False, ""
+
+    def steps(self) -> list[str]:
+        return [e["step"] for e in self.events]
+
+    def event(self, step: str) -> dict[str, Any]:
+        return next(e for e in self.events if e["step"] == step)
+
+
+def polled(key_fields: dict[str, Any], *, rounds: int) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+    """A poll-loop step that reports complete on its ``rounds``-th call (next poll: 0 s)."""
+
+    def answer(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        return {**key_fields, "complete": calls >= rounds, "next_poll_seconds": 0, "polls": calls}
+
+    return answer
+
+
+def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dict[str, Any]:
+    """Contract-shaped outputs for a refresh of an existing managed target."""
+
+    def validate(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        return {**event["input"]["body"], "strategy": strategy}
+
+    swap_required = strategy == "swap" and target_exists
+    return {
+        "validate_request": validate,
+        "snapshot_check": lambda e, n: {
+            "identifier": "rds:my-source-snapshot",
+            "target": {"exists": target_exists},
+        },
+        "copy_snapshot": polled({"identifier": "ar-my-source-snapshot-1"}, rounds=99),
+        "check_copy_status": polled({"identifier": "ar-my-source-snapshot-1"}, rounds=2),
+        "delete_target": polled({"cluster_id": "new-cluster-id"}, rounds=99),
+        "check_delete_status": polled({"cluster_id": "new-cluster-id"}, rounds=1),
+        "restore_snapshot": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=99),
+        "check_restore_status": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=1),
+        "setup_db_users": lambda e, n: {"roles_created": ["app"]},
+        "swap_clusters": polled({"phase": "renamed-old"}, rounds=1),
+        "check_swap_status": polled({"phase": "done"}, rounds=1),
+        "archive_snapshot": lambda e, n: {"copies_deleted": []},
+        "sns_notification": lambda e, n: {"message_id": "m-1", "subject": "SUCCEEDED"},
+        "handle_failure": lambda e, n: {"notification_sent": True, "lock_released": True},
+    }
+
+
+@pytest.fixture
+def stepfunctions_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[ScriptedSteps], str]]:
+    """A moto world running state machines; yields ``deploy(steps) -> state machine ARN``."""
+    from moto import mock_aws
+    from moto.awslambda.models import LambdaFunction
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        region = "us-east-1"
+        role = boto3.client("iam", region_name=region).create_role(
+            RoleName="dispatcher", AssumeRolePolicyDocument=json.dumps(ROLE_TRUST)
+        )["Role"]["Arn"]
+
+        def deploy(steps: ScriptedSteps) -> str:
+            monkeypatch.setattr(LambdaFunction, "_invoke_lambda", lambda self, event=None: steps(event))
+            function = boto3.client("lambda", region_name=region).create_function(
+                FunctionName="aurora-restore-dispatcher-test",
+                Runtime="python3.12",
+                Role=role,
+                Handler="dispatcher.handler.lambda_handler",
+                Code={"ZipFile": b"PK\x05\x06" + b"\x00" * 18},
+            )["FunctionArn"]
+            definition = substitute(build_definition(contract_registry()), function)
+            return boto3.client("stepfunctions", region_name=region).create_state_machine(
+                name="aurora-restore-pipeline-test", definition=json.dumps(definition), roleArn=role
+            )["stateMachineArn"]
+
+        yield deploy
+
+
+def run(state_machine_arn: str, execution_input: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Start an execution, wait for its end; return its description and the states entered."""
+    client = boto3.client("stepfunctions", region_name="us-east-1")
+    execution_arn = client.start_execution(
+        stateMachineArn=state_machine_arn, input=json.dumps(execution_input)
+    )["executionArn"]
+    deadline = time.monotonic() + 60
+    while True:
+        described = client.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    history = client.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    return described, entered
+
+
+def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world: Any) -> None:
+    # GIVEN a target that exists and the default swap strategy; the copy needs two checks
+    steps = ScriptedSteps(refresh_script(strategy="swap"))
+    arn = stepfunctions_world(steps)
+
+    # WHEN the seed's own input starts a refresh
+    described, entered = run(arn, SEED_INPUT)
+
+    # THEN moto accepted the definition, and the refresh succeeds through the copy loop, the
+    # restore, the users and the swap
+    assert described["status"] == "SUCCEEDED", described
+    assert steps.steps() == [
+        "validate_request",
+        "snapshot_check",
+        "copy_snapshot",
+        "check_copy_status",
+        "check_copy_status",
+        "restore_snapshot",
+        "check_restore_status",
+        "setup_db_users",
+        "swap_clusters",
+        "archive_snapshot",
+        "sns_notification",
+    ]
+    assert entered.count("WaitForCopy") == 2
+    assert "DeleteRDS" not in entered and entered[-1] == "RefreshSucceeded"
+    # Each step got exactly what it reads, and the request was never overwritten.
+    assert set(steps.event("restore_snapshot")) == {"step", "execution_id", "request", "snapshot", "copy"}
+    assert steps.event("restore_snapshot")["request"]["target_cluster_id"] == "new-cluster-id"
+    notified = steps.event("sns_notification")["input"]
+    assert {"body", "request", "snapshot", "copy", "restore", "users", "swap", "archive"} <= set(notified)
+    assert notified["request"]["operation_id"] == "op-test002"
+    assert json.loads(described["output"])["notification"]["message_id"] == "m-1"
+
+
+def test_delete_first_deletes_the_target_before_restoring_and_does_not_swap(stepfunctions_world: Any) -> None:
+    steps = ScriptedSteps(refresh_script(strategy="delete-first"))
+    arn = stepfunctions_world(steps)
+
+    described, entered = run(arn, SEED_INPUT)
+
+    assert described["status"] == "SUCCEEDED", described
+    assert entered.index("DeleteRDS") < entered.index("RestoreSnapshot")
+    assert "CheckDeleteStatus" in entered and "SwapClusters" not in entered
+
+
+def test_delete_first_with_no_target_restores_straight_away(stepfunctions_world: Any) -> None:
+    steps = ScriptedSteps(refresh_script(strategy="delete-first", target_exists=False))
+    arn = stepfunctions_world(steps)
+
+    described, entered = run(arn, SEED_INPUT)
+
+    assert described["status"] == "SUCCEEDED", described
+    assert "DeleteRDS" not in entered and "SwapClusters" not in entered
+
+
+def test_a_failed_restore_is_reported_and_ends_the_execution_failed(stepfunctions_world: Any) -> None:
+    # GIVEN a restore whose cluster ends in a failed state
+    script = refresh_script()
+
+    def failed(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        raise StepFailed("RestoreFailed", "cluster tmp is incompatible-parameters")
+
+    script["check_restore_status"] = failed
+    steps = ScriptedSteps(script)
+    arn = stepfunctions_world(steps)
+
+    # WHEN the refresh runs
+    described, entered = run(arn, SEED_INPUT)
+
+    # THEN the handler gets everything so far plus the error, and the execution FAILS
+    assert described["status"] == "FAILED"
+    assert described["error"] == "RefreshFailed"
+    assert entered[-2:] == ["HandleFailure", "RefreshFailed"]
+    assert "SetupDBUsers" not in entered and "SendNotification" not in entered
+    handed = steps.event("handle_failure")["input"]
+    assert handed["error"]["Error"] == "RestoreFailed"
+    assert "incompatible-parameters" in handed["error"]["Cause"]
+    assert handed["request"]["operation_id"] == "op-test002" and "copy" in handed
+
+
+def test_a_bad_request_in_the_first_state_is_still_reported(stepfunctions_world: Any) -> None:
+    script = refresh_script()
+
+    def refuse(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        raise StepFailed("ValidationError", "target_cluster_id: '' is not valid")
+
+    script["validate_request"] = refuse
+    steps = ScriptedSteps(script)
+    arn = stepfunctions_world(steps)
+
+    described, _ = run(arn, {"snapshot_id": "x"})
+
+    assert described["status"] == "FAILED"
+    assert steps.steps() == ["validate_request", "handle_failure"]
+    # The handler is given the raw input and the error; no request exists to read.
+    handed = steps.event("handle_failure")["input"]
+    assert set(handed) == {"snapshot_id", "error"}
+    assert handed["error"]["Error"] == "ValidationError"
+    assert json.loads(handed["error"]["Cause"])["errorMessage"] == "target_cluster_id: '' is not valid"
+
+
+@pytest.mark.slow
+def test_when_the_failure_handler_itself_fails_the_execution_still_fails(stepfunctions_world: Any) -> None:
+    script = refresh_script()
+
+    def refuse(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        raise StepFailed("ValidationError", "bad request")
+
+    def broken(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        raise StepFailed("AwsCallFailed", "sns:Publish denied")
+
+    script["validate_request"], script["handle_failure"] = refuse, broken
+    steps = ScriptedSteps(script)
+    arn = stepfunctions_world(steps)
+
+    described, entered = run(arn, SEED_INPUT)
+
+    assert described["status"] == "FAILED"
+    assert described["error"] == "AwsCallFailed"
+    assert steps.steps().count("handle_failure") == 3  # first try + its own two retries
+    assert "RefreshSucceeded" not in entered

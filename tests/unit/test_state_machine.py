@@ -1,0 +1,225 @@
+"""The generated state machine: each rule that the seed's hand-written sketch broke."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import pytest
+
+from dispatcher.errors import retryable_error_names
+from infra.pipeline import MAX_WAIT_LIMITS_SECONDS, PIPELINE, TASK_TIMEOUT_SECONDS
+from infra.state_machine import (
+    DISPATCHER_ARN_PLACEHOLDER,
+    LAMBDA_TRANSIENT_ERRORS,
+    build_definition,
+    to_mermaid,
+    transitions,
+)
+from tests.contract import CONTRACT, contract_registry
+
+pytestmark = pytest.mark.template
+
+SEED_STATES = (
+    "SnapshotCheck",
+    "CopySnapshot",
+    "CheckCopyStatus",
+    "IsCopyComplete",
+    "WaitForCopy",
+    "DeleteRDS",
+    "RestoreSnapshot",
+    "CheckRestoreStatus",
+    "IsRestoreComplete",
+    "WaitForRestore",
+    "SetupDBUsers",
+    "ArchiveSnapshot",
+    "SendNotification",
+    "HandleFailure",
+)
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict[str, Any]:
+    return build_definition(contract_registry())
+
+
+def tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in definition["States"].items() if s["Type"] == "Task"}
+
+
+def test_keeps_the_seed_state_names_and_adds_the_contracts(definition: dict[str, Any]) -> None:
+    names = set(definition["States"])
+    assert set(SEED_STATES) <= names
+    assert {row.state_name for row in CONTRACT} <= names
+    assert {"ChooseStrategy", "NeedsSwap", "IsDeleteComplete", "WaitForSwap", "RefreshSucceeded"} <= names
+
+
+def test_first_state_normalises_the_raw_input(definition: dict[str, Any]) -> None:
+    first = definition["States"][definition["StartAt"]]
+    assert definition["StartAt"] == "ValidateRequest"
+    assert first["Parameters"] == {
+        "step": "validate_request",
+        "execution_id.$": "$$.Execution.Id",
+        "input.$": "$",
+    }
+    assert first["ResultPath"] == "$.request"
+
+
+def test_every_task_invokes_the_dispatcher_with_its_step_and_what_it_reads(
+    definition: dict[str, Any],
+) -> None:
+    by_state = {row.state_name: row for row in CONTRACT}
+    for name, state in tasks(definition).items():
+        row = by_state[name]
+        expected = {"step": row.name, "execution_id.$": "$$.Execution.Id"}
+        for key in row.reads:
+            expected.update({"input.$": "$"} if key == "$" else {f"{key}.$": f"$.{key}"})
+        assert state["Resource"] == DISPATCHER_ARN_PLACEHOLDER, name
+        assert state["Parameters"] == expected, name
+        assert state["ResultPath"] == f"$.{row.result_key}", name
+
+
+def test_no_state_overwrites_the_request_or_the_whole_data(definition: dict[str, Any]) -> None:
+    writers = [n for n, s in tasks(definition).items() if s["ResultPath"] == "$.request"]
+    assert writers == ["ValidateRequest"]
+    assert all(s.get("ResultPath") not in (None, "$") for s in tasks(definition).values())
+
+
+def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    for choice, key, done in (
+        ("IsCopyComplete", "copy", "ChooseStrategy"),
+        ("IsDeleteComplete", "delete", "RestoreSnapshot"),
+        ("IsRestoreComplete", "restore", "SetupDBUsers"),
+        ("IsSwapComplete", "swap", "ArchiveSnapshot"),
+    ):
+        assert states[choice]["Choices"] == [
+            {"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": done}
+        ]
+    strategy = states["ChooseStrategy"]
+    assert strategy["Choices"][0]["And"] == [
+        {"Variable": "$.request.strategy", "StringEquals": "delete-first"},
+        {"Variable": "$.snapshot.target.exists", "BooleanEquals": True},
+    ]
+    assert strategy["Choices"][0]["Next"] == "DeleteRDS"
+    assert strategy["Default"] == "RestoreSnapshot"
+    swap = states["NeedsSwap"]
+    assert swap["Choices"] == [
+        {"Variable": "$.restore.swap_required", "BooleanEquals": True, "Next": "SwapClusters"}
+    ]
+    assert swap["Default"] == "ArchiveSnapshot"
+
+
+def test_every_poll_loop_waits_as_long_as_the_step_says(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    for wait, key, check in (
+        ("WaitForCopy", "copy", "CheckCopyStatus"),
+        ("WaitForDelete", "delete", "CheckDeleteStatus"),
+        ("WaitForRestore", "restore", "CheckRestoreStatus"),
+        ("WaitForSwap", "swap", "CheckSwapStatus"),
+    ):
+        assert states[wait] == {"Type": "Wait", "SecondsPath": f"$.{key}.next_poll_seconds", "Next": check}
+        assert "Seconds" not in states[wait]
+
+
+def test_retries_lambda_errors_as_aws_recommends_and_retryable_with_jitter(
+    definition: dict[str, Any],
+) -> None:
+    for name, state in tasks(definition).items():
+        lambda_rule, retryable_rule = state["Retry"][0], state["Retry"][1]
+        assert lambda_rule["ErrorEquals"] == list(LAMBDA_TRANSIENT_ERRORS), name
+        assert (lambda_rule["IntervalSeconds"], lambda_rule["MaxAttempts"], lambda_rule["BackoffRate"]) == (
+            2,
+            6,
+            2,
+        )
+        assert retryable_rule["ErrorEquals"] == retryable_error_names()
+        assert {"Retryable", "ResourceBusy"} <= set(retryable_rule["ErrorEquals"])
+        for rule in state["Retry"]:
+            assert rule["JitterStrategy"] == "FULL"
+            assert rule["MaxDelaySeconds"] >= rule["IntervalSeconds"]
+
+
+def test_every_task_but_the_handler_is_caught_into_it_with_the_error_beside_the_data(
+    definition: dict[str, Any],
+) -> None:
+    for name, state in tasks(definition).items():
+        if name == "HandleFailure":
+            continue
+        assert state["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "HandleFailure"}
+        ]
+
+
+def test_a_failed_refresh_ends_failed_even_when_the_handler_fails(definition: dict[str, Any]) -> None:
+    handler = definition["States"]["HandleFailure"]
+    assert handler["Parameters"] == {
+        "step": "handle_failure",
+        "execution_id.$": "$$.Execution.Id",
+        "input.$": "$",
+    }
+    assert "Catch" not in handler  # never caught into itself: its own failure fails the execution
+    assert handler["Retry"][-1]["ErrorEquals"] == ["States.ALL"]
+    assert handler["Next"] == "RefreshFailed"
+    assert definition["States"]["RefreshFailed"]["Type"] == "Fail"
+    assert definition["States"]["SendNotification"]["Next"] == "RefreshSucceeded"
+    assert definition["States"]["RefreshSucceeded"] == {"Type": "Succeed"}
+    assert not [n for n, s in definition["States"].items() if s.get("End")]
+
+
+def test_everything_has_a_timeout(definition: dict[str, Any]) -> None:
+    assert all(s["TimeoutSeconds"] == TASK_TIMEOUT_SECONDS for s in tasks(definition).values())
+    # Longer than every bounded wait together: the steps' PollTimeout (reported) comes first.
+    waits = (
+        MAX_WAIT_LIMITS_SECONDS["copy_max_wait_seconds"]
+        + 3 * MAX_WAIT_LIMITS_SECONDS["restore_max_wait_seconds"]
+    )
+    assert definition["TimeoutSeconds"] > waits
+    assert definition["TimeoutSeconds"] <= 365 * 24 * 3600  # Step Functions' own limit
+
+
+def test_every_transition_lands_on_a_state_and_every_state_is_reachable(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    edges = list(transitions(definition))
+    assert all(target in states for _, target, _ in edges)
+    seen, queue = {definition["StartAt"]}, deque([definition["StartAt"]])
+    while queue:
+        current = queue.popleft()
+        for source, target, _ in edges:
+            if source == current and target not in seen:
+                seen.add(target)
+                queue.append(target)
+    assert seen == set(states)
+
+
+def test_the_builtin_pipeline_is_declared_once() -> None:
+    assert PIPELINE.failure_step == "handle_failure"
+    assert [row.name for row in CONTRACT if row.name != "handle_failure"] == [
+        "validate_request",
+        "snapshot_check",
+        "copy_snapshot",
+        "check_copy_status",
+        "delete_target",
+        "check_delete_status",
+        "restore_snapshot",
+        "check_restore_status",
+        "setup_db_users",
+        "swap_clusters",
+        "check_swap_status",
+        "archive_snapshot",
+        "sns_notification",
+    ]
+
+
+def test_the_diagram_shows_every_state_and_the_branches(definition: dict[str, Any]) -> None:
+    diagram = to_mermaid(definition)
+    assert diagram.startswith("flowchart TD\n")
+    for name in definition["States"]:
+        assert f"    {name}" in diagram
+    assert (
+        'ChooseStrategy -->|"request.strategy = delete-first and snapshot.target.exists"| DeleteRDS'
+        in diagram
+    )
+    assert 'NeedsSwap -->|"restore.swap_required"| SwapClusters' in diagram
+    assert "CopySnapshot -.-> HandleFailure" in diagram
+    assert "HandleFailure --> RefreshFailed" in diagram
