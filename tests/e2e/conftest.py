@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +21,19 @@ from aurora_restore.simulate.rehearsal import Options, Rehearsal, Report
 from aurora_restore.simulate.world import SecretSpec, World, default_world
 from dispatcher.request import RestoreRequest
 
+HERE = Path(__file__).parent
+#: The e2e tests collected before any -m/-k deselection (the coverage test judges only a full run).
+COLLECTED = pytest.StashKey[set[str]]()
 #: Where the users' passwords live (the stack's secrets prefix) in these worlds.
 SECRETS_PREFIX = "aurora-restore/"
 APP_ROLE = "app_rw"
 REPORTING_ROLE = "reporting_ro"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Remember every e2e test collected, before ``-m`` / ``-k`` deselect any."""
+    config.stash[COLLECTED] = {item.nodeid for item in items if Path(str(item.path)).parent == HERE}
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Runs last in the directory (file order). The states come from the execution histories the other
 e2e tests recorded; a state no test reaches is a branch nobody has seen work. It judges only a
-run of the whole directory: with ``-k``/``-m`` or a single file it skips.
+run of every e2e test of this directory (with ``-k`` or a single file it skips).
 """
 
 from __future__ import annotations
@@ -12,17 +12,16 @@ from typing import Any
 
 import pytest
 
-HERE = Path(__file__).parent
+from tests.e2e.conftest import COLLECTED, HERE
 
 
 def test_every_state_of_the_definition_was_entered(
     request: pytest.FixtureRequest, definition: dict[str, Any], entered_states: set[str]
 ) -> None:
-    config = request.config
-    collected = {
-        Path(str(item.path)) for item in request.session.items if Path(str(item.path)).parent == HERE
-    }
-    if config.option.keyword or config.option.markexpr or collected != set(HERE.glob("test_*.py")):
+    collected = request.config.stash.get(COLLECTED, set())
+    selected = {item.nodeid for item in request.session.items if Path(str(item.path)).parent == HERE}
+    files = {Path(nodeid.split("::")[0]).name for nodeid in collected}
+    if selected != collected or files != {path.name for path in HERE.glob("test_*.py")}:
         pytest.skip("judges only a run of every e2e test in this directory")
     if request.session.testsfailed:
         pytest.skip("an e2e test failed; its states may not have been reached")
