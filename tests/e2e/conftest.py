@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,23 @@ def rehearse(
         return report
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def leave_the_server_as_found(postgres_server: Any) -> Iterator[None]:
+    """The session's server is shared with other tests: drop the roles and databases a run made."""
+    from steps.lib.pgsql import quote_ident
+
+    roles = {row["rolname"] for row in postgres_server.fetch("SELECT rolname FROM pg_roles")}
+    databases = {row["datname"] for row in postgres_server.fetch("SELECT datname FROM pg_database")}
+    yield
+    for row in postgres_server.fetch("SELECT datname FROM pg_database"):
+        if row["datname"] not in databases:
+            postgres_server.drop_database(row["datname"])
+    for row in postgres_server.fetch("SELECT rolname FROM pg_roles"):
+        if row["rolname"] not in roles:
+            name = quote_ident(row["rolname"])
+            postgres_server.execute(f"DROP OWNED BY {name}; DROP ROLE {name}")
 
 
 def seed_request(seed_input: dict[str, Any], **fields: Any) -> dict[str, Any]:

@@ -170,6 +170,7 @@ def _post(url: str, body: dict[str, Any] | None = None) -> None:
 def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """A fresh deployed stack whose executions run, served by the dispatcher in this process."""
     import boto3
+    from moto.core.config import default_user_config
 
     from aurora_restore.simulate.engine import InProcessLambda, compressed_waits, function_arn
     from aurora_restore.simulate.moto_compat import upstream_fixes
@@ -179,7 +180,9 @@ def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
     from dispatcher.settings import Settings
 
     _post(f"{server}/moto-api/reset")
-    _post(f"{server}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+    # The server runs in this process: its configuration is this process's, restored afterwards
+    # (a later test's mock_aws must not find executions switched on).
+    monkeypatch.setitem(default_user_config["stepfunctions"], "execute_state_machine", True)
     monkeypatch.setenv("AWS_ENDPOINT_URL", server)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
