@@ -17,8 +17,8 @@ from aurora_restore.cli import main
 
 
 @pytest.fixture
-def database_flags(postgres_server: Any, definition: dict[str, Any]) -> list[str]:
-    """--database-url / --database-ca for the session's server (and the template must be there)."""
+def database_flags(postgres_server: Any) -> list[str]:
+    """--database-url / --database-ca for the session's server."""
     url = (
         f"postgresql://{quote(postgres_server.superuser)}:{quote(postgres_server.password, safe='')}"
         f"@{postgres_server.host}:{postgres_server.port}/postgres"
