@@ -294,8 +294,9 @@ class ProgressScript:
     """Makes the copy, the restore and a deletion report in progress for N polls, then end as told.
 
     A poll is one run of the loop's check step (``check_copy_status``, ``check_restore_status``,
-    ``check_delete_status``); the loop's first step is poll 0. While poll <= N the resource is in
-    progress (copies at ``100 * poll / (N + 1)`` percent); after that it ends in the outcome status.
+    ``check_delete_status``); the loop's first step is poll 0. With N > 0, while poll <= N the
+    resource is in progress (copies at ``100 * poll / (N + 1)`` percent); after that it ends in the
+    outcome status. With N = 0 moto's own status stands (or the outcome, at once).
     moto deletes a cluster at once; with ``delete_polls`` a cluster deleted by ``delete_target``
     is still described, ``deleting``, for N polls, as RDS shows it. Only what this run created or
     deleted is touched, and only in the responses of those steps: the failure handler sees the
@@ -367,7 +368,7 @@ class ProgressScript:
         if self.current_step() not in COPY_STEPS:
             return None
         poll = self.polls["copy"]
-        if poll <= self.copy_polls:
+        if self.copy_polls and poll <= self.copy_polls:
             return "copying", (100 * poll) // (self.copy_polls + 1)
         if self.copy_outcome != "available":
             return self.copy_outcome, (100 * self.copy_polls) // (self.copy_polls + 1)
@@ -376,7 +377,7 @@ class ProgressScript:
     def _restore_state(self) -> str | None:
         if self.current_step() not in RESTORE_STEPS:
             return None
-        if self.polls["restore"] <= self.restore_polls:
+        if self.restore_polls and self.polls["restore"] <= self.restore_polls:
             return "creating"
         if self.restore_outcome != "available":
             return self.restore_outcome

@@ -9,11 +9,13 @@ steps have their own tests): they take the target lock, poll a fake copy and fai
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import urllib.request
 from collections.abc import Iterator
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,37 +168,59 @@ def _post(url: str, body: dict[str, Any] | None = None) -> None:
         pass
 
 
-@pytest.fixture
-def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """A fresh deployed stack whose executions run, served by the dispatcher in this process."""
+@contextlib.contextmanager
+def deployed(
+    server: str, monkeypatch: pytest.MonkeyPatch, region: str, definition: dict[str, Any], app: Any
+) -> Iterator[dict[str, Any]]:
+    """A fresh deployed stack in ``region`` whose executions run, served by ``app`` in this process."""
     import boto3
-    from moto.core.config import default_user_config
 
     from aurora_restore.simulate.engine import InProcessLambda, compressed_waits, function_arn
     from aurora_restore.simulate.moto_compat import upstream_fixes
-    from dispatcher.aws import Clients
-    from dispatcher.handler import Dispatcher
-    from dispatcher.registry import load_builtin_steps
-    from dispatcher.settings import Settings
+
+    sfn = boto3.client("stepfunctions", region_name=region)
+    arn = function_arn(region, "123456789012")
+    machine = sfn.create_state_machine(
+        name="ops-refresh",
+        definition=json.dumps(definition).replace(FN, arn),
+        roleArn="arn:aws:iam::123456789012:role/states",
+    )["stateMachineArn"]
+    boto3.client("cloudformation", region_name=region).create_stack(
+        StackName=STACK,
+        TemplateBody=json.dumps(OUTPUTS_TEMPLATE),
+        Parameters=[{"ParameterKey": "StateMachineArn", "ParameterValue": machine}],
+    )
+    bridge = InProcessLambda(arn, handler=app.handle)
+    # A retry is a second execution of the state machine: moto needs its upstream fix for that.
+    with bridge.installed(), compressed_waits(0.001), upstream_fixes():
+        yield {"machine": machine, "sfn": sfn, "app": app}
+        # Executions run on the engine's threads: let them end before the next test resets the world.
+        for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
+            _wait(sfn, execution["executionArn"])
+
+
+@pytest.fixture
+def fresh_server(server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The module's server, emptied, executing state machines, and where boto3 goes."""
+    from moto.core.config import default_user_config
 
     _post(f"{server}/moto-api/reset")
     # The server runs in this process: its configuration is this process's, restored afterwards
     # (a later test's mock_aws must not find executions switched on).
     monkeypatch.setitem(default_user_config["stepfunctions"], "execute_state_machine", True)
     monkeypatch.setenv("AWS_ENDPOINT_URL", server)
+    return server
+
+
+@pytest.fixture
+def stack(fresh_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The test steps' stack (see the module docstring)."""
+    from dispatcher.aws import Clients
+    from dispatcher.handler import Dispatcher
+    from dispatcher.registry import load_builtin_steps
+    from dispatcher.settings import Settings
+
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    arn = function_arn(REGION, "123456789012")
-    machine = sfn.create_state_machine(
-        name="ops-refresh",
-        definition=json.dumps(DEFINITION).replace(FN, arn),
-        roleArn="arn:aws:iam::123456789012:role/states",
-    )["stateMachineArn"]
-    boto3.client("cloudformation", region_name=REGION).create_stack(
-        StackName=STACK,
-        TemplateBody=json.dumps(OUTPUTS_TEMPLATE),
-        Parameters=[{"ParameterKey": "StateMachineArn", "ParameterValue": machine}],
-    )
     registry = Registry()
     registry.register("validate_request")(load_builtin_steps().get("validate_request"))
     registry.register("take_lock")(TakeLock)
@@ -207,13 +231,8 @@ def stack(server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
         settings=Settings(state_table="ops-state", audit_table="ops-audit"),
         clients=Clients(default_region=REGION),
     )
-    bridge = InProcessLambda(arn, handler=app.handle)
-    # A retry is a second execution of the state machine: moto needs its upstream fix for that.
-    with bridge.installed(), compressed_waits(0.001), upstream_fixes():
-        yield {"machine": machine, "sfn": sfn, "app": app}
-        # Executions run on the engine's threads: let them end before the next test resets the world.
-        for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
-            _wait(sfn, execution["executionArn"])
+    with deployed(fresh_server, monkeypatch, REGION, DEFINITION, app) as found:
+        yield found
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -387,3 +406,76 @@ def test_unknown_operation_says_which_stack_was_asked(stack: dict, capsys: Any) 
     code, _ = cli("history", "op-nothing", "--stack", STACK, "--region", REGION)
     assert code == 1
     assert "no audit events for 'op-nothing' in stack aurora-restore-ops" in capsys.readouterr().err
+
+
+@pytest.fixture
+def refresh_stack(
+    fresh_server: str, monkeypatch: pytest.MonkeyPatch, postgres_server: Any
+) -> Iterator[dict[str, Any]]:
+    """The real thing: the generated definition and the built-in steps, over the seed's world."""
+    import boto3
+
+    from aurora_restore.simulate.database import rehearsal_database
+    from aurora_restore.simulate.world import default_world, seed
+    from dispatcher.aws import Clients
+    from dispatcher.handler import Dispatcher
+    from dispatcher.request import RestoreRequest
+    from dispatcher.settings import Settings
+    from infra.state_machine import build_definition
+
+    request = RestoreRequest.from_event(json.loads(SEED_INPUT.read_text()))
+    region = request.target_region
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    world = default_world(request)
+    own = Clients(default_region=region)
+    seeded = seed(world, own)
+    topic = boto3.client("sns", region_name=region).create_topic(Name="ops-topic")["TopicArn"]
+    with rehearsal_database(server=postgres_server, world=world, request=request) as database:
+        environment = {
+            "AURORA_RESTORE_STATE_TABLE": "ops-state",
+            "AURORA_RESTORE_AUDIT_TABLE": "ops-audit",
+            "AURORA_RESTORE_TOPIC_ARN": topic,
+            "AURORA_RESTORE_DEFAULT_KMS_KEY_ID": seeded.key_arn(
+                region, str(world.stack["default_kms_key_id"])
+            ),
+            "AURORA_RESTORE_POLL_MIN_SECONDS": "0",
+            "AURORA_RESTORE_POLL_MAX_SECONDS": "0",
+            **database.environment,
+        }
+        app = Dispatcher(settings=Settings.from_env(environment), clients=Clients(default_region=region))
+        database.install_emulation(app.clients.add_hook, own)
+        with deployed(fresh_server, monkeypatch, region, build_definition(), app) as found:
+            yield {**found, "region": region}
+    for row in postgres_server.fetch("SELECT rolname FROM pg_roles WHERE rolname = 'postgres'"):
+        postgres_server.execute(f"DROP OWNED BY {row['rolname']}; DROP ROLE {row['rolname']}")
+
+
+SEED_INPUT = Path(__file__).parents[2] / "aurora_restore" / "examples" / "seed-input.json"
+
+
+def test_a_real_refresh_is_started_watched_and_read_back(refresh_stack: dict[str, Any]) -> None:
+    region = refresh_stack["region"]
+    # WHEN the operator starts the seed's request on the deployed stack and watches it
+    code, out = cli("start", "--input", str(SEED_INPUT), "--stack", STACK, "--region", region)
+    assert code == 0, out
+    code, watched = cli("watch", "op-test002", "--stack", STACK, "--region", region, "--interval", "0.05")
+    # THEN every state of the swap ran, the copy's progress shown, and it SUCCEEDED
+    assert code == 0, watched
+    assert "\nSUCCEEDED\n" in watched
+    for state in ("SnapshotCheck", "CopySnapshot", "SetupDBUsers", "CheckSwapStatus", "SendNotification"):
+        assert f"  {state} " in watched
+    assert "available [####################] 100%" in watched
+    # AND status and history read the operation back from the stack's tables
+    code, status = cli("status", "op-test002", "--stack", STACK, "--region", region)
+    assert code == 0
+    assert "Operation op-test002: SUCCEEDED" in status
+    assert "target:        new-cluster-id (us-west-2)" in status
+    code, history = cli("history", "op-test002", "--stack", STACK, "--region", region)
+    succeeded = {line.split()[2] for line in history.splitlines()[1:] if line.split()[3:4] == ["succeeded"]}
+    assert {
+        "validate_request",
+        "copy_snapshot",
+        "setup_db_users",
+        "swap_clusters",
+        "sns_notification",
+    } <= succeeded
