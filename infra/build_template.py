@@ -247,8 +247,13 @@ def add_rules(template: Template, params: Parameters) -> None:
 
 # -- data, encryption, notifications ---------------------------------------------------------------
 def _name(params: Parameters, pattern: str) -> Sub:
-    """A resource name with the stage in it, e.g. ``aurora-restore-state-${Stage}``."""
+    """A resource name with the stage in it, e.g. ``aurora-restore-pipeline-${Stage}``."""
     return Sub(pattern, Stage=Ref(params.stage))
+
+
+def _table_name(params: Parameters, base: str) -> Sub:
+    """The seed's table names, so its ``aws dynamodb`` commands work; a suffix only for a second stack."""
+    return Sub(base + "${Suffix}", Suffix=Ref(params.table_name_suffix))
 
 
 def _tags(params: Parameters, **extra: Any) -> Tags:
@@ -347,12 +352,12 @@ def _table(
 def add_tables(template: Template, params: Parameters, key: kms.Key) -> tuple[dynamodb.Table, dynamodb.Table]:
     """State and audit tables (keys from ``dispatcher.store``), kept when the stack is deleted."""
     state = template.add_resource(
-        _table("StateTable", _name(params, "aurora-restore-state-${Stage}"), STATE_TABLE_KEYS, key, params)
+        _table("StateTable", _table_name(params, "aurora-restore-state"), STATE_TABLE_KEYS, key, params)
     )
     audit = template.add_resource(
         _table(
             "AuditTable",
-            _name(params, "aurora-restore-audit-${Stage}"),
+            _table_name(params, "aurora-restore-audit"),
             AUDIT_TABLE_KEYS,
             key,
             params,

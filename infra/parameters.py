@@ -27,6 +27,7 @@ class Parameters:
     """The stack parameters, kept as objects so resources Ref them instead of repeating names."""
 
     stage: Parameter
+    table_name_suffix: Parameter
     log_retention_days: Parameter
     log_level: Parameter
     notification_email: Parameter
@@ -76,6 +77,15 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Default=stage,
             AllowedPattern=r"^[a-z][a-z0-9-]{0,19}$",
             Description="Environment name, part of every resource name (lower case, at most 20 characters)",
+        ),
+        table_name_suffix=add(
+            "TableNameSuffix",
+            Type="String",
+            Default="",
+            AllowedPattern=r"^$|^-[a-z0-9-]{1,20}$",
+            Description="Empty: the tables are aurora-restore-state and aurora-restore-audit, the names the "
+            "runbook's AWS CLI commands use. Set it (e.g. -stg) only for a second stack in the same account "
+            "and region",
         ),
         log_retention_days=add(
             "LogRetentionDays",

@@ -92,8 +92,8 @@ def test_the_stack_deploys_with_its_outputs(aws: None) -> None:
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     assert skipped == NOT_IN_MOTO
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    assert outputs["StateTableName"] == "aurora-restore-state-dev"
-    assert outputs["AuditTableName"] == "aurora-restore-audit-dev"
+    assert outputs["StateTableName"] == "aurora-restore-state"
+    assert outputs["AuditTableName"] == "aurora-restore-audit"
 
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     for table, keys in (
