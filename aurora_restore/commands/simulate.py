@@ -191,8 +191,11 @@ def _print_header(rehearsal: Any) -> None:
     if request is None:
         print("Rehearsing an input that is not a valid request (the first state will refuse it)")
     else:
+        # Without an operation_id in the input, the execution derives one when it runs.
+        fields = rehearsal.options.input.get("body", rehearsal.options.input)
+        named = fields.get("operation_id") if isinstance(fields, dict) else None
         print(
-            f"Rehearsing {request.operation_id}: {request.snapshot_id} ({request.source_region}) -> "
+            f"Rehearsing {named or 'a refresh'}: {request.snapshot_id} ({request.source_region}) -> "
             f"{request.target_cluster_id} ({request.target_region}), strategy {request.strategy}"
         )
     print("AWS is moto in this process; no AWS account is used.\n", flush=True)
