@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatcher.aws import TRANSIENT_CODES
-from dispatcher.logs import redact
+from dispatcher.logs import REDACTED, is_secret_key, redact
 
 #: Statuses a copy / restore may be told to end in (``--outcome copy=failed``).
 COPY_OUTCOMES = ("available", "failed")
@@ -68,6 +68,23 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def redact_params(value: Any) -> Any:
+    """``dispatcher.logs.redact`` for API parameters, keeping switches readable.
+
+    ``ManageMasterUserPassword: true`` names a password but holds none; the plan should show it.
+    """
+    if isinstance(value, dict):
+        return {
+            key: item
+            if isinstance(item, bool)
+            else (REDACTED if is_secret_key(str(key)) and item not in (None, "") else redact_params(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_params(item) for item in value]
+    return redact(value)
+
+
 @dataclass
 class CallRecorder:
     """Every AWS call the steps made, in order, redacted: the dry-run plan of the pipeline."""
@@ -88,7 +105,7 @@ class CallRecorder:
             "operation": model.name,
             "region": context.get("client_region"),
             "step": self.current_step(),
-            "params": redact(_plain(params)),
+            "params": redact_params(_plain(params)),
             "error": None,
         }
         with self._lock:

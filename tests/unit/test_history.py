@@ -102,3 +102,20 @@ def test_durations_read_the_way_an_operator_reads_them() -> None:
     assert [render.seconds(v) for v in (0.123, 42, 185, 7500)] == ["0.12 s", "42 s", "3 min 5 s", "2 h 5 min"]
     assert render.progress_bar(0) == "[--------------------]   0%"
     assert render.progress_bar(150) == "[####################] 100%"
+
+
+def test_call_parameters_lose_secrets_but_keep_switches() -> None:
+    from aurora_restore.simulate.hooks import redact_params
+
+    params = {
+        "DBClusterIdentifier": "orders-dev",
+        "ManageMasterUserPassword": True,
+        "MasterUserPassword": "hunter2",
+        "Tags": [{"Key": "dsn", "Value": "postgresql://app:hunter2@db:5432/orders"}],
+    }
+    assert redact_params(params) == {
+        "DBClusterIdentifier": "orders-dev",
+        "ManageMasterUserPassword": True,
+        "MasterUserPassword": "***",
+        "Tags": [{"Key": "dsn", "Value": "postgresql://app:***@db:5432/orders"}],
+    }
