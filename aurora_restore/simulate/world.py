@@ -59,7 +59,8 @@ class ClusterSpec:
     engine: str = "aurora-postgresql"
     engine_version: str = "15.4"
     master_username: str = "postgres"
-    master_password: str = ""
+    #: Random unless the world file gives one; never printed or reported.
+    master_password: str = field(default_factory=lambda: token_source.token_urlsafe(18), repr=False)
     instances: tuple[str, ...] = ()
     instance_class: str = "db.r6g.large"
     storage_encrypted: bool = False
