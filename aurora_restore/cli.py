@@ -10,6 +10,13 @@ from collections.abc import Sequence
 #: subcommand -> module under aurora_restore.commands with ``add_arguments(parser)`` and ``run(args)``.
 COMMANDS: dict[str, str] = {
     "steps": "steps",
+    "simulate": "simulate",
+    "start": "start",
+    "status": "status",
+    "history": "history",
+    "watch": "watch",
+    "retry": "retry",
+    "unlock": "unlock",
 }
 
 

@@ -90,7 +90,6 @@ class Dispatcher:
             execution_id=execution_id,
         )
         with self._recording(step):
-            self.store.ensure_operation(operation_id, execution_id=execution_id)
             self.store.step_started(operation_id, step.name, execution_id)
             self.store.audit(operation_id, "started", step=step.name, execution_id=execution_id or "")
         self.log.info("step started")

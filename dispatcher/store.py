@@ -106,12 +106,24 @@ class Store:
         )
 
     def step_started(self, operation_id: str, step: str, execution_id: str | None) -> None:
-        """Mark ``step`` as the current step."""
+        """Mark ``step`` as the current step of a RUNNING operation, creating the item if needed.
+
+        One write per step start: the maps the later updates write into are created here when
+        the item is new, and a retried operation is RUNNING again as soon as a step starts.
+        """
         self._update(
             operation_id,
-            "SET current_step = :step, execution_id = :execution",
-            {},
-            {":step": step, ":execution": execution_id or ""},
+            "SET current_step = :step, execution_id = :execution, #status = :running, "
+            "started_at = if_not_exists(started_at, :now), results = if_not_exists(results, :empty), "
+            "step_durations_ms = if_not_exists(step_durations_ms, :empty)",
+            {"#status": "status"},
+            {
+                ":step": step,
+                ":execution": execution_id or "",
+                ":running": STATUS_RUNNING,
+                ":now": _iso(self._clock()),
+                ":empty": {},
+            },
         )
 
     def step_succeeded(self, operation_id: str, step: str, output: dict[str, Any], duration_ms: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from dispatcher.registry import load_builtin_steps
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     registry = load_builtin_steps()
     if args.plugins:
         registry.load_plugins()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": cls.name,
             "state": cls.state_name,

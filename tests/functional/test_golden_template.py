@@ -71,3 +71,8 @@ def test_the_deploy_guide_shows_the_current_diagram() -> None:
     # docs/deploy.md embeds `python infra/build_template.py --diagram`; regenerate it with the template.
     diagram = to_mermaid(build_definition(contract_registry()))
     assert "```mermaid\n" + diagram + "```" in (ROOT / "docs" / "deploy.md").read_text()
+
+
+def test_the_readme_shows_the_current_diagram() -> None:
+    diagram = to_mermaid(build_definition(contract_registry()))
+    assert "```mermaid\n" + diagram + "```" in (ROOT / "README.md").read_text()

@@ -69,3 +69,18 @@ def test_force_release_is_audited_on_the_holders_trail(store: Any) -> None:
     assert trail[-1]["event"] == "lock_force_released"
     assert trail[-1]["released_by"] == "alice"
     assert store.force_release_lock("eu-central-1", "orders-dev", released_by="alice", reason="x") is None
+
+
+def test_a_step_start_creates_the_item_and_a_retried_operation_runs_again(store: Any) -> None:
+    store.step_started("op-9", "validate_request", "exec-1")
+    item = store.get_operation("op-9")
+    assert (item["status"], item["current_step"], item["results"]) == ("RUNNING", "validate_request", {})
+    store.step_succeeded("op-9", "validate_request", {"ok": True}, 3)
+    store.finish("op-9", "FAILED", error={"type": "CopyFailed", "message": "x"})
+    # WHEN the operator retries the same operation
+    store.step_started("op-9", "validate_request", "exec-2")
+    item = store.get_operation("op-9")
+    # THEN it is RUNNING again, its earlier results and start time kept
+    assert item["status"] == "RUNNING"
+    assert item["execution_id"] == "exec-2"
+    assert item["results"]["validate_request"] == {"ok": True}

@@ -1,0 +1,274 @@
+"""The two seams the rehearsal opens in moto's Step Functions engine, and nothing else.
+
+1. **Lambda invocations.** moto's engine invokes a Task's Lambda through
+   ``lambda_eval_utils._invoke_lambda_function``, which would ask moto's Lambda to run the code in
+   Docker. :class:`InProcessLambda` answers that call instead by running
+   ``dispatcher.handler.lambda_handler`` in this process, and answers the way real Lambda does: the
+   handler's return value as the JSON payload, or ``FunctionError: Unhandled`` with the Python
+   runtime's error payload (``errorMessage``, ``errorType`` = the exception's class name,
+   ``requestId``, ``stackTrace``). moto's engine then reports ``Error`` = ``errorType`` and
+   ``Cause`` = the payload, as Step Functions does, so the definition's Retry and Catch match the
+   same names they will match in AWS.
+2. **The clock of waits.** A Wait state waits its ``SecondsPath`` seconds of real time (the
+   steps' poll policy never asks for less than 1 s), a Retry rule waits
+   ``IntervalSeconds * BackoffRate^n`` (``time.sleep`` in moto's ``retrier_decl``), and botocore
+   sleeps its exponential backoff between attempts of a throttled call (``time.sleep`` in
+   ``botocore.endpoint``) and, in adaptive mode, waits for its client-side token bucket to refill
+   (``botocore.retries.bucket``: its clock and its condition). :func:`compressed_waits` runs all
+   of them on one faster clock, so a rehearsal of hours of polling and a six-attempt backoff
+   takes seconds. The definition, the
+   steps' poll decisions and botocore's retry decisions are unchanged; only the rehearsal's clock
+   for those waits runs faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The function the rehearsal "deploys": every Task's Resource is substituted with this ARN.
+FUNCTION_NAME = "aurora-restore-dispatcher-rehearsal"
+
+
+def function_arn(region: str, account: str) -> str:
+    """The dispatcher's ARN in the rehearsal."""
+    return f"arn:aws:lambda:{region}:{account}:function:{FUNCTION_NAME}"
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object the dispatcher (and powertools-style code) reads."""
+
+    function_name: str
+    invoked_function_arn: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = f"/aws/lambda/{FUNCTION_NAME}"
+    log_stream_name: str = "rehearsal"
+    timeout_seconds: int = 900
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's timeout."""
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass
+class Invocation:
+    """One Lambda invocation as the rehearsal saw it."""
+
+    step: str | None
+    started: float
+    duration: float = 0.0
+    error_type: str | None = None
+
+
+def lambda_error_payload(error: BaseException, request_id: str) -> dict[str, Any]:
+    """What the Python Lambda runtime returns for an unhandled exception."""
+    return {
+        "errorMessage": str(error),
+        "errorType": type(error).__name__,
+        "requestId": request_id,
+        "stackTrace": traceback.format_list(traceback.extract_tb(error.__traceback__)),
+    }
+
+
+class InProcessLambda:
+    """Serves the state machine's Lambda invocations with ``dispatcher.handler.lambda_handler``.
+
+    ``before`` / ``after`` callbacks see each invocation (the rehearsal counts polls with them).
+    """
+
+    def __init__(
+        self,
+        function_arn: str,
+        handler: Callable[[dict[str, Any], Any], Any] | None = None,
+        *,
+        before: Callable[[dict[str, Any]], None] | None = None,
+        after: Callable[[Invocation], None] | None = None,
+    ) -> None:
+        self.function_arn = function_arn
+        self._handler = handler
+        self._before = before
+        self._after = after
+        self.invocations: list[Invocation] = []
+        #: The step running now, per thread (hooks on AWS calls read it).
+        self.local = threading.local()
+
+    @property
+    def current_step(self) -> str | None:
+        """The step the current thread's invocation runs, if any."""
+        return getattr(self.local, "step", None)
+
+    def handler(self) -> Callable[[dict[str, Any], Any], Any]:
+        """The Lambda entry point (looked up at call time, so a reset dispatcher is honoured)."""
+        if self._handler is not None:
+            return self._handler
+        from dispatcher.handler import lambda_handler
+
+        return lambda_handler
+
+    def invoke(self, parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
+        """Stand-in for moto's ``_invoke_lambda_function``: same arguments, same response shape."""
+        name = parameters.get("FunctionName")
+        if name not in (self.function_arn, FUNCTION_NAME):
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {
+                    "Error": {"Code": "ResourceNotFoundException", "Message": f"Function not found: {name}"},
+                    "ResponseMetadata": {"HTTPStatusCode": 404, "RequestId": str(uuid.uuid4())},
+                },
+                "Invoke",
+            )
+        raw = parameters.get("Payload") or b"{}"
+        event = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
+        step = event.get("step") if isinstance(event, dict) else None
+        context = LambdaContext(FUNCTION_NAME, self.function_arn)
+        invocation = Invocation(step=step if isinstance(step, str) else None, started=time.time())
+        if self._before is not None and isinstance(event, dict):
+            self._before(event)
+        self.local.step = invocation.step
+        started = time.perf_counter()
+        try:
+            result = self.handler()(event, context)
+            # Lambda serialises the return value; what cannot be serialised is the runtime's error.
+            payload: Any = json.loads(json.dumps(result))
+            response: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST", "Payload": payload}
+        except Exception as error:
+            invocation.error_type = type(error).__name__
+            if isinstance(error, TypeError) and "JSON serializable" in str(error):
+                invocation.error_type = "Runtime.MarshalError"
+                payload = {
+                    "errorMessage": f"Unable to marshal response: {error}",
+                    "errorType": "Runtime.MarshalError",
+                    "requestId": context.aws_request_id,
+                    "stackTrace": [],
+                }
+            else:
+                payload = lambda_error_payload(error, context.aws_request_id)
+            response = {
+                "StatusCode": 200,
+                "ExecutedVersion": "$LATEST",
+                "FunctionError": "Unhandled",
+                "Payload": payload,
+            }
+        finally:
+            self.local.step = None
+        invocation.duration = time.perf_counter() - started
+        self.invocations.append(invocation)
+        if self._after is not None:
+            self._after(invocation)
+        return response
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[InProcessLambda]:
+        """Answer moto's Lambda invocations while the block runs."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+        original = lambda_eval_utils._invoke_lambda_function
+        lambda_eval_utils._invoke_lambda_function = self.invoke
+        try:
+            yield self
+        finally:
+            lambda_eval_utils._invoke_lambda_function = original
+
+
+class _ScaledTime:
+    """The ``time`` module on the rehearsal's clock: ``sleep`` shorter, ``time`` faster, by ``scale``."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self._anchor = time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, float(seconds)) * self.scale)
+
+    def time(self) -> float:
+        return self._anchor + (time.time() - self._anchor) / self.scale
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class _ScaledCondition:
+    """A ``threading.Condition`` whose timed waits run on the rehearsal's clock."""
+
+    def __init__(self, scale: float, lock: Any = None) -> None:
+        self._condition = threading.Condition(lock)
+        self._scale = scale
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._condition.wait(None if timeout is None else timeout * self._scale)
+
+    def __enter__(self) -> Any:
+        return self._condition.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._condition.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._condition, name)
+
+
+class _ScaledThreading:
+    """The ``threading`` module as botocore's token bucket sees it: its Condition on the clock."""
+
+    def __init__(self, scale: float) -> None:
+        self._scale = scale
+
+    def Condition(self, lock: Any = None) -> _ScaledCondition:
+        return _ScaledCondition(self._scale, lock)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(threading, name)
+
+
+def _scaled_wait_interval(scale: float) -> Callable[..., None]:
+    """``WaitFunction._wait_interval`` waiting ``scale`` times as long (an execution stop ends it)."""
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(wait_seconds * scale)
+
+    return wait_interval
+
+
+@contextlib.contextmanager
+def compressed_waits(scale: float) -> Iterator[None]:
+    """Scale Wait states, Retry intervals and botocore's backoff by ``scale`` (0 < scale <= 1).
+
+    Only clients made inside the block get the faster token bucket (it is made with the client).
+    """
+    from botocore import endpoint
+    from botocore.retries import bucket
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    if not 0 < scale <= 1:
+        raise ValueError(f"the time scale must be more than 0 and at most 1, got {scale}")
+    modules: tuple[Any, ...] = (retrier_decl, endpoint, bucket)
+    originals = [module.time for module in modules]
+    original_threading = bucket.threading
+    original_wait = WaitFunction._wait_interval
+    if scale != 1:
+        clock = _ScaledTime(scale)
+        for module in modules:
+            module.time = clock
+        bucket.threading = _ScaledThreading(scale)
+        WaitFunction._wait_interval = _scaled_wait_interval(scale)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, originals, strict=True):
+            module.time = original
+        bucket.threading = original_threading
+        WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]

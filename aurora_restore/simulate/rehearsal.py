@@ -1,0 +1,554 @@
+"""One rehearsal: the generated state machine, run by moto's engine, against a seeded moto world.
+
+The pieces, in the order a run puts them together:
+
+1. moto in process with ``execute_state_machine`` on; the world seeded (:mod:`.world`); the stack's
+   tables, topic (with an SQS queue subscribed, to read what was published) made as the template
+   makes them.
+2. A real PostgreSQL standing in for the restored cluster (:mod:`.database`).
+3. The Lambda's environment (table names, topic, KMS key, tiny poll bounds, the database
+   endpoint override), the dispatcher built from it, and the hooks on its clients
+   (:mod:`.hooks`): call recording, faults, in-progress states.
+4. ``infra.state_machine.build_definition()`` with the dispatcher's ARN substituted, created as a
+   state machine in moto and started; its Lambda invocations answered in process
+   (:mod:`.engine`).
+5. The history followed until the end, then the report: states, state item, audit trail,
+   notifications, AWS calls, and the world after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aurora_restore.history import ExecutionHistory, StateRun, read_new_events
+from aurora_restore.simulate import engine, moto_compat
+from aurora_restore.simulate.hooks import (
+    CallRecorder,
+    Fault,
+    FaultInjector,
+    ProgressScript,
+    moto_skips_faulted_requests,
+)
+from aurora_restore.simulate.world import ACCOUNT, SeededWorld, World, default_world, describe_world, seed
+from dispatcher.request import RestoreRequest, peek_operation_id
+
+#: The placeholder every Task's Resource carries (CloudFormation's DefinitionSubstitutions).
+FUNCTION_PLACEHOLDER = "${DispatcherFunctionArn}"
+TOPIC_NAME = "aurora-restore-rehearsal"
+STATE_TABLE = "aurora-restore-state"
+AUDIT_TABLE = "aurora-restore-audit"
+STATE_MACHINE_NAME = "aurora-restore-rehearsal"
+
+
+class RehearsalError(Exception):
+    """The rehearsal itself could not run (bad input, bad world, no database...): exit 2."""
+
+
+@dataclass
+class Options:
+    """How to run the rehearsal (the command's flags)."""
+
+    #: The execution input, exactly as ``start-execution`` would get it.
+    input: Any
+    world: World | None = None
+    faults: list[Fault] = field(default_factory=list)
+    copy_polls: int = 0
+    restore_polls: int = 0
+    delete_polls: int = 0
+    copy_outcome: str = "available"
+    restore_outcome: str = "available"
+    #: An existing PostgreSQL server for setup_db_users (TLS, a superuser role); None: embedded.
+    database_url: str | None = None
+    #: CA bundle to verify --database-url's certificate with (empty: TLS without verification).
+    database_ca_file: str = ""
+    #: A running ``aurora_restore.localdb.LocalPostgres`` to use as is (tests share one per session).
+    postgres: Any = None
+    #: Poll bounds the Lambda gets (AURORA_RESTORE_POLL_MIN/MAX_SECONDS): Wait states last this long.
+    poll_min_seconds: int = 0
+    poll_max_seconds: int = 1
+    #: The rehearsal's clock: Wait states, Retry intervals and botocore's backoff last this
+    #: fraction of their real time (1 = as in AWS).
+    time_scale: float = 0.01
+    #: Wall-clock limit for the execution; past it the execution is stopped.
+    timeout_seconds: float = 300.0
+    #: The definition to run; None builds it with ``infra.state_machine.build_definition``.
+    definition: dict[str, Any] | None = None
+    #: The step registry the dispatcher and the definition use; None = the built-in steps.
+    registry: Any = None
+    #: Extra AURORA_RESTORE_* settings for the Lambda (the stack's parameters).
+    settings: dict[str, str] = field(default_factory=dict)
+    #: Where the Lambda's log lines go (None keeps them in the report object only).
+    log_stream: Any = None
+
+
+@dataclass
+class Report:
+    """What the rehearsal found; ``to_dict`` is the ``--json`` report."""
+
+    status: str
+    error: dict[str, Any] | None
+    operation_id: str
+    execution_arn: str
+    states: list[StateRun]
+    state_item: dict[str, Any] | None
+    audit: list[dict[str, Any]]
+    notifications: list[dict[str, Any]]
+    aws_calls: list[dict[str, Any]]
+    world_before: dict[str, Any]
+    world_after: dict[str, Any]
+    faults: list[dict[str, Any]]
+    duration: float
+    definition_states: list[str]
+    locks: list[dict[str, Any]] = field(default_factory=list)
+    lambda_logs: list[str] = field(default_factory=list)
+    database: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON data."""
+        return {
+            "status": self.status,
+            "error": self.error,
+            "operation_id": self.operation_id,
+            "execution_arn": self.execution_arn,
+            "duration": round(self.duration, 3),
+            "states": [run.to_dict() for run in self.states],
+            "state_item": self.state_item,
+            "audit": self.audit,
+            "notifications": self.notifications,
+            "aws_calls": self.aws_calls,
+            "faults": self.faults,
+            "world_before": self.world_before,
+            "world_after": self.world_after,
+            "locks": self.locks,
+            "database": self.database,
+        }
+
+
+def load_definition(registry: Any = None) -> dict[str, Any]:
+    """The state machine definition exactly as the template emits it."""
+    try:
+        from infra.state_machine import build_definition
+    except ImportError as exc:  # pragma: no cover - only before the template lands
+        raise RehearsalError(f"infra.state_machine.build_definition is not available ({exc})") from None
+    return build_definition(registry)
+
+
+def substitute(definition: dict[str, Any], values: dict[str, str]) -> str:
+    """The definition's JSON with ``${Name}`` placeholders replaced, as DefinitionSubstitutions do."""
+    text = json.dumps(definition)
+    for name, value in values.items():
+        text = text.replace("${" + name + "}", value)
+    leftover = [part.split("}", 1)[0] for part in text.split("${")[1:]]
+    if leftover:
+        raise RehearsalError(
+            f"the definition has placeholders the rehearsal does not know: {sorted(set(leftover))}"
+        )
+    return text
+
+
+def task_resources(definition: dict[str, Any]) -> set[str]:
+    """Resource of every Task state (nested Parallel/Map branches included)."""
+    found: set[str] = set()
+
+    def visit(states: dict[str, Any]) -> None:
+        for state in states.values():
+            if state.get("Type") == "Task":
+                found.add(state.get("Resource", ""))
+            for branch in state.get("Branches", []):
+                visit(branch.get("States", {}))
+            for key in ("Iterator", "ItemProcessor"):
+                if isinstance(state.get(key), dict):
+                    visit(state[key].get("States", {}))
+
+    visit(definition.get("States", {}))
+    return found
+
+
+def state_names(definition: dict[str, Any]) -> list[str]:
+    """Every state of the definition (top level)."""
+    return list(definition.get("States", {}))
+
+
+def _stack_region_of(raw_input: Any, world: World) -> str:
+    """Where a rehearsal of an invalid request runs: its target region if that reads as one."""
+    import re
+
+    fields = raw_input.get("body", raw_input) if isinstance(raw_input, dict) else {}
+    region = fields.get("target_region") if isinstance(fields, dict) else None
+    if isinstance(region, str) and re.match(r"^[a-z]{2}(?:-[a-z]+)+-\d$", region):
+        return region
+    return (world.regions or ["us-east-1"])[0]
+
+
+def execution_name(raw_input: Any) -> str:
+    """The operation id when the input names one (so names repeat as operations do), else random."""
+    fields = raw_input.get("body", raw_input) if isinstance(raw_input, dict) else {}
+    operation_id = fields.get("operation_id") if isinstance(fields, dict) else None
+    if isinstance(operation_id, str) and operation_id == peek_operation_id(raw_input):
+        return operation_id
+    return "rehearsal-" + secrets.token_hex(6)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str], drop: tuple[str, ...]) -> Iterator[None]:
+    """Set (and afterwards restore) process environment variables: the Lambda's environment."""
+    saved = {k: os.environ.get(k) for k in (*values, *drop)}
+    for key in drop:
+        os.environ.pop(key, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _quiet_moto() -> Iterator[None]:
+    """moto's engine logs every caught error at ERROR level; the report says it better."""
+    logger = logging.getLogger("moto")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+class _LineSink(io.TextIOBase):
+    """A text stream that keeps complete lines (the Lambda's CloudWatch log, in memory)."""
+
+    def __init__(self, echo: Any = None) -> None:
+        self.lines: list[str] = []
+        self._partial = ""
+        self._echo = echo
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        *complete, self._partial = self._partial.split("\n")
+        self.lines.extend(complete)
+        if self._echo is not None:
+            self._echo.write(text)
+        return len(text)
+
+
+@contextlib.contextmanager
+def _lambda_logs(sink: _LineSink) -> Iterator[None]:
+    """Send the dispatcher's structlog output to ``sink`` as JSON lines, as in Lambda."""
+    import structlog
+
+    from dispatcher import logs
+
+    saved = structlog.get_config()
+    saved_flag = logs._configured
+    logs.configure(json_lines=True, stream=sink)
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        logs._configured = saved_flag
+
+
+_boto_session: Any = None
+
+
+def _shared_boto_session() -> Any:
+    """One boto3 session for every rehearsal in the process.
+
+    Each new session parses the service models' JSON again (about a second for the services a
+    run touches); sharing one keeps a second rehearsal in the same process fast. Credentials are
+    moto's fake ones, the same in every rehearsal.
+    """
+    global _boto_session
+    if _boto_session is None:
+        import boto3
+
+        _boto_session = boto3.session.Session()
+    return _boto_session
+
+
+class Rehearsal:
+    """Runs one execution of the generated state machine against a moto world; see the module doc."""
+
+    def __init__(self, options: Options, progress: Callable[[str, StateRun], None] | None = None) -> None:
+        self.options = options
+        self._progress = progress
+
+    def request(self) -> RestoreRequest | None:
+        """The validated request, or None when the input is invalid (the rehearsal shows how it fails)."""
+        from dispatcher.errors import ValidationError
+
+        try:
+            return RestoreRequest.from_event(self.options.input)
+        except ValidationError:
+            return None
+
+    def world(self) -> World:
+        """The world to seed: the --world file, or the one the request implies."""
+        if self.options.world is not None:
+            return self.options.world
+        request = self.request()
+        if request is None:
+            # A bad request still runs, to show how the first state refuses it; it implies no world.
+            return World()
+        return default_world(request)
+
+    def run(self) -> Report:
+        """Run the rehearsal and return its report."""
+        from moto import mock_aws
+
+        options = self.options
+        world = self.world()
+        request = self.request()
+        stack_region = request.target_region if request else _stack_region_of(options.input, world)
+        definition = options.definition or load_definition(options.registry)
+        started = time.monotonic()
+        sink = _LineSink(options.log_stream)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(
+                _environment(
+                    {
+                        "AWS_DEFAULT_REGION": stack_region,
+                        "AWS_REGION": stack_region,
+                        "AWS_XRAY_SDK_ENABLED": "false",
+                    },
+                    drop=("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STEPFUNCTIONS"),
+                )
+            )
+            stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+            stack.enter_context(_quiet_moto())
+            stack.enter_context(moto_compat.upstream_fixes())
+            stack.enter_context(moto_skips_faulted_requests())
+            stack.enter_context(_lambda_logs(sink))
+            from dispatcher.aws import Clients
+
+            # The rehearsal's own clients (seeding, reading back): no hooks, never recorded.
+            own = Clients(default_region=stack_region)
+            own._session = _shared_boto_session()
+            seeded = seed(world, own)
+            regions = sorted(
+                set(world.regions) | ({request.source_region, request.target_region} if request else set())
+            )
+            world_before = describe_world(own, regions)
+            topic_arn, queue_url = self._make_stack(own, stack_region)
+            database = stack.enter_context(self._database(world, request))
+            lambda_env = self._lambda_environment(seeded, stack_region, topic_arn, database)
+            stack.enter_context(_environment(lambda_env, drop=()))
+
+            from dispatcher import handler
+
+            handler.reset()
+            if options.registry is not None:
+                handler._dispatcher = handler.Dispatcher(registry=options.registry)
+            app = handler.get_dispatcher()
+            app.clients._session = _shared_boto_session()
+            script = ProgressScript(
+                copy_polls=options.copy_polls,
+                restore_polls=options.restore_polls,
+                delete_polls=options.delete_polls,
+                copy_outcome=options.copy_outcome,
+                restore_outcome=options.restore_outcome,
+            )
+            bridge = engine.InProcessLambda(
+                engine.function_arn(stack_region, ACCOUNT), before=script.step_invoked
+            )
+            script.current_step = lambda: bridge.current_step
+            recorder = CallRecorder(current_step=lambda: bridge.current_step)
+            injector = FaultInjector(list(options.faults))
+            recorder.register(app.clients.add_hook)
+            injector.register(app.clients.add_hook)
+            script.register(app.clients.add_hook)
+            if request is not None:
+                database.install_emulation(app.clients.add_hook, own)
+            stack.enter_context(bridge.installed())
+            stack.enter_context(engine.compressed_waits(options.time_scale))
+            stack.callback(handler.reset)
+
+            sfn = own("stepfunctions", stack_region)
+            text = substitute(definition, {"DispatcherFunctionArn": bridge.function_arn})
+            machine_arn = sfn.create_state_machine(
+                name=STATE_MACHINE_NAME,
+                definition=text,
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/aurora-restore-rehearsal-states",
+            )["stateMachineArn"]
+            execution_arn = sfn.start_execution(
+                stateMachineArn=machine_arn,
+                name=execution_name(options.input),
+                input=json.dumps(options.input),
+            )["executionArn"]
+            history = self._follow(sfn, execution_arn)
+            operation_id = self._operation_id(history, execution_arn)
+
+            from dispatcher.store import Store
+
+            store = Store(own("dynamodb", stack_region), STATE_TABLE, AUDIT_TABLE)
+            return Report(
+                status=history.status,
+                error=history.failure() if history.status != "SUCCEEDED" else None,
+                operation_id=operation_id,
+                execution_arn=execution_arn,
+                states=history.states,
+                state_item=store.get_operation(operation_id),
+                audit=store.audit_trail(operation_id),
+                notifications=self._notifications(own("sqs", stack_region), queue_url),
+                aws_calls=recorder.calls,
+                world_before=world_before,
+                world_after=describe_world(own, regions),
+                faults=injector.summary(),
+                duration=time.monotonic() - started,
+                definition_states=state_names(definition),
+                locks=self._locks(own("dynamodb", stack_region)),
+                lambda_logs=sink.lines,
+                database=database.describe(),
+            )
+
+    # -- the stack the template would have made ----------------------------------------------------
+    def _make_stack(self, own: Any, region: str) -> tuple[str, str]:
+        from dispatcher.store import create_tables
+
+        create_tables(own("dynamodb", region), STATE_TABLE, AUDIT_TABLE)
+        topic_arn = own("sns", region).create_topic(Name=TOPIC_NAME)["TopicArn"]
+        sqs = own("sqs", region)
+        queue_url = sqs.create_queue(QueueName=f"{TOPIC_NAME}-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        own("sns", region).subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        return topic_arn, queue_url
+
+    def _database(self, world: World, request: RestoreRequest | None) -> Any:
+        from aurora_restore.simulate.database import NoDatabase, rehearsal_database
+        from dispatcher.registry import load_builtin_steps
+
+        registry = self.options.registry if self.options.registry is not None else load_builtin_steps()
+        if "setup_db_users" not in registry:
+            return contextlib.nullcontext(NoDatabase())
+        return rehearsal_database(
+            server=self.options.postgres,
+            database_url=self.options.database_url,
+            ca_file=self.options.database_ca_file,
+            world=world,
+            request=request,
+        )
+
+    @staticmethod
+    def _locks(dynamodb: Any) -> list[dict[str, Any]]:
+        """Target locks still held after the run (there should be none)."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        plain = TypeDeserializer()
+        items = dynamodb.scan(
+            TableName=STATE_TABLE,
+            FilterExpression="begins_with(operation_id, :lock)",
+            ExpressionAttributeValues={":lock": {"S": "lock#"}},
+        )["Items"]
+        return [{k: str(plain.deserialize(v)) for k, v in item.items()} for item in items]
+
+    def _lambda_environment(
+        self, seeded: SeededWorld, region: str, topic_arn: str, database: Any
+    ) -> dict[str, str]:
+        options = self.options
+        env = {
+            "AURORA_RESTORE_STAGE": "rehearsal",
+            "AURORA_RESTORE_STATE_TABLE": STATE_TABLE,
+            "AURORA_RESTORE_AUDIT_TABLE": AUDIT_TABLE,
+            "AURORA_RESTORE_TOPIC_ARN": topic_arn,
+            "AURORA_RESTORE_POLL_MIN_SECONDS": str(options.poll_min_seconds),
+            "AURORA_RESTORE_POLL_MAX_SECONDS": str(options.poll_max_seconds),
+            "AURORA_RESTORE_LOAD_PLUGINS": "false",
+        }
+        for key, value in seeded.world.stack.items():
+            if key == "default_kms_key_id" and isinstance(value, str) and value.startswith("alias/"):
+                # The stack parameter is the key's ARN, as the template passes it.
+                value = seeded.key_arns.get((region, value), value)
+            if isinstance(value, list):
+                value = ",".join(value)
+            env["AURORA_RESTORE_" + key.upper()] = str(value)
+        env.update(database.environment)
+        env.update(options.settings)
+        return env
+
+    # -- following the execution -------------------------------------------------------------------
+    def _follow(self, sfn: Any, execution_arn: str) -> ExecutionHistory:
+        """Wait for the end, showing progress from the history when someone watches.
+
+        Each history read serialises every event so far; without a watcher the history is read
+        once, at the end, so the engine gets the CPU.
+        """
+        history = ExecutionHistory()
+        watched = self._progress is not None
+        deadline = time.monotonic() + self.options.timeout_seconds
+        stopped = False
+        while True:
+            described = sfn.describe_execution(executionArn=execution_arn)
+            running = described["status"] == "RUNNING"
+            if watched or not running:
+                self._feed(history, sfn, execution_arn)
+            if not running:
+                # The end event can trail the status by a moment in moto's engine.
+                if not history.finished:
+                    time.sleep(0.05)
+                    self._feed(history, sfn, execution_arn)
+                history.status = described["status"]
+                history.error = history.error or described.get("error")
+                history.cause = history.cause or described.get("cause")
+                return history
+            if time.monotonic() > deadline and not stopped:
+                sfn.stop_execution(
+                    executionArn=execution_arn,
+                    error="RehearsalTimeout",
+                    cause="the rehearsal's --timeout passed",
+                )
+                stopped = True
+            time.sleep(0.25 if watched else 0.1)
+
+    def _feed(self, history: ExecutionHistory, sfn: Any, execution_arn: str) -> None:
+        for change, run in history.feed(read_new_events(sfn, execution_arn, history.last_event_id)):
+            if self._progress is not None:
+                self._progress(change, run)
+
+    def _operation_id(self, history: ExecutionHistory, execution_arn: str) -> str:
+        for run in history.states:
+            if run.step == "validate_request" and isinstance(run.output, dict):
+                value = run.output.get("operation_id")
+                if isinstance(value, str):
+                    return value
+        return peek_operation_id(self.options.input, execution_arn)
+
+    @staticmethod
+    def _notifications(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                body = envelope.get("Message", "")
+                try:
+                    parsed: Any = json.loads(body)
+                except ValueError:
+                    parsed = body
+                found.append(
+                    {
+                        "subject": envelope.get("Subject"),
+                        "message": parsed,
+                        "attributes": {
+                            k: v.get("Value") for k, v in (envelope.get("MessageAttributes") or {}).items()
+                        },
+                    }
+                )
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

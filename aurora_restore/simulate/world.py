@@ -1,0 +1,547 @@
+"""The rehearsal's AWS world: what exists before the run, seeded into moto, and read back after.
+
+A world file names clusters, snapshots, KMS keys and secrets in the operator's terms (the field
+names of issue 6, so worlds written by users keep working). Without one, :func:`default_world`
+builds the world the request implies: the source cluster and its snapshot, KMS keys in both
+regions, and an existing, managed target cluster so the swap strategy really swaps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets as token_source
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.request import MANAGED_TAG, RestoreRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: The account moto's world lives in.
+ACCOUNT = "123456789012"
+ENGINES = ("aurora-postgresql", "aurora-mysql")
+SNAPSHOT_TYPES = ("manual", "automated")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+_IDENTIFIER = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}(?<!-)$")
+_SNAPSHOT = re.compile(r"^(?:rds:)?[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,254}(?<!-)$")
+_ALIAS = re.compile(r"^alias/[A-Za-z0-9/_-]{1,250}$")
+_AUTOMATED_DATE = re.compile(r"-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}$")
+#: Keys of the optional ``stack`` section: the stack parameters the rehearsal's Lambda gets.
+STACK_SETTINGS = (
+    "allowed_target_pattern",
+    "default_kms_key_id",
+    "default_instance_class",
+    "default_subnet_group",
+    "default_security_group_ids",
+    "default_cluster_parameter_group",
+    "secrets_prefix",
+    "export_bucket",
+    "export_role_arn",
+    "export_kms_key_id",
+    "copy_max_wait_seconds",
+    "restore_max_wait_seconds",
+)
+
+
+class WorldError(ValueError):
+    """The world file (or the world a request implies) cannot be built; names the field and value."""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """An Aurora cluster that exists before the run."""
+
+    id: str
+    region: str
+    engine: str = "aurora-postgresql"
+    engine_version: str = "15.4"
+    master_username: str = "postgres"
+    #: Random unless the world file gives one; never printed or reported.
+    master_password: str = field(default_factory=lambda: token_source.token_urlsafe(18), repr=False)
+    instances: tuple[str, ...] = ()
+    instance_class: str = "db.r6g.large"
+    storage_encrypted: bool = False
+    #: Alias of the cluster's KMS key (a key of the world in the same region); None = the first one.
+    kms_key: str | None = None
+    deletion_protection: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SnapshotSpec:
+    """A cluster snapshot of one of the world's clusters."""
+
+    id: str
+    region: str
+    cluster: str
+    type: str = "manual"
+    encrypted: bool | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KmsKeySpec:
+    """A KMS key with an alias."""
+
+    region: str
+    alias: str
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """A Secrets Manager secret (a JSON object or a plain string)."""
+
+    region: str
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything that exists before the run, plus the stack's settings."""
+
+    clusters: tuple[ClusterSpec, ...] = ()
+    snapshots: tuple[SnapshotSpec, ...] = ()
+    kms_keys: tuple[KmsKeySpec, ...] = ()
+    secrets: tuple[SecretSpec, ...] = ()
+    #: Stack parameters (``STACK_SETTINGS``), e.g. ``{"allowed_target_pattern": "^dev-"}``.
+    stack: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def regions(self) -> list[str]:
+        """Every region the world has something in, sorted."""
+        found = {c.region for c in self.clusters} | {s.region for s in self.snapshots}
+        found |= {k.region for k in self.kms_keys} | {s.region for s in self.secrets}
+        return sorted(found)
+
+    def cluster(self, cluster_id: str, region: str) -> ClusterSpec | None:
+        """The world's cluster ``cluster_id`` in ``region``."""
+        for cluster in self.clusters:
+            if cluster.id.lower() == cluster_id.lower() and cluster.region == region:
+                return cluster
+        return None
+
+
+# -- reading a world file ------------------------------------------------------------------------
+def load_world(text: str, source: str = "world") -> World:
+    """Parse a world file's text; ``WorldError`` names the first problem."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise WorldError(f"{source}: not valid JSON ({exc})") from None
+    return parse_world(raw)
+
+
+def parse_world(raw: Any) -> World:
+    """Validate a world given as plain data."""
+    if not isinstance(raw, Mapping):
+        raise WorldError("world: must be a JSON object with clusters, snapshots, kms_keys, secrets")
+    known = ("clusters", "snapshots", "kms_keys", "secrets", "stack")
+    for key in raw:
+        if key not in known:
+            raise WorldError(f"world.{key}: is not known; sections: {', '.join(known)}")
+    kms_keys = tuple(_kms_key(f"kms_keys[{i}]", v) for i, v in enumerate(_list(raw, "kms_keys")))
+    clusters = tuple(_cluster(f"clusters[{i}]", v) for i, v in enumerate(_list(raw, "clusters")))
+    snapshots = tuple(_snapshot(f"snapshots[{i}]", v) for i, v in enumerate(_list(raw, "snapshots")))
+    secret_specs = tuple(_secret(f"secrets[{i}]", v) for i, v in enumerate(_list(raw, "secrets")))
+    stack = _stack(raw.get("stack", {}))
+    world = World(clusters, snapshots, kms_keys, secret_specs, stack)
+    _check_references(world)
+    return world
+
+
+def _list(raw: Mapping[str, Any], key: str) -> list[Any]:
+    value = raw.get(key, [])
+    if not isinstance(value, list):
+        raise WorldError(f"world.{key}: must be a list, got {type(value).__name__}")
+    return value
+
+
+def _object(where: str, value: Any, known: tuple[str, ...], required: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise WorldError(f"{where}: must be an object")
+    for key in value:
+        if key not in known:
+            raise WorldError(f"{where}.{key}: is not known; fields: {', '.join(known)}")
+    for key in required:
+        if value.get(key) in (None, ""):
+            raise WorldError(f"{where}.{key}: is required")
+    return value
+
+
+def _text(where: str, value: Any, pattern: re.Pattern[str] | None = None, rule: str = "") -> str:
+    if not isinstance(value, str):
+        raise WorldError(f"{where}: must be a string, got {value!r}")
+    if pattern is not None and not pattern.match(value):
+        raise WorldError(f"{where}: {value!r} is not valid; {rule}")
+    return value
+
+
+def _flag(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise WorldError(f"{where}: must be true or false, got {value!r}")
+    return value
+
+
+def _tags(where: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise WorldError(f"{where}: must be an object of string keys and string values")
+    return dict(value)
+
+
+_REGION_RULE = "an AWS region name such as eu-west-1"
+_ID_RULE = "letters, digits and single hyphens, starting with a letter, at most 63 characters"
+
+
+def _cluster(where: str, value: Any) -> ClusterSpec:
+    known = (
+        "id",
+        "region",
+        "engine",
+        "engine_version",
+        "master_username",
+        "master_password",
+        "instances",
+        "instance_class",
+        "storage_encrypted",
+        "kms_key",
+        "deletion_protection",
+        "tags",
+    )
+    raw = _object(where, value, known, ("id", "region"))
+    engine = raw.get("engine", "aurora-postgresql")
+    if engine not in ENGINES:
+        raise WorldError(f"{where}.engine: {engine!r} is not valid; one of {', '.join(ENGINES)}")
+    instances = raw.get("instances", [])
+    if not isinstance(instances, list):
+        raise WorldError(f"{where}.instances: must be a list of instance ids")
+    password = raw.get("master_password") or token_source.token_urlsafe(18)
+    kms_key = raw.get("kms_key")
+    return ClusterSpec(
+        id=_text(f"{where}.id", raw["id"], _IDENTIFIER, _ID_RULE),
+        region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
+        engine=engine,
+        engine_version=_text(f"{where}.engine_version", raw.get("engine_version", "15.4")),
+        master_username=_text(f"{where}.master_username", raw.get("master_username", "postgres")),
+        master_password=_text(f"{where}.master_password", password),
+        instances=tuple(
+            _text(f"{where}.instances[{i}]", v, _IDENTIFIER, _ID_RULE) for i, v in enumerate(instances)
+        ),
+        instance_class=_text(f"{where}.instance_class", raw.get("instance_class", "db.r6g.large")),
+        storage_encrypted=_flag(f"{where}.storage_encrypted", raw.get("storage_encrypted", False)),
+        kms_key=None if kms_key is None else _text(f"{where}.kms_key", kms_key, _ALIAS, "alias/<name>"),
+        deletion_protection=_flag(f"{where}.deletion_protection", raw.get("deletion_protection", False)),
+        tags=_tags(f"{where}.tags", raw.get("tags", {})),
+    )
+
+
+def _snapshot(where: str, value: Any) -> SnapshotSpec:
+    raw = _object(
+        where, value, ("id", "region", "cluster", "type", "encrypted", "tags"), ("id", "region", "cluster")
+    )
+    kind = raw.get("type", "manual")
+    if kind not in SNAPSHOT_TYPES:
+        raise WorldError(f"{where}.type: {kind!r} is not valid; one of {', '.join(SNAPSHOT_TYPES)}")
+    snapshot_id = _text(
+        f"{where}.id", raw["id"], _SNAPSHOT, "a cluster snapshot identifier (rds:... for automated ones)"
+    )
+    if kind == "automated" and not snapshot_id.startswith("rds:"):
+        raise WorldError(f"{where}.id: {snapshot_id!r} is automated, so its id must start with 'rds:'")
+    if kind == "manual" and snapshot_id.startswith("rds:"):
+        raise WorldError(
+            f"{where}.id: {snapshot_id!r} starts with 'rds:', which only automated snapshots use"
+        )
+    encrypted = raw.get("encrypted")
+    return SnapshotSpec(
+        id=snapshot_id,
+        region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
+        cluster=_text(f"{where}.cluster", raw["cluster"], _IDENTIFIER, _ID_RULE),
+        type=kind,
+        encrypted=None if encrypted is None else _flag(f"{where}.encrypted", encrypted),
+        tags=_tags(f"{where}.tags", raw.get("tags", {})),
+    )
+
+
+def _kms_key(where: str, value: Any) -> KmsKeySpec:
+    raw = _object(where, value, ("region", "alias"), ("region", "alias"))
+    return KmsKeySpec(
+        region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
+        alias=_text(f"{where}.alias", raw["alias"], _ALIAS, "alias/<name>"),
+    )
+
+
+def _secret(where: str, value: Any) -> SecretSpec:
+    raw = _object(where, value, ("region", "name", "value"), ("region", "name"))
+    secret_value = raw.get("value", {})
+    if not isinstance(secret_value, (str, Mapping)):
+        raise WorldError(f"{where}.value: must be a JSON object or a string")
+    return SecretSpec(
+        region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
+        name=_text(f"{where}.name", raw["name"]),
+        value=dict(secret_value) if isinstance(secret_value, Mapping) else secret_value,
+    )
+
+
+def _stack(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise WorldError("world.stack: must be an object of stack settings")
+    for key, setting in value.items():
+        if key not in STACK_SETTINGS:
+            raise WorldError(f"world.stack.{key}: is not known; settings: {', '.join(STACK_SETTINGS)}")
+        if not isinstance(setting, (str, int)) and not (
+            isinstance(setting, list) and all(isinstance(s, str) for s in setting)
+        ):
+            raise WorldError(f"world.stack.{key}: must be a string, a number or a list of strings")
+    return dict(value)
+
+
+def _check_references(world: World) -> None:
+    seen: set[tuple[str, str]] = set()
+    instance_ids: set[tuple[str, str]] = set()
+    for i, cluster in enumerate(world.clusters):
+        key = (cluster.region, cluster.id.lower())
+        if key in seen:
+            raise WorldError(f"clusters[{i}].id: {cluster.id!r} appears twice in {cluster.region}")
+        seen.add(key)
+        for instance in cluster.instances:
+            if (cluster.region, instance.lower()) in instance_ids:
+                raise WorldError(f"clusters[{i}].instances: {instance!r} appears twice in {cluster.region}")
+            instance_ids.add((cluster.region, instance.lower()))
+        if cluster.kms_key and not any(
+            k.alias == cluster.kms_key and k.region == cluster.region for k in world.kms_keys
+        ):
+            raise WorldError(
+                f"clusters[{i}].kms_key: {cluster.kms_key!r} is not a key of the world in {cluster.region}; "
+                "add it to kms_keys"
+            )
+    snapshot_ids: set[tuple[str, str]] = set()
+    for i, snapshot in enumerate(world.snapshots):
+        source_cluster = world.cluster(snapshot.cluster, snapshot.region)
+        if source_cluster is None:
+            raise WorldError(
+                f"snapshots[{i}].cluster: {snapshot.cluster!r} is not a cluster of the world in "
+                f"{snapshot.region}; a snapshot is taken of a cluster in its own region"
+            )
+        if snapshot.encrypted is not None and snapshot.encrypted != source_cluster.storage_encrypted:
+            state = "encrypted" if source_cluster.storage_encrypted else "not encrypted"
+            raise WorldError(
+                f"snapshots[{i}].encrypted: {snapshot.encrypted} contradicts its cluster "
+                f"{source_cluster.id}, which is {state} (a snapshot is encrypted exactly when its cluster is)"
+            )
+        key = (snapshot.region, snapshot.id.lower())
+        if key in snapshot_ids:
+            raise WorldError(f"snapshots[{i}].id: {snapshot.id!r} appears twice in {snapshot.region}")
+        snapshot_ids.add(key)
+
+
+# -- the world a request implies -----------------------------------------------------------------
+def source_cluster_name(snapshot_name: str) -> str:
+    """The source cluster a snapshot name implies: ``rds:orders-2026-11-20-02-00`` -> ``orders``."""
+    name = snapshot_name.removeprefix("rds:")
+    name = _AUTOMATED_DATE.sub("", name)
+    for suffix in ("-snapshot", "-snap"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    name = re.sub(r"[^A-Za-z0-9-]", "-", name)
+    name = re.sub(r"-{2,}", "-", name).strip("-")[:63].rstrip("-")
+    return name if name and name[0].isalpha() else "source-" + name if name else "source-cluster"
+
+
+def default_world(request: RestoreRequest) -> World:
+    """The world the request implies: source cluster + snapshot, KMS keys, a managed target."""
+    ref = request.snapshot
+    if ref.kind == "arn" and ref.account != ACCOUNT:
+        raise WorldError(
+            f"snapshot_id: {request.snapshot_id!r} is in account {ref.account}; the default world lives in "
+            f"account {ACCOUNT}. Describe the world with --world FILE, or name the snapshot by identifier"
+        )
+    if ref.kind == "latest":
+        source_id = ref.cluster_id
+        snapshot_id = f"rds:{source_id}-2026-11-20-02-00"
+    else:
+        snapshot_id = ref.value.split(":cluster-snapshot:")[-1] if ref.kind == "arn" else ref.value
+        source_id = source_cluster_name(snapshot_id)
+    if (
+        source_id.lower() == request.target_cluster_id.lower()
+        and request.source_region == request.target_region
+    ):
+        source_id = source_id[:56].rstrip("-") + "-source"
+    # Production is encrypted with its own region's key; the copy needs one in the target region.
+    target_key = KmsKeySpec(request.target_region, "alias/aurora-restore-rehearsal")
+    source_key = target_key
+    if request.cross_region:
+        source_key = KmsKeySpec(request.source_region, "alias/aurora-restore-rehearsal-source")
+    keys = (source_key, target_key) if request.cross_region else (target_key,)
+    source = ClusterSpec(
+        id=source_id,
+        region=request.source_region,
+        instances=(f"{source_id[:61].rstrip('-')}-1",),
+        storage_encrypted=True,
+        kms_key=source_key.alias,
+        master_password=token_source.token_urlsafe(18),
+        tags={"environment": "production"},
+    )
+    target = ClusterSpec(
+        id=request.target_cluster_id,
+        region=request.target_region,
+        instances=(f"{request.target_cluster_id[:61].rstrip('-')}-1",),
+        storage_encrypted=True,
+        kms_key=target_key.alias,
+        master_password=token_source.token_urlsafe(18),
+        tags={MANAGED_TAG: "true", "environment": "rehearsal"},
+    )
+    snapshot = SnapshotSpec(
+        id=snapshot_id,
+        region=request.source_region,
+        cluster=source_id,
+        type="automated" if snapshot_id.startswith("rds:") else "manual",
+        encrypted=True,
+    )
+    return World(
+        clusters=(source, target),
+        snapshots=(snapshot,),
+        kms_keys=keys,
+        stack={"default_kms_key_id": target_key.alias},
+    )
+
+
+# -- seeding moto --------------------------------------------------------------------------------
+@dataclass
+class SeededWorld:
+    """What seeding made: key ARNs by (region, alias), for settings and reports."""
+
+    world: World
+    key_arns: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def key_arn(self, region: str, alias: str) -> str:
+        """The ARN of the world's key ``alias`` in ``region``."""
+        return self.key_arns[(region, alias)]
+
+
+def seed(world: World, clients: Callable[[str, str], Any]) -> SeededWorld:
+    """Create the world in moto through the AWS APIs (automated snapshots through moto's backend)."""
+    seeded = SeededWorld(world)
+    for key in world.kms_keys:
+        kms = clients("kms", key.region)
+        key_id = kms.create_key(Description=f"rehearsal key {key.alias}")["KeyMetadata"]["Arn"]
+        kms.create_alias(AliasName=key.alias, TargetKeyId=key_id)
+        seeded.key_arns[(key.region, key.alias)] = key_id
+    for cluster in world.clusters:
+        _seed_cluster(cluster, world, seeded, clients("rds", cluster.region))
+    for snapshot in world.snapshots:
+        _seed_snapshot(snapshot, clients("rds", snapshot.region))
+    for secret in world.secrets:
+        value = secret.value if isinstance(secret.value, str) else json.dumps(secret.value)
+        clients("secretsmanager", secret.region).create_secret(Name=secret.name, SecretString=value)
+    return seeded
+
+
+def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: Any) -> None:
+    kwargs: dict[str, Any] = {
+        "DBClusterIdentifier": cluster.id,
+        "Engine": cluster.engine,
+        "EngineVersion": cluster.engine_version,
+        "MasterUsername": cluster.master_username,
+        "MasterUserPassword": cluster.master_password,
+        "StorageEncrypted": cluster.storage_encrypted,
+        "DeletionProtection": cluster.deletion_protection,
+        "Tags": [{"Key": k, "Value": v} for k, v in cluster.tags.items()],
+    }
+    if cluster.storage_encrypted:
+        alias = cluster.kms_key or next((k.alias for k in world.kms_keys if k.region == cluster.region), None)
+        if alias is None:
+            raise WorldError(
+                f"cluster {cluster.id} in {cluster.region} is encrypted but the world has no KMS key in "
+                f"{cluster.region}; add one to kms_keys"
+            )
+        kwargs["KmsKeyId"] = seeded.key_arn(cluster.region, alias)
+    rds.create_db_cluster(**kwargs)
+    for instance in cluster.instances:
+        rds.create_db_instance(
+            DBInstanceIdentifier=instance,
+            DBClusterIdentifier=cluster.id,
+            Engine=cluster.engine,
+            DBInstanceClass=cluster.instance_class,
+            Tags=[{"Key": k, "Value": v} for k, v in cluster.tags.items()],
+        )
+
+
+def _seed_snapshot(snapshot: SnapshotSpec, rds: Any) -> None:
+    tags = [{"Key": k, "Value": v} for k, v in snapshot.tags.items()]
+    if snapshot.type == "manual":
+        rds.create_db_cluster_snapshot(
+            DBClusterSnapshotIdentifier=snapshot.id, DBClusterIdentifier=snapshot.cluster, Tags=tags
+        )
+        return
+    # No API makes an automated snapshot under a chosen name; moto's backend has the call RDS's
+    # own backup schedule would make.
+    from moto.rds.models import rds_backends
+
+    backend = rds_backends[ACCOUNT][rds.meta.region_name]
+    made = backend.create_auto_cluster_snapshot(snapshot.cluster, snapshot.id)
+    made.tags = tags
+
+
+# -- reading the world back ----------------------------------------------------------------------
+def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    return [item for page in client.get_paginator(operation).paginate(**kwargs) for item in page[key]]
+
+
+def _tag_dict(resource: Mapping[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("TagList", []) or []}
+
+
+def describe_world(clients: Callable[[str, str], Any], regions: list[str]) -> dict[str, Any]:
+    """Clusters (id, region, status, instances, tags...) and snapshots in ``regions``, as JSON data."""
+    clusters: list[dict[str, Any]] = []
+    snapshots: list[dict[str, Any]] = []
+    for region in sorted(set(regions)):
+        rds = clients("rds", region)
+        instances = {
+            i["DBInstanceIdentifier"]: i for i in _pages(rds, "describe_db_instances", "DBInstances")
+        }
+        for cluster in _pages(rds, "describe_db_clusters", "DBClusters"):
+            members = cluster.get("DBClusterMembers", [])
+            writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")), None)
+            clusters.append(
+                {
+                    "id": cluster["DBClusterIdentifier"],
+                    "region": region,
+                    "status": cluster.get("Status"),
+                    "instances": [m["DBInstanceIdentifier"] for m in members],
+                    "writer": writer,
+                    "instance_status": {
+                        m["DBInstanceIdentifier"]: instances.get(m["DBInstanceIdentifier"], {}).get(
+                            "DBInstanceStatus"
+                        )
+                        for m in members
+                    },
+                    "tags": _tag_dict(cluster),
+                    "engine_version": cluster.get("EngineVersion"),
+                    "storage_encrypted": bool(cluster.get("StorageEncrypted")),
+                    "kms_key_id": cluster.get("KmsKeyId"),
+                    "deletion_protection": bool(cluster.get("DeletionProtection")),
+                    "master_password_managed": "MasterUserSecret" in cluster,
+                    "endpoint": cluster.get("Endpoint"),
+                }
+            )
+        for snapshot in _pages(rds, "describe_db_cluster_snapshots", "DBClusterSnapshots"):
+            snapshots.append(
+                {
+                    "id": snapshot["DBClusterSnapshotIdentifier"],
+                    "region": region,
+                    "status": snapshot.get("Status"),
+                    "type": snapshot.get("SnapshotType"),
+                    "cluster": snapshot.get("DBClusterIdentifier"),
+                    "encrypted": bool(snapshot.get("StorageEncrypted")),
+                    "kms_key_id": snapshot.get("KmsKeyId"),
+                    "tags": _tag_dict(snapshot),
+                }
+            )
+    return {"clusters": clusters, "snapshots": snapshots}
