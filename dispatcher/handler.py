@@ -89,8 +89,10 @@ class Dispatcher:
             request=request,
             execution_id=execution_id,
         )
+        # Each record on its own: for the failure step, one refused write must not skip the next.
         with self._recording(step):
             self.store.step_started(operation_id, step.name, execution_id)
+        with self._recording(step):
             self.store.audit(operation_id, "started", step=step.name, execution_id=execution_id or "")
         self.log.info("step started")
         started = time.perf_counter()
@@ -112,6 +114,7 @@ class Dispatcher:
         summary = step.summarize(output)
         with self._recording(step):
             self.store.step_succeeded(operation_id, step.name, output, duration_ms)
+        with self._recording(step):
             self.store.audit(
                 operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary
             )
