@@ -7,8 +7,10 @@ no AWS client is made at import time: this module is the cold start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -16,8 +18,8 @@ import structlog
 from dispatcher import aws, logs, tracing
 from dispatcher.aws import Clients
 from dispatcher.context import StepContext
-from dispatcher.errors import AuroraRestoreError, UnknownStep
-from dispatcher.registry import Registry, load_builtin_steps
+from dispatcher.errors import AuroraRestoreError, Retryable, UnknownStep
+from dispatcher.registry import Registry, Step, load_builtin_steps
 from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.settings import Settings
 from dispatcher.store import Store
@@ -87,8 +89,11 @@ class Dispatcher:
             request=request,
             execution_id=execution_id,
         )
-        self.store.step_started(operation_id, step.name, execution_id)
-        self.store.audit(operation_id, "started", step=step.name, execution_id=execution_id or "")
+        # Each record on its own: for the failure step, one refused write must not skip the next.
+        with self._recording(step):
+            self.store.step_started(operation_id, step.name, execution_id)
+        with self._recording(step):
+            self.store.audit(operation_id, "started", step=step.name, execution_id=execution_id or "")
         self.log.info("step started")
         started = time.perf_counter()
         try:
@@ -107,10 +112,34 @@ class Dispatcher:
             raise error from raw_error
         duration_ms = int((time.perf_counter() - started) * 1000)
         summary = step.summarize(output)
-        self.store.step_succeeded(operation_id, step.name, output, duration_ms)
-        self.store.audit(operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary)
+        with self._recording(step):
+            self.store.step_succeeded(operation_id, step.name, output, duration_ms)
+        with self._recording(step):
+            self.store.audit(
+                operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary
+            )
         self.log.info("step succeeded", duration_ms=duration_ms, summary=summary)
         return output
+
+    @contextlib.contextmanager
+    def _recording(self, step: Step) -> Iterator[None]:
+        """Around the state item and audit writes of a step: their errors in the project's terms.
+
+        A throttled or failing table must not surface as botocore's ``ClientError``: the state
+        machine retries only ``Retryable``, so a throttle that outlived botocore's retries would
+        otherwise fail the whole refresh. The failure step records best effort: a table that
+        refuses writes must not stop the failure from being reported.
+        """
+        try:
+            yield
+        except Exception as raw_error:
+            error = aws.translate(raw_error)
+            if step.records_best_effort and not isinstance(error, Retryable):
+                self.log.error("could not record the step in the state table", record_error=str(error))
+                return
+            if error is raw_error:
+                raise
+            raise error from raw_error
 
     def _record_failure(self, operation_id: str, step: str, detail: dict[str, Any], duration_ms: int) -> None:
         # Recording must never hide the step's own error: a broken table is logged, not raised.

@@ -41,6 +41,9 @@ class Step:
     mutating: ClassVar[bool] = True
     #: For third-party steps: the built-in step after which this one runs.
     run_after: ClassVar[str | None] = None
+    #: True for the failure step: it must run (and notify) even when the state table refuses the
+    #: dispatcher's own records, so those are logged instead of failing the invocation.
+    records_best_effort: ClassVar[bool] = False
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """Do the step's work for ``ctx.request`` and return a JSON-safe result.

@@ -15,8 +15,9 @@ state the execution goes to a Fail state, so it ends FAILED.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from dispatcher import aws
 from dispatcher.errors import Retryable
@@ -27,6 +28,7 @@ from steps.lib import notify
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
+    from dispatcher.store import Store
 
 #: Where Step Functions puts the caught error (``ResultPath`` of every Catch).
 ERROR_KEY = "error"
@@ -53,6 +55,9 @@ class HandleFailure(Step):
     reads = ("$",)
     result_key = "failure"
     mutating = True
+    # The dispatcher's own records of this step are best effort: a broken table must not stop
+    # the report.
+    records_best_effort = True
 
     def operation_id(self, event: dict[str, Any]) -> str | None:
         """``$.request.operation_id``, else the raw input's valid id, else one derived from the execution."""
@@ -64,7 +69,8 @@ class HandleFailure(Step):
         data = ctx.event.get("input")
         data = data if isinstance(data, dict) else {}
         request = valid_request(data, ctx.execution_id)
-        ctx.request = request
+        store = BestEffortStore(ctx.store, ctx.log)
+        ctx = dataclasses.replace(ctx, request=request, store=cast("Store", store))
         operation_id = ctx.operation_id
         target = describe_target(data, request)
         item = ctx.store.get_operation(operation_id) or {}
@@ -86,7 +92,16 @@ class HandleFailure(Step):
         recorded_error = {**error, "step": failed_step}
         ctx.store.finish(operation_id, STATUS_FAILED, error=recorded_error)
         if request is not None:
+            refused = len(store.errors)
             lock = notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
+            if len(store.errors) > refused:
+                cluster_id, region = request.target_cluster_id.lower(), request.target_region
+                unlock = f"aurora-restore unlock {cluster_id} --region {region}"
+                lock = {
+                    "released": False,
+                    "holder": None,
+                    "lock": f"could not be released (the state table refused it); release it with: {unlock}",
+                }
         else:
             lock = {"released": False, "holder": None, "lock": "not taken: the request was never validated"}
 
@@ -114,6 +129,7 @@ class HandleFailure(Step):
                     "started_at": item.get("started_at"),
                     "failed_at": notify.iso(ctx.clock()),
                     "elapsed_seconds": notify.seconds_since(item.get("started_at"), ctx.clock()),
+                    "store_errors": list(store.errors),
                 }
             )
             notification = self.send(
@@ -130,6 +146,7 @@ class HandleFailure(Step):
             **cleanup,
             "lock_released": lock["released"],
             "lock": lock["lock"],
+            "store_errors": list(store.errors),
             "notification": {
                 "sent": notification["sent"],
                 "already_sent": notification.get("already_sent", False),
@@ -243,6 +260,44 @@ class HandleFailure(Step):
             f"{output.get('failed_step') or 'unknown step'} failed with {output.get('error_type')}; "
             f"cleaned up {len(output.get('cleaned_up') or [])}; lock {output.get('lock')}; {sent}"
         )[:300]
+
+
+class BestEffortStore:
+    """The store as the failure handler uses it: a table that refuses a call does not stop the report.
+
+    Throttling (``Retryable``) still raises, so the state's Retry tries again; any other error of
+    a store call is logged, kept in :attr:`errors` for the notification, and the call answers
+    "nothing" (no item, no trail, not released). With a broken table a retried handler cannot
+    see that it already notified, and may notify twice; without this it would not notify at all.
+    """
+
+    #: What a refused call answers, by method; anything else answers None.
+    NOTHING: ClassVar[dict[str, Any]] = {"audit_trail": [], "release_lock": False}
+
+    def __init__(self, store: Store, log: Any) -> None:
+        self._store = store
+        self._log = log
+        #: One line per refused call: which call, and the error (scrubbed).
+        self.errors: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except Exception as raw_error:
+                error = aws.translate(raw_error)
+                if isinstance(error, Retryable):
+                    raise error from raw_error
+                text = notify.scrub_text(f"{name}: {type(error).__name__}: {error}")[:300]
+                self.errors.append(text)
+                self._log.error("the state table refused the failure handler", call=name, error=text)
+                return self.NOTHING.get(name)
+
+        return call
 
 
 # -- reading a possibly broken input ---------------------------------------------------------------

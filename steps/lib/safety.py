@@ -5,7 +5,8 @@ deleted (delete_target, swap_clusters, the failure handler's clean-up):
 
 1. never the source cluster of the snapshot;
 2. only a cluster this tool made (tag ``aurora-restore:managed=true``) or whose id matches the
-   stack's allowed-target pattern;
+   stack's allowed-target pattern; the pattern does not admit a cluster named like the source
+   (in another region: most likely production's DR copy);
 3. never one with deletion protection, unless the request says
    ``allow_disable_deletion_protection: true`` (then it is turned off, and that is audited).
 
@@ -68,6 +69,17 @@ def check_replaceable(
         )
     pattern = settings.allowed_target_pattern
     matches_pattern = bool(pattern) and re.fullmatch(pattern, cluster_id) is not None
+    named_like_source = bool(source_cluster_id) and cluster_id.lower() == source_cluster_id.lower()
+    if not is_managed(cluster) and named_like_source:
+        # Production's name in another region is most likely its DR copy; a broad pattern that
+        # happens to match it is no reason to replace it. Only the tool's own clusters qualify.
+        raise UnsafeTarget(
+            f"{where} has the source cluster's name and was not made by aurora-restore (no tag "
+            f"{MANAGED_TAG}=true); the allowed-target pattern does not apply to a cluster named like the "
+            f"source. Tag it {MANAGED_TAG}=true if it really is a copy to be replaced",
+            cluster_id=cluster_id,
+            rule="named-like-the-source",
+        )
     if not is_managed(cluster) and not matches_pattern:
         allowed = f" and its id does not match the allowed-target pattern {pattern!r}" if pattern else ""
         raise UnsafeTarget(

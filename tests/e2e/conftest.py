@@ -22,7 +22,8 @@ from aurora_restore.simulate.world import SecretSpec, World, default_world
 from dispatcher.request import RestoreRequest
 
 HERE = Path(__file__).parent
-#: The e2e tests collected before any -m/-k deselection (the coverage test judges only a full run).
+#: The e2e tests collected before any -m/-k deselection (the coverage test judges only a full run),
+#: without the exhaustive ``slow`` variants, which the normal run leaves out.
 COLLECTED = pytest.StashKey[set[str]]()
 #: Where the users' passwords live (the stack's secrets prefix) in these worlds.
 SECRETS_PREFIX = "aurora-restore/"
@@ -32,8 +33,12 @@ REPORTING_ROLE = "reporting_ro"
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Remember every e2e test collected, before ``-m`` / ``-k`` deselect any."""
-    config.stash[COLLECTED] = {item.nodeid for item in items if Path(str(item.path)).parent == HERE}
+    """Remember every e2e test collected, before ``-m`` / ``-k`` deselect any (slow ones aside)."""
+    config.stash[COLLECTED] = {
+        item.nodeid
+        for item in items
+        if Path(str(item.path)).parent == HERE and item.get_closest_marker("slow") is None
+    }
 
 
 @pytest.fixture(scope="session")

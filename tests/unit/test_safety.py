@@ -46,6 +46,15 @@ def test_a_cluster_named_like_the_source_in_another_region_is_judged_on_its_own_
         check(cluster("orders"), region="eu-central-1")
 
 
+def test_the_allowed_pattern_does_not_admit_an_untagged_cluster_named_like_the_source() -> None:
+    # A DR copy of production in another region, and a pattern broad enough to match it.
+    with pytest.raises(UnsafeTarget, match="source cluster's name") as caught:
+        check(cluster("Orders"), pattern="^[Oo]rders.*", region="eu-central-1")
+    assert caught.value.details["rule"] == "named-like-the-source"
+    # Made by aurora-restore, it may be replaced like any other managed cluster.
+    assert check(cluster("orders", MANAGED), pattern="^orders.*", region="eu-central-1") is False
+
+
 def test_unmanaged_cluster_is_refused_with_the_rule_named() -> None:
     with pytest.raises(UnsafeTarget) as caught:
         check(cluster("orders-dev", [{"Key": "aurora-restore:managed", "Value": "false"}]))

@@ -1,0 +1,88 @@
+"""The fault matrix (tests/e2e/fault_matrix.py): AWS operations x classes of error, end to end.
+
+The normal run takes a sample: every operation once with a permanent error (the classes in turn),
+and each transient class on every operation at once (one rehearsal per class); ``tox -e slow``
+runs every operation with every class, one rehearsal each. Both print the count of cases run and
+passed, and a table of every rehearsal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aurora_restore.simulate.rehearsal import Report
+from tests.e2e import fault_matrix
+from tests.e2e.fault_matrix import Outcome, Run
+from tests.functional.replace_world import faithful_rds
+
+__all__ = ["faithful_rds"]
+
+
+@pytest.fixture
+def operations(rehearse: Callable[..., Report], seed_input: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every AWS operation a clean swap refresh of the seed's input calls (from its aws_calls)."""
+    raw_input, world = fault_matrix.scenario(seed_input)
+    clean = rehearse(raw_input, world=world, **fault_matrix.OPTIONS)
+    assert clean.status == "SUCCEEDED", clean.error
+    found = fault_matrix.operations(clean.aws_calls)
+    # The pipeline's calls reach every service it uses; a refactoring that drops one shows here.
+    assert {service for service, _ in found} == {"dynamodb", "kms", "rds", "secretsmanager", "sns"}
+    return found
+
+
+def run_all(
+    runs: list[Run],
+    rehearse: Callable[..., Report],
+    seed_input: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    title: str,
+) -> list[Outcome]:
+    outcomes = []
+    for run in runs:
+        raw_input, world = fault_matrix.scenario(seed_input)
+        outcomes.append(fault_matrix.run_one(run, rehearse, raw_input, world))
+    with capsys.disabled():
+        print("\n" + fault_matrix.summary(outcomes, title=title))
+    return outcomes
+
+
+def test_fault_matrix_sample(
+    faithful_rds: None,
+    rehearse: Callable[..., Report],
+    seed_input: dict[str, Any],
+    operations: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN every operation the pipeline calls, each with one class of error (and the transient
+    # classes on every service); WHEN each case runs end to end
+    runs = fault_matrix.sample(operations)
+    outcomes = run_all(runs, rehearse, seed_input, capsys, "Fault matrix, sample")
+    # THEN every case ended as it must (the table above says which did not, and why)
+    covered = {(c.service, c.operation, c.kind) for o in outcomes for c in o.run.cases}
+    assert {kind for _, _, kind in covered} == set(fault_matrix.CLASSES)
+    assert {(s, o) for s, o, _ in covered} == set(operations)
+    failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
+    assert failed == [], "\n".join(failed)
+
+
+@pytest.mark.slow
+def test_fault_matrix_exhaustive(
+    faithful_rds: None,
+    rehearse: Callable[..., Report],
+    seed_input: dict[str, Any],
+    operations: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runs = fault_matrix.cases(operations)
+    outcomes = run_all(runs, rehearse, seed_input, capsys, "Fault matrix, every operation x every class")
+    assert len(outcomes) == len(operations) * len(fault_matrix.CLASSES)
+    if os.environ.get(fault_matrix.DOC_VARIABLE):
+        # python -m tests.e2e.fault_matrix: keep the table in the docs.
+        Path(os.environ[fault_matrix.DOC_VARIABLE]).write_text(fault_matrix.document(outcomes))
+    failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
+    assert failed == [], "\n".join(failed)
