@@ -31,7 +31,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 #: The function the rehearsal "deploys": every Task's Resource is substituted with this ARN.
 FUNCTION_NAME = "aurora-restore-dispatcher-rehearsal"
@@ -123,10 +123,16 @@ class InProcessLambda:
             from botocore.exceptions import ClientError
 
             raise ClientError(
-                {
-                    "Error": {"Code": "ResourceNotFoundException", "Message": f"Function not found: {name}"},
-                    "ResponseMetadata": {"HTTPStatusCode": 404, "RequestId": str(uuid.uuid4())},
-                },
+                cast(
+                    Any,
+                    {
+                        "Error": {
+                            "Code": "ResourceNotFoundException",
+                            "Message": f"Function not found: {name}",
+                        },
+                        "ResponseMetadata": {"HTTPStatusCode": 404, "RequestId": str(uuid.uuid4())},
+                    },
+                ),
                 "Invoke",
             )
         raw = parameters.get("Payload") or b"{}"
@@ -256,19 +262,20 @@ def compressed_waits(scale: float) -> Iterator[None]:
     if not 0 < scale <= 1:
         raise ValueError(f"the time scale must be more than 0 and at most 1, got {scale}")
     modules: tuple[Any, ...] = (retrier_decl, endpoint, bucket)
+    token_bucket: Any = bucket  # its module attribute ``threading`` is swapped; typeshed hides it
     originals = [module.time for module in modules]
-    original_threading = bucket.threading
+    original_threading = token_bucket.threading
     original_wait = WaitFunction._wait_interval
     if scale != 1:
         clock = _ScaledTime(scale)
         for module in modules:
             module.time = clock
-        bucket.threading = _ScaledThreading(scale)
+        token_bucket.threading = _ScaledThreading(scale)
         WaitFunction._wait_interval = _scaled_wait_interval(scale)  # type: ignore[method-assign]
     try:
         yield
     finally:
         for module, original in zip(modules, originals, strict=True):
             module.time = original
-        bucket.threading = original_threading
+        token_bucket.threading = original_threading
         WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]

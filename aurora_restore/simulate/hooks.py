@@ -220,7 +220,10 @@ def error_response(fault: Fault, url: str) -> Any:
 
     request_id = str(uuid.uuid4())
     message = f"Injected by the rehearsal (--fault {fault.spec})"
-    headers = {"x-amzn-RequestId": request_id}
+    from botocore.awsrequest import HTTPHeaders
+
+    headers = HTTPHeaders()
+    headers["x-amzn-RequestId"] = request_id
     if fault.protocol == "query":
         kind = "Receiver" if fault.status_code >= 500 else "Sender"
         body = (
@@ -376,9 +379,9 @@ class ProgressScript:
         described = self.deleted_clusters.get((context.get("client_region") or "", cluster_id))
         if described is None:
             return None
-        from botocore.awsrequest import AWSResponse
+        from botocore.awsrequest import AWSResponse, HTTPHeaders
 
-        response = AWSResponse(params.get("url", ""), 200, {}, _RawBody(b""))
+        response = AWSResponse(params.get("url", ""), 200, HTTPHeaders(), _RawBody(b""))
         return response, {"DBClusters": [dict(described)], "ResponseMetadata": {"HTTPStatusCode": 200}}
 
     def _copy_state(self) -> tuple[str, int] | None:
