@@ -3,13 +3,15 @@
 - ``aurora-restore-state`` (key ``operation_id``): one item per operation with its status,
   current step, request, per-step results and timestamps. Target locks live in the same table
   under keys ``lock#<region>#<cluster-id>``, which no operation id can collide with (``#`` is not
-  allowed in operation ids).
+  allowed in operation ids). Copy claims live there too, under
+  ``copyclaim#<region>#<hash of source snapshot ARN and key>`` (:meth:`Store.claim_copy`).
 - ``aurora-restore-audit`` (key ``operation_id``, sort key ``event_id``): one item per event,
   ordered in time by the sort key, expiring through the ``expires_at`` TTL attribute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from datetime import datetime, timedelta, timezone
@@ -30,6 +32,12 @@ STATUS_FAILED = "FAILED"
 def lock_key(region: str, cluster_id: str) -> str:
     """Key of the lock item for a target cluster (ids are case-insensitive in RDS)."""
     return f"lock#{region}#{cluster_id.lower()}"
+
+
+def copy_claim_key(region: str, source_arn: str, kms_key: str) -> str:
+    """Key of the claim item for copies of ``source_arn`` into ``region`` with ``kms_key``."""
+    digest = hashlib.sha256(f"{source_arn}\n{kms_key}".encode()).hexdigest()[:16]
+    return f"copyclaim#{region}#{digest}"
 
 
 def _iso(moment: datetime) -> str:
@@ -300,6 +308,89 @@ class Store:
             )
             return owner
         return None
+
+    # -- copy claims ----------------------------------------------------------------------------
+    def claim_copy(
+        self,
+        *,
+        region: str,
+        source_arn: str,
+        kms_key: str,
+        operation_id: str,
+        copy_id: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Claim the right to copy ``source_arn`` into ``region`` with ``kms_key``; return the claim.
+
+        Several operations deciding at the same moment that no copy exists yet must not all
+        copy: the first conditional put wins, and every other operation gets the winner's claim
+        (``claim_owner``, ``copy_id``, ``claimed_at``) and reuses that copy. Claiming again as
+        its owner (a retry) returns the owner's claim unchanged.
+        """
+        key = copy_claim_key(region, source_arn, kms_key)
+        item = {
+            "operation_id": key,
+            "claim_owner": operation_id,
+            "copy_id": copy_id,
+            "claimed_at": _iso(now),
+            "target_region": region,
+            "source_arn": source_arn,
+            "kms_key": kms_key,
+        }
+        try:
+            self._db.put_item(
+                TableName=self.state_table,
+                Item=self._encode(item),
+                ConditionExpression="attribute_not_exists(operation_id)",
+            )
+            return item
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
+        held = self._get(key)
+        if held is None:
+            # Released between our put and our read: claim again.
+            return self.claim_copy(
+                region=region,
+                source_arn=source_arn,
+                kms_key=kms_key,
+                operation_id=operation_id,
+                copy_id=copy_id,
+                now=now,
+            )
+        return held
+
+    def take_over_copy_claim(
+        self, claim: dict[str, Any], *, operation_id: str, copy_id: str, now: datetime
+    ) -> dict[str, Any]:
+        """Take a stale claim from its owner; return the claim as it now stands.
+
+        The update is conditional on the owner still being the one judged stale, so of several
+        operations taking over at once one wins and the others get its claim.
+        """
+        key = str(claim["operation_id"])
+        try:
+            self._db.update_item(
+                TableName=self.state_table,
+                Key={"operation_id": {"S": key}},
+                UpdateExpression="SET claim_owner = :me, copy_id = :copy, claimed_at = :now",
+                ConditionExpression="claim_owner = :old",
+                ExpressionAttributeValues={
+                    ":me": {"S": operation_id},
+                    ":copy": {"S": copy_id},
+                    ":now": {"S": _iso(now)},
+                    ":old": {"S": str(claim["claim_owner"])},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return self._get(key) or claim
+        return {**claim, "claim_owner": operation_id, "copy_id": copy_id, "claimed_at": _iso(now)}
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        response = self._db.get_item(
+            TableName=self.state_table, Key={"operation_id": {"S": key}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._decode(item) if item else None
 
 
 def _plain(value: Any) -> Any:

@@ -3,6 +3,11 @@
 There is no RDS event for a finished cluster snapshot copy, so it is polled. The wait comes from
 the poll policy (``steps.lib.polling``): long while the copy is far from done or queued, short
 near the end.
+
+A copy reused from another operation's claim (``status`` ``claimed``) may not exist yet: its
+owner is about to start it. Not found is then still queued for ``COPY_CLAIM_GRACE_SECONDS`` after
+the claim, and ``CopyFailed`` naming the owner after that. When it appears it is marked as used
+by this operation, as ``copy_snapshot`` marks a copy it reuses.
 """
 
 from __future__ import annotations
@@ -11,8 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import CopyFailed
 from dispatcher.registry import Step, register
-from steps.lib.polling import poll_fields
-from steps.lib.snapshots import describe_snapshot
+from steps.lib.polling import iso_time, poll_fields
+from steps.lib.snapshots import (
+    COPY_CLAIM_GRACE_SECONDS,
+    USED_BY_TAG_PREFIX,
+    claim_age_seconds,
+    describe_snapshot,
+    snapshot_tags,
+)
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -39,7 +50,19 @@ class CheckCopyStatus(Step):
         identifier = str(copy["identifier"])
         region = str(copy.get("region") or ctx.require_request().target_region)
         whose = f" (the copy made by operation {copy['reused_from']})" if copy.get("reused_from") else ""
-        found = describe_snapshot(ctx.aws("rds", region), identifier)
+        rds = ctx.aws("rds", region)
+        found = describe_snapshot(rds, identifier)
+        claimed = copy.get("status") == "claimed"
+        if found is None and claimed:
+            return self._not_made_yet(ctx, copy, identifier, region)
+        if found is not None and claimed:
+            # Reused before it existed: mark it as used now, so retention keeps it for us.
+            used_by = USED_BY_TAG_PREFIX + ctx.operation_id
+            if used_by not in snapshot_tags(rds, found):
+                rds.add_tags_to_resource(
+                    ResourceName=found["DBClusterSnapshotArn"],
+                    Tags=[{"Key": used_by, "Value": iso_time(ctx.clock())}],
+                )
         if found is None:
             raise CopyFailed(
                 f"copy {identifier}{whose} in {region} has vanished while being waited for: someone or "
@@ -63,6 +86,7 @@ class CheckCopyStatus(Step):
         percent_progress = 100 if complete else (int(percent) if isinstance(percent, (int, float)) else None)
         return {
             **copy,
+            "arn": found.get("DBClusterSnapshotArn") or copy.get("arn"),
             "status": status,
             "percent_progress": percent_progress,
             **poll_fields(
@@ -73,6 +97,36 @@ class CheckCopyStatus(Step):
                 max_wait_seconds=ctx.settings.copy_max_wait_seconds,
                 settings=ctx.settings,
                 what=f"copy {identifier}{whose} in {region}",
+            ),
+        }
+
+    def _not_made_yet(
+        self, ctx: StepContext, copy: dict[str, Any], identifier: str, region: str
+    ) -> dict[str, Any]:
+        """The claimed copy does not exist yet: still queued within the grace, failed after it."""
+        owner = copy.get("reused_from")
+        age = claim_age_seconds(copy, ctx.clock())
+        if age > COPY_CLAIM_GRACE_SECONDS:
+            raise CopyFailed(
+                f"copy {identifier} claimed by operation {owner} in {region} was not started within "
+                f"{COPY_CLAIM_GRACE_SECONDS} s of its claim ({copy.get('claimed_at')}); look at operation "
+                f"{owner}, then start the refresh again (it will copy or reuse afresh)",
+                copy_id=identifier,
+                region=region,
+                owner=owner,
+            )
+        return {
+            **copy,
+            "status": "claimed",
+            "percent_progress": None,
+            **poll_fields(
+                copy,
+                now=ctx.clock(),
+                complete=False,
+                percent=None,
+                max_wait_seconds=ctx.settings.copy_max_wait_seconds,
+                settings=ctx.settings,
+                what=f"copy {identifier} (claimed by operation {owner}) in {region}",
             ),
         }
 

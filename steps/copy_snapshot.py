@@ -8,6 +8,12 @@ No RDS call takes a client token, so a retry finds its copy by name (the name is
 the source and the operation id) and adopts it only when its tags name this operation. Copies
 are slow and limited (5 in flight per region), so a copy another operation made, or is making,
 of the same source into the same region with the same key is reused instead of copied again.
+
+Operations deciding at the same moment all find no copy yet; a claim in the state table
+(``Store.claim_copy``) lets only one of them copy. The others reuse the claimed copy before it
+exists (``status`` ``claimed``); ``check_copy_status`` waits for it to appear. A claim whose owner
+is no longer RUNNING, whose copy is unusable, or whose copy never appeared within
+``COPY_CLAIM_GRACE_SECONDS`` is stale and taken over.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from dispatcher.aws import error_code
 from dispatcher.errors import CopyFailed, Retryable
 from dispatcher.registry import Step, register
 from dispatcher.request import MANAGED_TAG, OPERATION_TAG
+from dispatcher.store import STATUS_RUNNING
 from steps.lib import names
 from steps.lib.polling import iso_time, poll_fields
 from steps.lib.snapshots import (
+    COPY_CLAIM_GRACE_SECONDS,
     KMS_KEY_TAG,
     MAX_TAGS,
     NO_KEY,
@@ -29,6 +37,7 @@ from steps.lib.snapshots import (
     TARGET_TAG,
     USABLE_STATUSES,
     USED_BY_TAG_PREFIX,
+    claim_age_seconds,
     copy_reason,
     copyable_tags,
     created_at,
@@ -77,7 +86,10 @@ class CopySnapshot(Step):
         reusable = find_reusable_copy(rds, plan)
         if reusable is not None:
             return self._reuse(ctx, rds, plan, reusable)
-        return self._copy(ctx, rds, plan)
+        claim = self._claim(ctx, rds, plan)
+        if claim["claim_owner"] == plan.operation_id:
+            return self._copy(ctx, rds, plan)
+        return self._reuse_claimed(ctx, rds, plan, claim)
 
     # -- the three ways to a copy ------------------------------------------------------------------
 
@@ -149,6 +161,88 @@ class CopySnapshot(Step):
         )
         ctx.log.info("copy reused", copy_id=fresh["DBClusterSnapshotIdentifier"], reused_from=owner)
         return self._from_description(ctx, plan, fresh, reused_from=owner)
+
+    def _claim(self, ctx: StepContext, rds: Any, plan: CopyPlan) -> dict[str, Any]:
+        """The claim on copying this source here with this key: ours, or another live operation's."""
+        now = ctx.clock()
+        claim = ctx.store.claim_copy(
+            region=plan.region,
+            source_arn=plan.source_arn,
+            kms_key=plan.key_tag,
+            operation_id=plan.operation_id,
+            copy_id=plan.copy_id,
+            now=now,
+        )
+        if claim["claim_owner"] == plan.operation_id:
+            return claim
+        stale = self._stale_because(ctx, rds, claim)
+        if stale is None:
+            return claim
+        ctx.log.info("stale copy claim taken over", owner=claim["claim_owner"], why=stale)
+        taken = ctx.store.take_over_copy_claim(
+            claim, operation_id=plan.operation_id, copy_id=plan.copy_id, now=now
+        )
+        if taken["claim_owner"] == plan.operation_id:
+            ctx.store.audit(
+                plan.operation_id,
+                "snapshot_copy_claim_taken_over",
+                step=self.name,
+                previous_owner=claim["claim_owner"],
+                previous_copy_id=claim.get("copy_id"),
+                reason=stale,
+                region=plan.region,
+            )
+        return taken
+
+    def _stale_because(self, ctx: StepContext, rds: Any, claim: dict[str, Any]) -> str | None:
+        """Why another operation's claim no longer stands, or None when it does."""
+        owner = str(claim["claim_owner"])
+        state = ctx.store.get_operation(owner)
+        if state is None or state.get("status") != STATUS_RUNNING:
+            return f"operation {owner} is {state.get('status') if state else 'unknown'}, not RUNNING"
+        copy = describe_snapshot(rds, str(claim.get("copy_id", "")))
+        if copy is not None:
+            if copy.get("Status") not in USABLE_STATUSES:
+                return f"its copy {claim.get('copy_id')} is {copy.get('Status')}"
+            return None
+        if claim_age_seconds(claim, ctx.clock()) > COPY_CLAIM_GRACE_SECONDS:
+            return f"its copy {claim.get('copy_id')} did not appear within {COPY_CLAIM_GRACE_SECONDS} s"
+        return None
+
+    def _reuse_claimed(
+        self, ctx: StepContext, rds: Any, plan: CopyPlan, claim: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Reuse the copy another operation claimed: as it is when it exists, else not yet made."""
+        owner = str(claim["claim_owner"])
+        copy_id = str(claim["copy_id"])
+        existing = describe_snapshot(rds, copy_id)
+        if existing is not None:
+            return self._reuse(ctx, rds, plan, existing)
+        ctx.store.audit(
+            plan.operation_id,
+            "snapshot_copy_reused",
+            step=self.name,
+            copy_id=copy_id,
+            reused_from=owner,
+            region=plan.region,
+            status="claimed",
+        )
+        ctx.log.info("claimed copy reused before it exists", copy_id=copy_id, reused_from=owner)
+        output = self._output(
+            ctx,
+            identifier=copy_id,
+            # Known once the copy exists: check_copy_status fills it in.
+            arn="",
+            region=plan.region,
+            copied=True,
+            reason=plan.reason,
+            reused_from=owner,
+            kms_key_id=None if plan.key_tag == NO_KEY else plan.key_tag,
+            status="claimed",
+            percent=None,
+            source_arn=plan.source_arn,
+        )
+        return {**output, "claimed_at": claim.get("claimed_at")}
 
     def _copy(self, ctx: StepContext, rds: Any, plan: CopyPlan) -> dict[str, Any]:
         """Start the copy; a copy that appeared meanwhile under our name is adopted or refused."""

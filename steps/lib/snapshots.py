@@ -10,6 +10,10 @@ Together they let another operation find a copy it can reuse (same source, same 
 key) instead of starting a second multi-hour copy. An operation that reuses someone else's copy
 adds ``aurora-restore:used-by:<its operation id>``; retention and clean-up never delete a copy
 whose creator or users are still RUNNING in the state table (:func:`operations_using`).
+
+Copies decided at the same moment are serialised by a claim in the state table
+(:meth:`dispatcher.store.Store.claim_copy`): the operation that claims first copies, the others
+reuse the claimed copy, even before it exists, for :data:`COPY_CLAIM_GRACE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ RESERVED_TAG_PREFIXES = ("aws:", "aurora-restore:")
 #: RDS allows at most 50 tags per resource.
 MAX_TAGS = 50
 NO_KEY = "none"
+#: How long a claimed copy may not exist yet before its waiters give up on it (and others may
+#: take the claim over): the owner issues CopyDBClusterSnapshot seconds after claiming, so a few
+#: minutes cover a crashed attempt and its retry.
+COPY_CLAIM_GRACE_SECONDS = 300
 #: Statuses of a copy that is, or will become, usable.
 USABLE_STATUSES = frozenset({"available", "copying", "creating"})
 
@@ -121,6 +129,15 @@ def users_of(tags: dict[str, str]) -> list[str]:
     named = [tags[OPERATION_TAG]] if tags.get(OPERATION_TAG) else []
     named += [k[len(USED_BY_TAG_PREFIX) :] for k in tags if k.startswith(USED_BY_TAG_PREFIX)]
     return list(dict.fromkeys(named))
+
+
+def claim_age_seconds(claim: dict[str, Any], now: datetime) -> float:
+    """Seconds since the claim was taken (a claim without a readable time counts as old)."""
+    try:
+        claimed = datetime.fromisoformat(str(claim.get("claimed_at", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    return (now - claimed).total_seconds()
 
 
 def operations_using(store: Store, tags: dict[str, str], *, except_operation: str) -> list[str]:

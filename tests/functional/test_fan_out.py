@@ -26,3 +26,15 @@ def test_three_operations_from_one_snapshot_make_one_copy(dispatcher: Any, clien
     )["TagList"]
     used_by = sorted(t["Key"] for t in tags if t["Key"].startswith("aurora-restore:used-by:"))
     assert len(used_by) == 2
+
+
+@pytest.mark.parametrize("n", [5, 10])
+def test_operations_copying_at_the_same_moment_make_one_copy(dispatcher: Any, clients: Any, n: int) -> None:
+    # GIVEN one source snapshot in us-east-1
+    source_world(clients)
+    # WHEN n operations reach copy_snapshot at the same moment, each on its own thread
+    outcome = fan_out(dispatcher, clients, n, "simultaneous")
+    # THEN the copy claim lets one of them copy, and every other one reuses that copy
+    assert len(outcome["copies"]) == 1
+    assert outcome["used"] == outcome["copies"]
+    assert outcome["reused"] == n - 1
