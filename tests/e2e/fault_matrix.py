@@ -57,6 +57,12 @@ CLASSES = TRANSIENT + PERMANENT
 #: invocation, so it reaches the state machine's Retry, and the next invocation gets through.
 BOTOCORE_ATTEMPTS = 1 + 5
 TRANSIENT_TIMES = BOTOCORE_ATTEMPTS
+#: In a storm (every operation at once) each call fails this many times, inside botocore's own
+#: budget: with every call failing all its attempts, one state needs one Step Functions retry per
+#: distinct operation it calls, more than the definition's 5, and the outcome would hang on the
+#: timing of the polls (seen in CI: the old cluster's deletion ran out of retries after the swap).
+#: The single-operation runs above are the ones that exhaust botocore and reach the Retry.
+STORM_TRANSIENT_TIMES = 2
 SOURCE_SNAPSHOT_TAG = "aurora-restore:source-snapshot"
 TARGET_TAG = "aurora-restore:target"
 #: Loops that can never finish (a fault that makes every poll fail the same way) end in PollTimeout
@@ -137,7 +143,11 @@ class Case:
     @property
     def fault(self) -> str:
         """The rehearsal's --fault spec."""
-        times = f"*{TRANSIENT_TIMES}" if self.transient else ""
+        return self.fault_spec(TRANSIENT_TIMES)
+
+    def fault_spec(self, transient_times: int) -> str:
+        """The --fault spec with transient errors injected ``transient_times`` times."""
+        times = f"*{transient_times}" if self.transient else ""
         return f"{self.service}.{self.operation}={self.code}{times}"
 
     @property
@@ -165,7 +175,9 @@ class Run:
 
     @property
     def faults(self) -> list[str]:
-        return [case.fault for case in self.cases]
+        if len(self.cases) == 1:
+            return [self.cases[0].fault]
+        return [case.fault_spec(STORM_TRANSIENT_TIMES) for case in self.cases]
 
     @property
     def operation(self) -> str:

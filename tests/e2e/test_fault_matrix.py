@@ -1,7 +1,8 @@
 """The fault matrix (tests/e2e/fault_matrix.py): AWS operations x classes of error, end to end.
 
 The normal run takes a sample: every operation once with a permanent error (the classes in turn),
-and each transient class on every operation at once (one rehearsal per class); ``tox -e slow``
+and each transient class on every operation at once (one rehearsal per class, each call failing
+twice, inside botocore's budget); ``tox -e slow``
 runs every operation with every class, one rehearsal each. Both print the count of cases run and
 passed, and a table of every rehearsal.
 """
