@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,25 @@ def postgres_server() -> Iterator[Any]:
 
     with local_postgres() as server:
         yield server
+
+
+@pytest.fixture
+def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+    moto checks a ConditionExpression and then writes, with nothing between them held: two
+    threads can both pass ``attribute_not_exists`` (seen in CI: two of five racing operations
+    "took" the lock). DynamoDB evaluates the condition and writes atomically; the lock below
+    gives moto the same guarantee, so these tests judge our locking, not moto's.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    guard = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with guard:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, atomic)

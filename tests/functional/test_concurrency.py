@@ -44,6 +44,9 @@ class CallLog:
         return [op for who, svc, op in self.calls if who == thread and (service is None or svc == service)]
 
 
+pytestmark = pytest.mark.usefixtures("atomic_dynamodb_writes")
+
+
 @pytest.fixture
 def call_log(clients: Any) -> CallLog:
     log = CallLog()

@@ -8,6 +8,9 @@ import pytest
 
 from benchmarks.fan_out import TARGET_REGION, fan_out, source_world
 
+# Racing threads need conditional writes that are atomic, as DynamoDB's are.
+pytestmark = pytest.mark.usefixtures("atomic_dynamodb_writes")
+
 
 @pytest.mark.parametrize("order", ["sequence", "interleaved", "still copying"])
 def test_three_operations_from_one_snapshot_make_one_copy(dispatcher: Any, clients: Any, order: str) -> None:
