@@ -79,27 +79,6 @@ class Store:
         return self._encode({"v": value})["v"]
 
     # -- operation state ----------------------------------------------------------------------
-    def ensure_operation(self, operation_id: str, *, execution_id: str | None = None) -> None:
-        """Create the state item if it does not exist yet (idempotent)."""
-        now = _iso(self._clock())
-        item = {
-            "operation_id": operation_id,
-            "status": STATUS_RUNNING,
-            "started_at": now,
-            "updated_at": now,
-            "results": {},
-            "step_durations_ms": {},
-            "execution_id": execution_id or "",
-        }
-        try:
-            self._db.put_item(
-                TableName=self.state_table,
-                Item=self._encode(item),
-                ConditionExpression="attribute_not_exists(operation_id)",
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            pass
-
     def record_request(self, operation_id: str, request: dict[str, Any]) -> None:
         """Store the validated request and its target on the state item."""
         self._update(

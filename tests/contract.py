@@ -48,7 +48,7 @@ def stand_in(row: ContractStep) -> type[Step]:
     """A step class with the contract's attributes (it is never run)."""
 
     def run(self: Step, ctx: Any) -> dict[str, Any]:
-        raise NotImplementedError(f"stand-in for {row.name}: the real step is not merged yet")
+        raise NotImplementedError(f"stand-in for {row.name}: no module registers this step")
 
     return type(
         "StandIn" + row.state_name,

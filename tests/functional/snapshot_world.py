@@ -60,7 +60,7 @@ def context(
     clock: Clock | None = None,
 ) -> StepContext:
     """The context the dispatcher would build, with the test's clock."""
-    store.ensure_operation(req.operation_id)
+    store.step_started(req.operation_id, "validate_request", None)
     return StepContext(
         event={"request": req.to_dict(), **event},
         operation_id=req.operation_id,

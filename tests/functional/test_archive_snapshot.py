@@ -33,13 +33,13 @@ RESTORE = {"cluster_id": "orders-dev-new-4f2a1c", "complete": True, "swap_requir
 
 def finished(store: Any, *operation_ids: str) -> None:
     for operation_id in operation_ids:
-        store.ensure_operation(operation_id)
+        store.step_started(operation_id, "validate_request", None)
         store.finish(operation_id, STATUS_SUCCEEDED)
 
 
 def running(store: Any, *operation_ids: str) -> None:
     for operation_id in operation_ids:
-        store.ensure_operation(operation_id)
+        store.step_started(operation_id, "validate_request", None)
 
 
 def copy_output(clients: Any, identifier: str = CURRENT, **fields: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from dispatcher.errors import TargetLocked
 
 
 def test_state_item_tracks_an_operation(store: Any) -> None:
-    store.ensure_operation("op-1", execution_id="exec-1")
-    store.ensure_operation("op-1", execution_id="exec-1")  # idempotent
+    store.step_started("op-1", "validate_request", "exec-1")
+    store.step_started("op-1", "validate_request", "exec-1")  # a retried start changes nothing
     store.record_request("op-1", {"target_region": "eu-central-1", "target_cluster_id": "orders-dev"})
     store.step_started("op-1", "snapshot_check", "exec-1")
     store.step_succeeded("op-1", "snapshot_check", {"engine": "aurora-postgresql", "size_gb": 1.5}, 120)
@@ -26,7 +26,7 @@ def test_state_item_tracks_an_operation(store: Any) -> None:
 
 
 def test_state_item_never_holds_a_secret(store: Any) -> None:
-    store.ensure_operation("op-2")
+    store.step_started("op-2", "setup_db_users", None)
     store.step_succeeded("op-2", "setup_db_users", {"password": "hunter2", "created": ["app"]}, 5)
     item = store.get_operation("op-2")
     assert item["results"]["setup_db_users"]["password"] == "***"
