@@ -69,12 +69,17 @@ class RestoreRequest:
     strategy: str = "swap"
     kms_key_id: str | None = None
     instance_class: str | None = None
-    reader_count: int = 0
+    #: None: as many readers as the old target has (none for a new target).
+    reader_count: int | None = None
     engine_version: str | None = None
     db_subnet_group: str | None = None
     vpc_security_group_ids: tuple[str, ...] = ()
     db_cluster_parameter_group: str | None = None
     port: int | None = None
+    #: Instance parameter group of the writer and readers; None: the old target's, else RDS's default.
+    db_parameter_group: str | None = None
+    #: The restored instances are private unless the request says ``publicly_accessible: true``.
+    publicly_accessible: bool = False
     iam_database_auth: bool = False
     serverless_min_capacity: float = 0.5
     serverless_max_capacity: float = 8.0
@@ -120,12 +125,14 @@ FIELDS: dict[str, str] = {
     "strategy": "swap (default) or delete-first",
     "kms_key_id": "KMS key id, ARN or alias in the target region",
     "instance_class": "db.<family>.<size> or db.serverless",
-    "reader_count": "0-15 readers besides the writer",
+    "reader_count": "0-15 readers besides the writer (default: as many as the old target has)",
     "engine_version": "aurora-postgresql engine version, e.g. 15.4",
     "db_subnet_group": "DB subnet group name",
     "vpc_security_group_ids": "list of security group ids (sg-...)",
     "db_cluster_parameter_group": "DB cluster parameter group name",
     "port": "1150-65535",
+    "db_parameter_group": "DB parameter group name of the instances",
+    "publicly_accessible": "true or false (default false: the instances get no public address)",
     "iam_database_auth": "true or false",
     "serverless_min_capacity": "0-256 ACUs",
     "serverless_max_capacity": "1-256 ACUs",
@@ -233,7 +240,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     instance_class = _optional_match(
         fields, "instance_class", _INSTANCE_CLASS, "must look like db.r6g.large or be db.serverless"
     )
-    reader_count = _integer(fields, "reader_count", 0, 0, 15)
+    reader_count = None if fields.get("reader_count") is None else _integer(fields, "reader_count", 0, 0, 15)
     engine_version = _optional_match(
         fields, "engine_version", _ENGINE_VERSION, "must be a version such as 15.4"
     )
@@ -241,6 +248,10 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     parameter_group = _optional_match(
         fields, "db_cluster_parameter_group", _GROUP_NAME, "must be a DB cluster parameter group name"
     )
+    instance_parameter_group = _optional_match(
+        fields, "db_parameter_group", _GROUP_NAME, "must be a DB parameter group name"
+    )
+    publicly_accessible = _boolean(fields, "publicly_accessible", False)
     security_groups = _security_groups(fields.get("vpc_security_group_ids", []))
     port = fields.get("port")
     if port is not None:
@@ -281,6 +292,8 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
         vpc_security_group_ids=security_groups,
         db_cluster_parameter_group=parameter_group,
         port=port,
+        db_parameter_group=instance_parameter_group,
+        publicly_accessible=publicly_accessible,
         iam_database_auth=iam_auth,
         serverless_min_capacity=min_acu,
         serverless_max_capacity=max_acu,

@@ -17,6 +17,9 @@ class Settings:
     """What the stack configures: table names, topic, defaults and bounds."""
 
     stage: str = "dev"
+    #: The one region the stack serves: where the function runs (Lambda's own ``AWS_REGION``), the
+    #: region of its KMS key and its VPC. Empty only outside Lambda when AWS_REGION is unset.
+    stack_region: str = ""
     state_table: str = "aurora-restore-state"
     audit_table: str = "aurora-restore-audit"
     topic_arn: str = ""
@@ -30,6 +33,9 @@ class Settings:
     default_cluster_parameter_group: str = ""
     #: Secrets Manager names/ARNs the users spec may read must start with this prefix.
     secrets_prefix: str = ""
+    #: ``bucket/prefix/`` the users spec's ``s3://`` scripts must be under (the role reads only
+    #: there); empty: inline scripts only.
+    scripts_s3_prefix: str = ""
     export_bucket: str = ""
     export_role_arn: str = ""
     export_kms_key_id: str = ""
@@ -82,6 +88,7 @@ class Settings:
         groups = tuple(g for g in text("DEFAULT_SECURITY_GROUP_IDS", "").split(",") if g.strip())
         settings = cls(
             stage=text("STAGE", defaults.stage),
+            stack_region=env.get("AWS_REGION", "").strip(),
             state_table=text("STATE_TABLE", defaults.state_table),
             audit_table=text("AUDIT_TABLE", defaults.audit_table),
             topic_arn=text("TOPIC_ARN", ""),
@@ -92,6 +99,7 @@ class Settings:
             default_security_group_ids=tuple(g.strip() for g in groups),
             default_cluster_parameter_group=text("DEFAULT_CLUSTER_PARAMETER_GROUP", ""),
             secrets_prefix=text("SECRETS_PREFIX", ""),
+            scripts_s3_prefix=text("SCRIPTS_S3_PREFIX", ""),
             export_bucket=text("EXPORT_BUCKET", ""),
             export_role_arn=text("EXPORT_ROLE_ARN", ""),
             export_kms_key_id=text("EXPORT_KMS_KEY_ID", ""),

@@ -70,7 +70,6 @@ DEFAULT_CODE = "build/lambda.zip"
 
 # Condition names (kept as constants: resources refer to them by name).
 IN_VPC = "InVpc"
-HAS_TARGET_REGIONS = "HasTargetRegions"
 HAS_TARGET_KEY = "HasTargetKmsKey"
 HAS_SOURCE_KEYS = "HasSourceKmsKeys"
 HAS_UNMANAGED_PREFIX = "HasUnmanagedTargetPrefix"
@@ -179,7 +178,6 @@ def _given(parameter: Parameter) -> Not:
 def add_conditions(template: Template, params: Parameters) -> None:
     """Conditions for the optional parts."""
     template.add_condition(IN_VPC, _given(params.subnet_ids))
-    template.add_condition(HAS_TARGET_REGIONS, _given(params.target_regions))
     template.add_condition(HAS_TARGET_KEY, _given(params.target_kms_key_arn))
     template.add_condition(HAS_SOURCE_KEYS, _given(params.source_kms_key_arns))
     template.add_condition(HAS_UNMANAGED_PREFIX, _given(params.unmanaged_target_prefix))
@@ -401,7 +399,7 @@ def function_environment(
     """``AURORA_RESTORE_*`` variables read by ``dispatcher.settings.Settings.from_env``.
 
     Every setting but ``db_endpoint_override``, the local rehearsal's seam, which a deployed
-    function must never have.
+    function must never have, and ``stack_region``, which Lambda itself sets (``AWS_REGION``).
     """
     defaults = Settings()
     values: dict[str, Any] = {
@@ -416,6 +414,7 @@ def function_environment(
         "default_security_group_ids": Join(",", Ref(params.default_security_group_ids)),
         "default_cluster_parameter_group": Ref(params.default_cluster_parameter_group),
         "secrets_prefix": Ref(params.secrets_prefix),
+        "scripts_s3_prefix": Ref(params.scripts_s3_prefix),
         "export_bucket": Ref(params.export_bucket),
         "export_role_arn": Ref(params.export_role_arn),
         "export_kms_key_id": Ref(params.export_kms_key_arn),
@@ -455,7 +454,9 @@ def add_dispatcher(
             Tags=_tags(params),
         )
     )
-    target_regions = If(HAS_TARGET_REGIONS, Ref(params.target_regions), [Ref("AWS::Region")])
+    # One region per stack, its own: one regional KMS key and one VPC cannot serve another, and
+    # validate_request refuses a request for any other region before anything starts.
+    target_regions = [Ref("AWS::Region")]
     role = template.add_resource(
         iam.Role(
             "DispatcherRole",

@@ -34,7 +34,6 @@ class Parameters:
     subnet_ids: Parameter
     security_group_ids: Parameter
     reserved_concurrency: Parameter
-    target_regions: Parameter
     target_kms_key_arn: Parameter
     source_kms_key_arns: Parameter
     allowed_target_pattern: Parameter
@@ -128,12 +127,6 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             MaxValue=1000,
             Description="Concurrent executions reserved for the function; -1 reserves none (accounts with "
             "the minimum concurrency quota cannot reserve any)",
-        ),
-        target_regions=add(
-            "TargetRegions",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Regions the pipeline may copy, restore and replace in (empty: this stack's region)",
         ),
         target_kms_key_arn=add(
             "TargetKmsKeyArn",
@@ -306,7 +299,6 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                     _group("Network of the function", params.subnet_ids, params.security_group_ids),
                     _group(
                         "Targets and safety",
-                        params.target_regions,
                         params.allowed_target_pattern,
                         params.unmanaged_target_prefix,
                         params.target_kms_key_arn,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.errors import RestoreFailed, UnsafeTarget
 from dispatcher.registry import Step, register
 from steps.lib.clusters import describe_instance, endpoints, is_failed, made_by, status_of
-from steps.lib.restoring import ensure_instances, planned_instance_ids
+from steps.lib.restoring import ensure_instances
 from steps.lib.safety import describe_cluster
 from steps.lib.waiting import poll_fields
 
@@ -63,9 +63,9 @@ class CheckRestoreStatus(Step):
 
         created: list[str] = []
         if status == "available":
-            created = ensure_instances(ctx, rds, cluster, request)
+            created = ensure_instances(ctx, rds, cluster, request, restore)
         instance_statuses: dict[str, str] = {}
-        for instance_id in planned_instance_ids(request):
+        for instance_id in restore["instance_ids"]:
             instance = describe_instance(rds, instance_id)
             instance_status = status_of(instance) if instance else "not-created"
             if is_failed(instance_status):

@@ -4,7 +4,8 @@ Under ``swap`` with an existing target the cluster is restored beside it, under 
 identifier (``names.temporary_cluster_id``), and swapped in later; otherwise (``delete-first``,
 or no target yet) it is restored under the target's own name. RDS accepts the writer and readers
 (``CreateDBInstance``) only once the restored cluster is available, so check_restore_status adds
-them then; this step plans their ids.
+them then; this step plans their ids and their placement (``restoring.resolve_placement``: the
+request, else the old target, else the stack's defaults).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from steps.lib.clusters import (
     status_of,
 )
 from steps.lib.restoring import (
-    instance_class,
+    check_new_target_placement,
     not_ours,
     planned_instance_ids,
+    resolve_placement,
     resource_tags,
 )
 from steps.lib.safety import describe_cluster
@@ -54,7 +56,11 @@ class RestoreSnapshot(Step):
         copy = ctx.input("copy")
         rds = ctx.aws("rds", request.target_region)
 
-        target_exists = bool((snapshot.get("target") or {}).get("exists"))
+        target = snapshot.get("target") or {}
+        target_exists = bool(target.get("exists"))
+        if not target_exists:
+            check_new_target_placement(request, ctx.settings, request.target_region)
+        placement = resolve_placement(request, ctx.settings, target)
         swap_required = request.strategy == "swap" and target_exists
         cluster_id = (
             names.temporary_cluster_id(request.target_cluster_id, request.operation_id)
@@ -64,12 +70,12 @@ class RestoreSnapshot(Step):
 
         cluster = describe_cluster(rds, cluster_id)
         if cluster is None:
-            cluster = self._restore(ctx, rds, request, snapshot, copy, cluster_id)
+            cluster = self._restore(ctx, rds, request, snapshot, copy, cluster_id, placement)
         else:
             self._check_adoptable(request, cluster_id, cluster)
             ctx.log.info("adopting the cluster this operation already restored", cluster_id=cluster_id)
 
-        instance_ids = planned_instance_ids(request)
+        instance_ids = planned_instance_ids(request, placement["reader_count"])
         return {
             "cluster_id": cluster["DBClusterIdentifier"],
             "target_cluster_id": request.target_cluster_id,
@@ -77,7 +83,8 @@ class RestoreSnapshot(Step):
             "swap_required": swap_required,
             "engine": cluster.get("Engine"),
             "engine_version": cluster.get("EngineVersion"),
-            "instance_class": instance_class(ctx, request),
+            "instance_class": placement["instance_class"],
+            "placement": placement,
             "instance_ids": instance_ids,
             "writer_instance_id": instance_ids[0],
             "instances_created": [],
@@ -112,9 +119,10 @@ class RestoreSnapshot(Step):
         snapshot: dict[str, Any],
         copy: dict[str, Any],
         cluster_id: str,
+        placement: dict[str, Any],
     ) -> dict[str, Any]:
         """Call RestoreDBClusterFromSnapshot; adopt the cluster if a concurrent run made it."""
-        arguments = restore_arguments(ctx, request, snapshot, copy, cluster_id)
+        arguments = restore_arguments(ctx, request, snapshot, copy, cluster_id, placement)
         try:
             cluster: dict[str, Any] = rds.restore_db_cluster_from_snapshot(**arguments)["DBCluster"]
         except rds.exceptions.DBClusterAlreadyExistsFault:
@@ -132,6 +140,9 @@ class RestoreSnapshot(Step):
             cluster_id=cluster_id,
             region=request.target_region,
             snapshot=arguments["SnapshotIdentifier"],
+            subnet_group=placement["db_subnet_group"],
+            security_groups=placement["vpc_security_group_ids"],
+            placement_sources=placement["sources"],
         )
         ctx.log.info("restore started", cluster_id=cluster_id, snapshot=arguments["SnapshotIdentifier"])
         return cluster
@@ -151,11 +162,12 @@ def restore_arguments(
     snapshot: dict[str, Any],
     copy: dict[str, Any],
     cluster_id: str,
+    placement: dict[str, Any],
 ) -> dict[str, Any]:
-    """The RestoreDBClusterFromSnapshot call for this request.
+    """The RestoreDBClusterFromSnapshot call for this request, placed as ``placement`` says.
 
-    A restore copies neither parameter group nor security groups from the source: pass the
-    request's, else the stack's, or the cluster gets the defaults.
+    A restore copies neither subnet group, security groups nor parameter group from anywhere:
+    without them the cluster gets the default VPC, its default security group and default groups.
     """
     settings = ctx.settings
     source_snapshot = str(copy.get("identifier") or copy.get("arn") or "")
@@ -180,23 +192,20 @@ def restore_arguments(
     engine_version = request.engine_version or snapshot.get("engine_version")
     if engine_version:
         arguments["EngineVersion"] = engine_version
-    subnet_group = request.db_subnet_group or settings.default_subnet_group
-    if subnet_group:
-        arguments["DBSubnetGroupName"] = subnet_group
-    security_groups = list(request.vpc_security_group_ids or settings.default_security_group_ids)
-    if security_groups:
-        arguments["VpcSecurityGroupIds"] = security_groups
-    parameter_group = request.db_cluster_parameter_group or settings.default_cluster_parameter_group
-    if parameter_group:
-        arguments["DBClusterParameterGroupName"] = parameter_group
+    if placement.get("db_subnet_group"):
+        arguments["DBSubnetGroupName"] = placement["db_subnet_group"]
+    if placement.get("vpc_security_group_ids"):
+        arguments["VpcSecurityGroupIds"] = list(placement["vpc_security_group_ids"])
+    if placement.get("db_cluster_parameter_group"):
+        arguments["DBClusterParameterGroupName"] = placement["db_cluster_parameter_group"]
     if snapshot.get("encrypted"):
         # Without a key RDS keeps the copy's own key (already one of the target region).
         kms_key_id = request.kms_key_id or settings.default_kms_key_id
         if kms_key_id:
             arguments["KmsKeyId"] = kms_key_id
-    if request.port is not None:
-        arguments["Port"] = request.port
-    if instance_class(ctx, request) == "db.serverless":
+    if placement.get("port") is not None:
+        arguments["Port"] = placement["port"]
+    if placement["instance_class"] == "db.serverless":
         arguments["ServerlessV2ScalingConfiguration"] = {
             "MinCapacity": request.serverless_min_capacity,
             "MaxCapacity": request.serverless_max_capacity,

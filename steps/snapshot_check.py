@@ -1,9 +1,12 @@
 """snapshot_check: lock the target, find the snapshot, and refuse early what cannot work.
 
 Everything that can be known before a multi-hour copy starts is checked here: the snapshot
-exists, is an available aurora-postgresql cluster snapshot; the target may be replaced under
-the safety rules; an encrypted snapshot that must be copied has a usable key in the target
-region. Nothing is created or changed except the target's lock.
+exists, is an available aurora-postgresql cluster snapshot; the target and each of its instances
+may be replaced under the safety rules; a new target has a subnet group and security groups; the
+users spec's S3 scripts are under the stack's ScriptsS3Prefix; an encrypted snapshot that must be
+copied has a usable key in the target region, and one used as it is has a key the function can
+use. Where the old target lives and how it is sized is recorded (``target.placement``) for the
+restore, before delete-first removes it. Nothing is created or changed except the target's lock.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from dispatcher.aws import error_code
 from dispatcher.errors import SnapshotNotFound, ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.settings import PREFIX
-from steps.lib.safety import check_replaceable, describe_cluster, is_managed
+from steps.lib.restoring import check_new_target_placement, target_placement
+from steps.lib.safety import (
+    check_members_replaceable,
+    check_replaceable,
+    describe_cluster,
+    is_managed,
+    member_descriptions,
+)
 from steps.lib.snapshots import (
     ENGINE,
     copy_reason,
@@ -47,6 +57,7 @@ class SnapshotCheck(Step):
         request = ctx.require_request()
         ctx.store.acquire_lock(request.target_region, request.target_cluster_id, request.operation_id)
         check_export_settings(ctx.settings)
+        check_scripts_prefix(request, ctx.settings)
 
         source = resolve_snapshot(ctx.aws("rds", request.source_region), request)
         facts = snapshot_facts(source, request)
@@ -88,6 +99,27 @@ def check_export_settings(settings: Settings) -> None:
                 value,
                 f"is required when {PREFIX}EXPORT_BUCKET is set ({settings.export_bucket}); "
                 "set both ExportRoleArn and ExportKmsKeyId on the stack, or clear ExportBucket",
+            )
+
+
+def check_scripts_prefix(request: RestoreRequest, settings: Settings) -> None:
+    """A script outside ScriptsS3Prefix would be refused by S3 after the copy and restore: refuse now.
+
+    The role may read ``s3://`` objects only under that prefix (empty: none at all).
+    """
+    prefix = settings.scripts_s3_prefix
+    for index, script in enumerate((request.users or {}).get("scripts") or []):
+        uri = script.get("s3_uri") if isinstance(script, dict) else None
+        if not uri:
+            continue
+        if not prefix or not str(uri).removeprefix("s3://").startswith(prefix):
+            allowed = f"s3://{prefix}..." if prefix else "none: the stack's ScriptsS3Prefix is empty"
+            raise ValidationError(
+                f"users.scripts[{index}].s3_uri",
+                uri,
+                f"is outside the S3 prefix the function may read scripts from ({allowed}); move the "
+                f"script under it, inline it as sql, or set the stack's ScriptsS3Prefix "
+                f"({PREFIX}SCRIPTS_S3_PREFIX)",
             )
 
 
@@ -216,8 +248,10 @@ def _iso(value: Any) -> str | None:
 
 def check_target(ctx: StepContext, request: RestoreRequest, facts: dict[str, Any]) -> dict[str, Any]:
     """The target's state; an existing target must pass the safety rules now, before any copy."""
-    cluster = describe_cluster(ctx.aws("rds", request.target_region), request.target_cluster_id)
+    rds = ctx.aws("rds", request.target_region)
+    cluster = describe_cluster(rds, request.target_cluster_id)
     if cluster is None:
+        check_new_target_placement(request, ctx.settings, request.target_region)
         return {
             "exists": False,
             "cluster_id": request.target_cluster_id,
@@ -241,6 +275,8 @@ def check_target(ctx: StepContext, request: RestoreRequest, facts: dict[str, Any
         settings=ctx.settings,
         allow_disable_deletion_protection=request.allow_disable_deletion_protection,
     )
+    members = member_descriptions(rds, cluster)
+    check_members_replaceable(cluster, members, region=request.target_region, settings=ctx.settings)
     return {
         "exists": True,
         "cluster_id": cluster["DBClusterIdentifier"],
@@ -250,6 +286,8 @@ def check_target(ctx: StepContext, request: RestoreRequest, facts: dict[str, Any
         "status": cluster.get("Status"),
         "engine_version": cluster.get("EngineVersion"),
         "arn": cluster.get("DBClusterArn"),
+        # What the restore inherits unless the request overrides it.
+        "placement": target_placement(cluster, members),
     }
 
 
@@ -281,6 +319,8 @@ def check_kms_key(ctx: StepContext, request: RestoreRequest, facts: dict[str, An
             f"snapshot {facts['identifier']} is encrypted and must be copied {why}; the copy needs a KMS "
             f"key in {request.target_region}: set kms_key_id in the request or the stack's DefaultKmsKeyId",
         )
+    if facts["encrypted"] and facts["copy_reason"] is None:
+        check_snapshot_key(ctx, request, facts)
     if not key or not (facts["encrypted"] or request.kms_key_id):
         return None
     if key.startswith("arn:") and key.split(":")[3] != request.target_region:
@@ -314,3 +354,37 @@ def check_kms_key(ctx: StepContext, request: RestoreRequest, facts: dict[str, An
             "kms_key_id", key, f"({where}) is {state} in {request.target_region}; it must be Enabled"
         )
     return str(metadata["Arn"])
+
+
+def check_snapshot_key(ctx: StepContext, request: RestoreRequest, facts: dict[str, Any]) -> None:
+    """The key of an encrypted snapshot restored as it is (no copy) must be usable by the function.
+
+    RDS decrypts the snapshot with the caller's permissions on that key (kms:DescribeKey and
+    kms:CreateGrant); without them the restore fails after the target may already be gone. The
+    snapshot's key is in the target region (no copy means the same region).
+    """
+    key = str(facts.get("kms_key_id") or "")
+    if not key:
+        return
+    kms = ctx.aws("kms", request.target_region)
+    try:
+        metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+    except kms.exceptions.ClientError as exc:
+        code = error_code(exc)
+        if code in ("NotFoundException", "InvalidArnException", "AccessDeniedException"):
+            raise ValidationError(
+                "snapshot_id",
+                request.snapshot_id,
+                f"is encrypted with KMS key {key}, which the function cannot use in {request.target_region} "
+                f"({code}); restoring it as it is needs kms:DescribeKey and kms:CreateGrant on that key: "
+                "add it to the stack's SourceKmsKeyArns and let the key policy allow the function's role",
+            ) from None
+        raise
+    state = metadata.get("KeyState", "Enabled")
+    if state != "Enabled" or metadata.get("Enabled") is False:
+        raise ValidationError(
+            "snapshot_id",
+            request.snapshot_id,
+            f"is encrypted with KMS key {key}, which is {state} in {request.target_region}; RDS cannot "
+            "restore it until the key is Enabled",
+        )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.errors import ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.users_spec import check_secret_prefix
+from steps.lib.restoring import check_new_target_placement
+from steps.lib.safety import describe_cluster
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
+    from dispatcher.settings import Settings
 
 
 @register("validate_request", state_name="ValidateRequest")
@@ -29,6 +33,10 @@ class ValidateRequest(Step):
         request = RestoreRequest.from_event(ctx.event.get("input"), execution_id=ctx.execution_id)
         # The stack's secrets prefix is a setting, not part of the request: checked here, still first.
         check_secret_prefix(request.users, ctx.settings.secrets_prefix)
+        check_served_region(request, ctx.settings)
+        # A new target needs a subnet group and security groups from somewhere (one read call).
+        if describe_cluster(ctx.aws("rds", request.target_region), request.target_cluster_id) is None:
+            check_new_target_placement(request, ctx.settings, request.target_region)
         data = request.to_dict()
         ctx.store.record_request(request.operation_id, data)
         return data
@@ -38,4 +46,21 @@ class ValidateRequest(Step):
         return (
             f"{output['snapshot_id']} ({output['source_region']}) -> {output['target_cluster_id']} "
             f"({output['target_region']}), strategy {output['strategy']}"
+        )
+
+
+def check_served_region(request: RestoreRequest, settings: Settings) -> None:
+    """Refuse a target region other than the stack's own.
+
+    A stack serves one region: its KMS key, its VPC and its endpoints are there, and its role may
+    restore and replace only there (``aws:RequestedRegion``), so IAM would refuse any other region
+    hours later, after the copy. Outside Lambda with no ``AWS_REGION`` the stack region is unknown
+    and this check has nothing to compare with.
+    """
+    if settings.stack_region and request.target_region != settings.stack_region:
+        raise ValidationError(
+            "target_region",
+            request.target_region,
+            f"is not served by this stack; allowed: {settings.stack_region} (the stack's own region). "
+            f"Deploy a stack in {request.target_region} to refresh clusters there",
         )

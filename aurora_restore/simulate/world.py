@@ -1,9 +1,14 @@
 """The rehearsal's AWS world: what exists before the run, seeded into moto, and read back after.
 
-A world file names clusters, snapshots, KMS keys and secrets in the operator's terms (the field
-names of issue 6, so worlds written by users keep working). Without one, :func:`default_world`
-builds the world the request implies: the source cluster and its snapshot, KMS keys in both
-regions, and an existing, managed target cluster so the swap strategy really swaps.
+A world file names clusters, snapshots, KMS keys, secrets, DB subnet groups and VPC security
+groups in the operator's terms. Without one, :func:`default_world` builds the world the request
+implies: the source cluster and its snapshot, KMS keys in both regions, and an existing, managed
+target cluster, each in its own subnet group and security group, so the swap strategy really swaps
+and the restore's placement (inherited from the target) is rehearsed.
+
+Security groups are named in the world file (AWS makes their ``sg-`` ids): a cluster lists the
+names of its groups, and the stack's ``default_security_group_ids`` may name the world's groups
+too; seeding turns the names into the ids moto made.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 import re
 import secrets as token_source
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.request import MANAGED_TAG, RestoreRequest
@@ -28,6 +33,7 @@ _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 _IDENTIFIER = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}(?<!-)$")
 _SNAPSHOT = re.compile(r"^(?:rds:)?[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,254}(?<!-)$")
 _ALIAS = re.compile(r"^alias/[A-Za-z0-9/_-]{1,250}$")
+_GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._ -]{0,254}$")
 _AUTOMATED_DATE = re.compile(r"-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}$")
 #: Keys of the optional ``stack`` section: the stack parameters the rehearsal's Lambda gets.
 STACK_SETTINGS = (
@@ -38,6 +44,7 @@ STACK_SETTINGS = (
     "default_security_group_ids",
     "default_cluster_parameter_group",
     "secrets_prefix",
+    "scripts_s3_prefix",
     "export_bucket",
     "export_role_arn",
     "export_kms_key_id",
@@ -68,6 +75,27 @@ class ClusterSpec:
     kms_key: str | None = None
     deletion_protection: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: Name of a DB subnet group of the world in the cluster's region; None: RDS's default.
+    subnet_group: str | None = None
+    #: Names of security groups of the world in the cluster's region.
+    security_groups: tuple[str, ...] = ()
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class SubnetGroupSpec:
+    """A DB subnet group (seeded over two subnets of the region's rehearsal VPC)."""
+
+    region: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SecurityGroupSpec:
+    """A VPC security group (in the region's rehearsal VPC), named; AWS makes its id."""
+
+    region: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -109,12 +137,15 @@ class World:
     secrets: tuple[SecretSpec, ...] = ()
     #: Stack parameters (``STACK_SETTINGS``), e.g. ``{"allowed_target_pattern": "^dev-"}``.
     stack: Mapping[str, Any] = field(default_factory=dict)
+    subnet_groups: tuple[SubnetGroupSpec, ...] = ()
+    security_groups: tuple[SecurityGroupSpec, ...] = ()
 
     @property
     def regions(self) -> list[str]:
         """Every region the world has something in, sorted."""
         found = {c.region for c in self.clusters} | {s.region for s in self.snapshots}
         found |= {k.region for k in self.kms_keys} | {s.region for s in self.secrets}
+        found |= {g.region for g in self.subnet_groups} | {g.region for g in self.security_groups}
         return sorted(found)
 
     def cluster(self, cluster_id: str, region: str) -> ClusterSpec | None:
@@ -139,7 +170,7 @@ def parse_world(raw: Any) -> World:
     """Validate a world given as plain data."""
     if not isinstance(raw, Mapping):
         raise WorldError("world: must be a JSON object with clusters, snapshots, kms_keys, secrets")
-    known = ("clusters", "snapshots", "kms_keys", "secrets", "stack")
+    known = ("clusters", "snapshots", "kms_keys", "secrets", "subnet_groups", "security_groups", "stack")
     for key in raw:
         if key not in known:
             raise WorldError(f"world.{key}: is not known; sections: {', '.join(known)}")
@@ -147,8 +178,16 @@ def parse_world(raw: Any) -> World:
     clusters = tuple(_cluster(f"clusters[{i}]", v) for i, v in enumerate(_list(raw, "clusters")))
     snapshots = tuple(_snapshot(f"snapshots[{i}]", v) for i, v in enumerate(_list(raw, "snapshots")))
     secret_specs = tuple(_secret(f"secrets[{i}]", v) for i, v in enumerate(_list(raw, "secrets")))
+    subnet_groups = tuple(
+        SubnetGroupSpec(*_region_and_name(f"subnet_groups[{i}]", v, _GROUP_NAME, "a DB subnet group name"))
+        for i, v in enumerate(_list(raw, "subnet_groups"))
+    )
+    security_groups = tuple(
+        SecurityGroupSpec(*_region_and_name(f"security_groups[{i}]", v, _GROUP_NAME, "a security group name"))
+        for i, v in enumerate(_list(raw, "security_groups"))
+    )
     stack = _stack(raw.get("stack", {}))
-    world = World(clusters, snapshots, kms_keys, secret_specs, stack)
+    world = World(clusters, snapshots, kms_keys, secret_specs, stack, subnet_groups, security_groups)
     _check_references(world)
     return world
 
@@ -212,6 +251,9 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         "kms_key",
         "deletion_protection",
         "tags",
+        "subnet_group",
+        "security_groups",
+        "port",
     )
     raw = _object(where, value, known, ("id", "region"))
     engine = raw.get("engine", "aurora-postgresql")
@@ -222,6 +264,15 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         raise WorldError(f"{where}.instances: must be a list of instance ids")
     password = raw.get("master_password") or token_source.token_urlsafe(18)
     kms_key = raw.get("kms_key")
+    subnet_group = raw.get("subnet_group")
+    groups = raw.get("security_groups", [])
+    if not isinstance(groups, list):
+        raise WorldError(f"{where}.security_groups: must be a list of security group names of the world")
+    port = raw.get("port")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 1150 <= port <= 65535
+    ):
+        raise WorldError(f"{where}.port: {port!r} is not valid; a port from 1150 to 65535")
     return ClusterSpec(
         id=_text(f"{where}.id", raw["id"], _IDENTIFIER, _ID_RULE),
         region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
@@ -237,6 +288,19 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         kms_key=None if kms_key is None else _text(f"{where}.kms_key", kms_key, _ALIAS, "alias/<name>"),
         deletion_protection=_flag(f"{where}.deletion_protection", raw.get("deletion_protection", False)),
         tags=_tags(f"{where}.tags", raw.get("tags", {})),
+        subnet_group=None
+        if subnet_group is None
+        else _text(f"{where}.subnet_group", subnet_group, _GROUP_NAME, "a DB subnet group name"),
+        security_groups=tuple(_text(f"{where}.security_groups[{i}]", g) for i, g in enumerate(groups)),
+        port=port,
+    )
+
+
+def _region_and_name(where: str, value: Any, pattern: re.Pattern[str], rule: str) -> tuple[str, str]:
+    raw = _object(where, value, ("region", "name"), ("region", "name"))
+    return (
+        _text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
+        _text(f"{where}.name", raw["name"], pattern, rule),
     )
 
 
@@ -319,6 +383,7 @@ def _check_references(world: World) -> None:
                 f"clusters[{i}].kms_key: {cluster.kms_key!r} is not a key of the world in {cluster.region}; "
                 "add it to kms_keys"
             )
+    _check_placement_references(world)
     snapshot_ids: set[tuple[str, str]] = set()
     for i, snapshot in enumerate(world.snapshots):
         source_cluster = world.cluster(snapshot.cluster, snapshot.region)
@@ -337,6 +402,43 @@ def _check_references(world: World) -> None:
         if key in snapshot_ids:
             raise WorldError(f"snapshots[{i}].id: {snapshot.id!r} appears twice in {snapshot.region}")
         snapshot_ids.add(key)
+
+
+def _check_placement_references(world: World) -> None:
+    """Subnet groups and security groups are unique per region; clusters and the stack name real ones."""
+    sections: tuple[tuple[str, tuple[SubnetGroupSpec | SecurityGroupSpec, ...]], ...] = (
+        ("subnet_groups", world.subnet_groups),
+        ("security_groups", world.security_groups),
+    )
+    for section, specs in sections:
+        seen: set[tuple[str, str]] = set()
+        for i, spec in enumerate(specs):
+            if (spec.region, spec.name) in seen:
+                raise WorldError(f"{section}[{i}].name: {spec.name!r} appears twice in {spec.region}")
+            seen.add((spec.region, spec.name))
+    for i, cluster in enumerate(world.clusters):
+        if (
+            cluster.subnet_group
+            and SubnetGroupSpec(cluster.region, cluster.subnet_group) not in world.subnet_groups
+        ):
+            raise WorldError(
+                f"clusters[{i}].subnet_group: {cluster.subnet_group!r} is not a subnet group of the world in "
+                f"{cluster.region}; add it to subnet_groups"
+            )
+        for j, name in enumerate(cluster.security_groups):
+            if SecurityGroupSpec(cluster.region, name) not in world.security_groups:
+                raise WorldError(
+                    f"clusters[{i}].security_groups[{j}]: {name!r} is not a security group of the world in "
+                    f"{cluster.region}; add it to security_groups"
+                )
+    defaults = world.stack.get("default_security_group_ids", [])
+    for name in [defaults] if isinstance(defaults, str) else defaults:
+        regions = {g.region for g in world.security_groups if g.name == name}
+        if len(regions) > 1:
+            raise WorldError(
+                f"world.stack.default_security_group_ids: {name!r} names a security group in several regions "
+                f"({', '.join(sorted(regions))}); give the stack's groups names unique in the world"
+            )
 
 
 # -- the world a request implies -----------------------------------------------------------------
@@ -378,6 +480,12 @@ def default_world(request: RestoreRequest) -> World:
     if request.cross_region:
         source_key = KmsKeySpec(request.source_region, "alias/aurora-restore-rehearsal-source")
     keys = (source_key, target_key) if request.cross_region else (target_key,)
+    # Each cluster in its own subnet group and security group: the restore must land in the
+    # target's, never production's (nor the region's default VPC).
+    source_subnets = SubnetGroupSpec(request.source_region, f"{source_id}-subnets")
+    source_group = SecurityGroupSpec(request.source_region, f"{source_id}-db")
+    target_subnets = SubnetGroupSpec(request.target_region, f"{request.target_cluster_id}-subnets")
+    target_group = SecurityGroupSpec(request.target_region, f"{request.target_cluster_id}-db")
     source = ClusterSpec(
         id=source_id,
         region=request.source_region,
@@ -386,6 +494,8 @@ def default_world(request: RestoreRequest) -> World:
         kms_key=source_key.alias,
         master_password=token_source.token_urlsafe(18),
         tags={"environment": "production"},
+        subnet_group=source_subnets.name,
+        security_groups=(source_group.name,),
     )
     target = ClusterSpec(
         id=request.target_cluster_id,
@@ -395,6 +505,8 @@ def default_world(request: RestoreRequest) -> World:
         kms_key=target_key.alias,
         master_password=token_source.token_urlsafe(18),
         tags={MANAGED_TAG: "true", "environment": "rehearsal"},
+        subnet_group=target_subnets.name,
+        security_groups=(target_group.name,),
     )
     snapshot = SnapshotSpec(
         id=snapshot_id,
@@ -408,6 +520,8 @@ def default_world(request: RestoreRequest) -> World:
         snapshots=(snapshot,),
         kms_keys=keys,
         stack={"default_kms_key_id": target_key.alias},
+        subnet_groups=(source_subnets, target_subnets),
+        security_groups=(source_group, target_group),
     )
 
 
@@ -418,6 +532,8 @@ class SeededWorld:
 
     world: World
     key_arns: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Security group ids by (region, name).
+    security_group_ids: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def key_arn(self, region: str, alias: str) -> str:
         """The ARN of the world's key ``alias`` in ``region``."""
@@ -432,6 +548,7 @@ def seed(world: World, clients: Callable[[str, str], Any]) -> SeededWorld:
         key_id = kms.create_key(Description=f"rehearsal key {key.alias}")["KeyMetadata"]["Arn"]
         kms.create_alias(AliasName=key.alias, TargetKeyId=key_id)
         seeded.key_arns[(key.region, key.alias)] = key_id
+    _seed_network(world, seeded, clients)
     for cluster in world.clusters:
         _seed_cluster(cluster, world, seeded, clients("rds", cluster.region))
     for snapshot in world.snapshots:
@@ -440,6 +557,42 @@ def seed(world: World, clients: Callable[[str, str], Any]) -> SeededWorld:
         value = secret.value if isinstance(secret.value, str) else json.dumps(secret.value)
         clients("secretsmanager", secret.region).create_secret(Name=secret.name, SecretString=value)
     return seeded
+
+
+def _seed_network(world: World, seeded: SeededWorld, clients: Callable[[str, str], Any]) -> None:
+    """One VPC with two subnets per region that needs one; the world's security and subnet groups in it.
+
+    The stack's ``default_security_group_ids`` naming the world's groups become their ids, as the
+    stack parameter holds them.
+    """
+    regions = sorted({g.region for g in world.subnet_groups} | {g.region for g in world.security_groups})
+    for region in regions:
+        ec2 = clients("ec2", region)
+        vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnet_ids = [
+            ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"{region}{zone}")[
+                "Subnet"
+            ]["SubnetId"]
+            for i, zone in enumerate("ab")
+        ]
+        for group in (g for g in world.security_groups if g.region == region):
+            made = ec2.create_security_group(
+                GroupName=group.name, Description=f"rehearsal group {group.name}", VpcId=vpc_id
+            )
+            seeded.security_group_ids[(region, group.name)] = made["GroupId"]
+        for subnets in (g for g in world.subnet_groups if g.region == region):
+            clients("rds", region).create_db_subnet_group(
+                DBSubnetGroupName=subnets.name,
+                DBSubnetGroupDescription=f"rehearsal subnet group {subnets.name}",
+                SubnetIds=subnet_ids,
+            )
+    defaults = world.stack.get("default_security_group_ids")
+    if defaults:
+        by_name = {name: group_id for (_, name), group_id in seeded.security_group_ids.items()}
+        names = [defaults] if isinstance(defaults, str) else list(defaults)
+        seeded.world = replace(
+            world, stack={**world.stack, "default_security_group_ids": [by_name.get(n, n) for n in names]}
+        )
 
 
 def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: Any) -> None:
@@ -453,6 +606,14 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: 
         "DeletionProtection": cluster.deletion_protection,
         "Tags": [{"Key": k, "Value": v} for k, v in cluster.tags.items()],
     }
+    if cluster.subnet_group:
+        kwargs["DBSubnetGroupName"] = cluster.subnet_group
+    if cluster.security_groups:
+        kwargs["VpcSecurityGroupIds"] = [
+            seeded.security_group_ids[(cluster.region, name)] for name in cluster.security_groups
+        ]
+    if cluster.port is not None:
+        kwargs["Port"] = cluster.port
     if cluster.storage_encrypted:
         alias = cluster.kms_key or next((k.alias for k in world.kms_keys if k.region == cluster.region), None)
         if alias is None:

@@ -8,9 +8,12 @@ deleted (delete_target, swap_clusters, the failure handler's clean-up):
    stack's allowed-target pattern; the pattern does not admit a cluster named like the source
    (in another region: most likely production's DR copy);
 3. never one with deletion protection, unless the request says
-   ``allow_disable_deletion_protection: true`` (then it is turned off, and that is audited).
+   ``allow_disable_deletion_protection: true`` (then it is turned off, and that is audited);
+4. each member instance (deleted with the cluster) passes rule 2 itself: tagged managed or its id
+   matching the pattern, as the role's DeleteDBInstance permission requires. Checked before the
+   copy, so an untagged instance is not discovered hours later, after the swap's renames.
 
-A refusal raises ``UnsafeTarget`` naming the cluster and the rule.
+A refusal raises ``UnsafeTarget`` naming the cluster (or instance) and the rule.
 """
 
 from __future__ import annotations
@@ -100,6 +103,43 @@ def check_replaceable(
     return False
 
 
+def member_descriptions(rds: Any, cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    """The descriptions of ``cluster``'s member instances that still exist (the writer first)."""
+    members = sorted(cluster.get("DBClusterMembers") or [], key=lambda m: not m.get("IsClusterWriter"))
+    found: list[dict[str, Any]] = []
+    for member in members:
+        try:
+            described = rds.describe_db_instances(DBInstanceIdentifier=member["DBInstanceIdentifier"])
+        except rds.exceptions.DBInstanceNotFoundFault:
+            continue  # deleted since the cluster was described: nothing left to judge
+        found += described["DBInstances"]
+    return found
+
+
+def check_members_replaceable(
+    cluster: dict[str, Any], members: list[dict[str, Any]], *, region: str, settings: Settings
+) -> None:
+    """Raise ``UnsafeTarget`` for the first member instance neither tagged managed nor matching the pattern.
+
+    ``members`` are the descriptions of ``cluster``'s instances (DescribeDBInstances).
+    """
+    cluster_id = cluster["DBClusterIdentifier"]
+    pattern = settings.allowed_target_pattern
+    for instance in members:
+        instance_id = str(instance.get("DBInstanceIdentifier"))
+        if is_managed(instance) or (bool(pattern) and re.fullmatch(pattern, instance_id) is not None):
+            continue
+        allowed = f" and its id does not match the allowed-target pattern {pattern!r}" if pattern else ""
+        raise UnsafeTarget(
+            f"instance {instance_id} of cluster {cluster_id} in {region} was not made by aurora-restore "
+            f"(no tag {MANAGED_TAG}=true){allowed}; replacing the cluster deletes its instances, so each "
+            f"must qualify too: tag it {MANAGED_TAG}=true or widen the stack's AllowedTargetPattern",
+            cluster_id=cluster_id,
+            instance_id=instance_id,
+            rule="managed-or-allowed",
+        )
+
+
 def ensure_replaceable(
     ctx: StepContext, cluster_id: str, *, source: dict[str, Any], judged_as: str | None = None
 ) -> dict[str, Any] | None:
@@ -126,6 +166,9 @@ def ensure_replaceable(
             source_region=str(source.get("source_region") or request.source_region),
             settings=ctx.settings,
             allow_disable_deletion_protection=request.allow_disable_deletion_protection,
+        )
+        check_members_replaceable(
+            judged, member_descriptions(rds, cluster), region=request.target_region, settings=ctx.settings
         )
     except UnsafeTarget as refusal:
         if not judged_as:

@@ -78,7 +78,6 @@ def test_the_stack_deploys_with_its_outputs(aws: None) -> None:
         "NotificationEmail": "dba@example.com",
         "SubnetIds": "subnet-0a1b2c3d,subnet-4e5f6a7b",
         "SecurityGroupIds": "sg-0123456789abcdef0",
-        "TargetRegions": "us-east-1,eu-central-1",
         "TargetKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "UnmanagedTargetPrefix": "orders-dev",
         "ScheduleExpression": "cron(0 2 ? * MON-FRI *)",
