@@ -47,12 +47,19 @@ def aws() -> Iterator[None]:
         yield
 
 
+#: Where a stack places a new target's cluster (a new target needs both, from the stack or the request).
+STACK_PLACEMENT: dict[str, Any] = {
+    "default_subnet_group": "aurora-restore-dev",
+    "default_security_group_ids": ("sg-0123456789abcdef0",),
+}
+
+
 @pytest.fixture
 def settings() -> Any:
-    """Default settings (the stack's defaults)."""
+    """Default settings (the stack's defaults, with a subnet group and security group for new targets)."""
     from dispatcher.settings import Settings
 
-    return Settings(topic_arn="", default_kms_key_id="")
+    return Settings(topic_arn="", default_kms_key_id="", **STACK_PLACEMENT)
 
 
 @pytest.fixture(scope="session")

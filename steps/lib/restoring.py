@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from dispatcher.request import RestoreRequest
     from dispatcher.settings import Settings
 
-#: Request fields a new target cannot do without, with the stack parameter that can supply them.
+#: Request fields a new target cannot do without: the setting and stack parameter that can supply them.
 NEW_TARGET_NEEDS = {
-    "db_subnet_group": "DefaultSubnetGroup",
-    "vpc_security_group_ids": "DefaultSecurityGroupIds",
+    "db_subnet_group": ("default_subnet_group", "DefaultSubnetGroup"),
+    "vpc_security_group_ids": ("default_security_group_ids", "DefaultSecurityGroupIds"),
 }
 
 
@@ -127,8 +127,8 @@ def check_new_target_placement(request: RestoreRequest, settings: Settings, regi
 
     RDS would otherwise put the cluster in the default VPC with its default security group.
     """
-    for name, parameter in NEW_TARGET_NEEDS.items():
-        given = getattr(request, name) or getattr(settings, "default_" + name.removeprefix("db_"))
+    for name, (setting, parameter) in NEW_TARGET_NEEDS.items():
+        given = getattr(request, name) or getattr(settings, setting)
         if not given:
             raise ValidationError(
                 name,

@@ -107,8 +107,12 @@ def make_cluster(
     instances: int = 1,
     region: str = TARGET_REGION,
 ) -> dict[str, Any]:
-    """A cluster with ``instances`` instances (``<cluster>-instance-<n>``)."""
+    """A cluster with ``instances`` instances (``<cluster>-instance-<n>``), all tagged ``tags``.
+
+    The instances carry the cluster's tags, as those aurora-restore makes do.
+    """
     client = clients("rds", region)
+    tags = managed_tags() if tags is None else tags
     client.create_db_cluster(
         DBClusterIdentifier=cluster_id,
         Engine="aurora-postgresql",
@@ -116,7 +120,7 @@ def make_cluster(
         MasterUsername="postgres",
         MasterUserPassword=PASSWORD,
         DeletionProtection=protected,
-        Tags=managed_tags() if tags is None else tags,
+        Tags=tags,
     )
     for index in range(instances):
         client.create_db_instance(
@@ -124,6 +128,7 @@ def make_cluster(
             DBClusterIdentifier=cluster_id,
             Engine="aurora-postgresql",
             DBInstanceClass="db.r6g.large",
+            Tags=tags,
         )
     cluster: dict[str, Any] = client.describe_db_clusters(DBClusterIdentifier=cluster_id)["DBClusters"][0]
     return cluster

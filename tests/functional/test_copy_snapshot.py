@@ -11,6 +11,7 @@ import pytest
 from dispatcher.errors import CopyFailed, Retryable
 from dispatcher.request import MANAGED_TAG, OPERATION_TAG
 from dispatcher.settings import Settings
+from tests.conftest import STACK_PLACEMENT
 from steps.lib.names import copy_snapshot_id
 from tests.functional.snapshot_world import (
     ACCOUNT,
@@ -109,7 +110,7 @@ def test_an_encrypted_snapshot_is_copied_with_the_target_region_key_and_a_presig
         "before-call.rds.CopyDBClusterSnapshot", lambda params, **_: wire.append(dict(params["body"]))
     )
     copy = check_then_copy(
-        registry, request(kms_key_id="alias/orders-dev"), settings=Settings(), clients=clients, store=store
+        registry, request(kms_key_id="alias/orders-dev"), settings=Settings(**STACK_PLACEMENT), clients=clients, store=store
     )
     # boto3 turned SourceRegion into the pre-signed URL RDS needs for encrypted cross-region copies.
     assert wire[0]["KmsKeyId"] == key
@@ -357,7 +358,7 @@ def test_a_key_rds_cannot_use_fails_the_copy_naming_the_key_and_permissions(
     key = target_key(clients)
     inject(clients, "CopyDBClusterSnapshot", lambda _: fail("KMSKeyNotAccessibleFault", "key not accessible"))
     with pytest.raises(CopyFailed) as caught:
-        check_then_copy(registry, request(kms_key_id=key), settings=Settings(), clients=clients, store=store)
+        check_then_copy(registry, request(kms_key_id=key), settings=Settings(**STACK_PLACEMENT), clients=clients, store=store)
     assert key in str(caught.value)
     assert "kms:CreateGrant" in str(caught.value)
 
@@ -413,12 +414,12 @@ def test_a_copy_with_another_key_is_not_reused(registry: Any, clients: Any, stor
     target_key(clients, "alias/one")
     target_key(clients, "alias/two")
     first = check_then_copy(
-        registry, request(kms_key_id="alias/one"), settings=Settings(), clients=clients, store=store
+        registry, request(kms_key_id="alias/one"), settings=Settings(**STACK_PLACEMENT), clients=clients, store=store
     )
     second = check_then_copy(
         registry,
         request(operation_id="op-copy-2", target_cluster_id="orders-stg", kms_key_id="alias/two"),
-        settings=Settings(),
+        settings=Settings(**STACK_PLACEMENT),
         clients=clients,
         store=store,
     )

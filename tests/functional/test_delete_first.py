@@ -189,7 +189,7 @@ def test_an_untagged_target_matching_the_allowed_pattern_is_deleted(
     registry: Any, clients: Any, store: Any, target_world: dict[str, Any]
 ) -> None:
     app = Dispatcher(
-        registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)"), clients=clients
+        registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)(-instance-\d+)?"), clients=clients
     )
     app._store = store
     make_cluster(clients, TARGET, tags=[])

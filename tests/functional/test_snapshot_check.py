@@ -12,6 +12,7 @@ import pytest
 from dispatcher.errors import SnapshotNotFound, TargetLocked, UnsafeTarget, ValidationError
 from dispatcher.request import MANAGED_TAG
 from dispatcher.settings import Settings
+from tests.conftest import STACK_PLACEMENT
 from tests.functional.snapshot_world import (
     ACCOUNT,
     OPERATION,
@@ -324,7 +325,7 @@ def test_an_unmanaged_target_matching_the_allowed_pattern_is_accepted(
     target = check(
         registry,
         request(),
-        settings=Settings(allowed_target_pattern=r"orders-(dev|stg)"),
+        settings=Settings(allowed_target_pattern=r"orders-(dev|stg)(-instance-\d+)?"),
         clients=clients,
         store=store,
     )["target"]
@@ -416,7 +417,7 @@ def test_the_stack_default_key_is_used_and_verified(
     facts = check(
         registry,
         request(),
-        settings=Settings(default_kms_key_id="alias/orders-dev"),
+        settings=Settings(**STACK_PLACEMENT, default_kms_key_id="alias/orders-dev"),
         clients=clients,
         store=store,
     )
@@ -432,7 +433,7 @@ def test_the_request_key_wins_over_the_default(
     facts = check(
         registry,
         request(kms_key_id="alias/chosen"),
-        settings=Settings(default_kms_key_id="alias/default"),
+        settings=Settings(**STACK_PLACEMENT, default_kms_key_id="alias/default"),
         clients=clients,
         store=store,
     )
@@ -456,7 +457,7 @@ def test_a_default_key_arn_of_another_region_is_refused(
 ) -> None:
     arn = target_key(clients, region=SOURCE_REGION)
     with pytest.raises(ValidationError) as caught:
-        check(registry, request(), settings=Settings(default_kms_key_id=arn), clients=clients, store=store)
+        check(registry, request(), settings=Settings(**STACK_PLACEMENT, default_kms_key_id=arn), clients=clients, store=store)
     assert "DEFAULT_KMS_KEY_ID" in str(caught.value)
     assert "must be a key in the target region us-west-2" in str(caught.value)
 
@@ -475,7 +476,7 @@ def test_an_unencrypted_snapshot_needs_no_key(registry: Any, world: Any, clients
     facts = check(
         registry,
         request(),
-        settings=Settings(default_kms_key_id="alias/none-here"),
+        settings=Settings(**STACK_PLACEMENT, default_kms_key_id="alias/none-here"),
         clients=clients,
         store=store,
     )

@@ -396,7 +396,7 @@ def test_an_old_target_allowed_by_pattern_is_judged_under_its_old_name_when_dele
 ) -> None:
     # GIVEN an untagged target the stack allows by pattern (the retired name does not match it)
     app = Dispatcher(
-        registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)"), clients=clients
+        registry=registry, settings=Settings(allowed_target_pattern=r"orders-(dev|stg)(-instance-\d+)?"), clients=clients
     )
     app._store = store
     make_cluster(clients, TARGET, tags=[])

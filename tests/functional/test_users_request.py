@@ -9,13 +9,14 @@ import pytest
 from dispatcher.errors import ValidationError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from tests.conftest import STACK_PLACEMENT
 
 
 def test_a_role_secret_outside_the_prefix_fails_validate_request(
     registry: Any, clients: Any, store: Any, seed_input: dict[str, Any]
 ) -> None:
     # GIVEN a stack that lets the users spec read secrets under aurora-restore/ only
-    app = Dispatcher(registry=registry, settings=Settings(secrets_prefix="aurora-restore/"), clients=clients)
+    app = Dispatcher(registry=registry, settings=Settings(secrets_prefix="aurora-restore/", **STACK_PLACEMENT), clients=clients)
     app._store = store
     calls: list[str] = []
     clients.add_hook("before-call.rds", lambda model, **_: calls.append(model.name))
