@@ -16,6 +16,7 @@ from dispatcher.errors import RestoreFailed, Retryable
 from dispatcher.registry import Step
 from dispatcher.request import derive_operation_id
 from dispatcher.settings import Settings
+from tests.conftest import STACK_PLACEMENT
 from steps import handle_failure
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
@@ -29,7 +30,7 @@ SECRET = "hunter2-Sup3r"
 @pytest.fixture
 def settings() -> Settings:
     """The stack's settings with a topic in another region than the clients' default."""
-    return Settings(topic_arn=TOPIC_ARN)
+    return Settings(topic_arn=TOPIC_ARN, **STACK_PLACEMENT)
 
 
 @pytest.fixture
@@ -431,7 +432,7 @@ def test_a_failed_success_notification_does_not_clean_up_the_finished_refresh(
 def test_without_a_topic_it_says_so_and_still_closes_the_operation(
     dispatcher: Any, seed_input: dict[str, Any], store: Any, cleanup: CleanupSeam
 ) -> None:
-    dispatcher.settings = Settings(topic_arn="")
+    dispatcher.settings = Settings(topic_arn="", **STACK_PLACEMENT)
     data = _validated_run(dispatcher, seed_input, store)
     data["error"] = {"Error": "CopyFailed", "Cause": lambda_cause("CopyFailed", "copy vanished")}
     output = _handle(dispatcher, data)

@@ -23,6 +23,7 @@ import pytest
 from dispatcher.errors import AuroraRestoreError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from tests.conftest import STACK_PLACEMENT
 from tests.functional.replace_world import faithful_rds, make_cluster
 from tests.functional.snapshot_world import SOURCE_REGION, TARGET_REGION, manual_snapshot
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
@@ -220,6 +221,7 @@ def app(registry: Any, clients: Any, store: Any, inbox: Inbox, database: Databas
         db_connect_attempts=3,
         db_connect_timeout_seconds=5.0,
         secrets_prefix="aurora-restore/",
+        **STACK_PLACEMENT,
     )
     dispatcher = Dispatcher(registry=registry, settings=settings, clients=clients)
     dispatcher._store = store

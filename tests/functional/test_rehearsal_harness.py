@@ -113,8 +113,9 @@ class DescribeStep(Step):
         ctx.aws("secretsmanager", request.target_region).create_secret(
             Name="rehearsal/app", SecretString=json.dumps({"password": "hunter2-not-for-logs"})
         )
-        clusters = ctx.aws("rds", request.target_region).describe_db_clusters()["DBClusters"]
-        return {"clusters": len(clusters)}
+        # DescribeDBInstances: a call validate_request (which describes the target) does not make.
+        instances = ctx.aws("rds", request.target_region).describe_db_instances()["DBInstances"]
+        return {"instances": len(instances)}
 
 
 class FailingCopyStep(Step):
@@ -259,11 +260,11 @@ def test_a_throttled_call_is_retried_by_botocore_and_recorded_once(seed_input: d
     registry = make_registry(("describe", DescribeStep))
     states = {"Describe": task("describe", "described", None, Catch=CATCH_ALL)}
     report = rehearse(
-        seed_input, registry, states, "Describe", faults=[parse_fault("rds.DescribeDBClusters=Throttling*1")]
+        seed_input, registry, states, "Describe", faults=[parse_fault("rds.DescribeDBInstances=Throttling*1")]
     )
     assert report.status == "SUCCEEDED", report.error
-    assert report.faults == [{"fault": "rds.DescribeDBClusters=Throttling*1", "injected": 1}]
-    describes = [c for c in report.aws_calls if c["operation"] == "DescribeDBClusters"]
+    assert report.faults == [{"fault": "rds.DescribeDBInstances=Throttling*1", "injected": 1}]
+    describes = [c for c in report.aws_calls if c["operation"] == "DescribeDBInstances"]
     assert len(describes) == 1 and describes[0]["error"] is None
     assert describes[0]["step"] == "describe" and describes[0]["region"] == "us-west-2"
 
@@ -272,12 +273,12 @@ def test_a_permanent_fault_fails_the_step_as_aws_call_failed(seed_input: dict[st
     registry = make_registry(("describe", DescribeStep))
     states = {"Describe": task("describe", "described", None, Catch=CATCH_ALL)}
     report = rehearse(
-        seed_input, registry, states, "Describe", faults=[parse_fault("rds.DescribeDBClusters=AccessDenied")]
+        seed_input, registry, states, "Describe", faults=[parse_fault("rds.DescribeDBInstances=AccessDenied")]
     )
     assert report.status == "FAILED"
     assert report.error["type"] == "AwsCallFailed"
     assert "AccessDenied" in report.error["message"]
-    assert [c["error"] for c in report.aws_calls if c["operation"] == "DescribeDBClusters"] == [
+    assert [c["error"] for c in report.aws_calls if c["operation"] == "DescribeDBInstances"] == [
         "AccessDenied"
     ]
 

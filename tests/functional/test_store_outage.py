@@ -17,6 +17,7 @@ from botocore.awsrequest import AWSResponse
 from dispatcher.errors import AwsCallFailed, Retryable
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from tests.conftest import STACK_PLACEMENT
 from tests.functional.snapshot_world import request
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
@@ -44,7 +45,7 @@ def refuse(clients: Any, operations: tuple[str, ...], code: str, status: int = 4
 @pytest.fixture
 def app(registry: Any, clients: Any, store: Any) -> Dispatcher:
     """A dispatcher whose stack has a notification topic."""
-    dispatcher = Dispatcher(registry=registry, settings=Settings(topic_arn=TOPIC_ARN), clients=clients)
+    dispatcher = Dispatcher(registry=registry, settings=Settings(topic_arn=TOPIC_ARN, **STACK_PLACEMENT), clients=clients)
     dispatcher._store = store
     return dispatcher
 
