@@ -71,13 +71,14 @@ def test_simulate_json_reports_a_failed_copy_and_exits_1(
         "aws_calls",
         "world_after",
     }
+    # The first RDS call: validate_request looks at the target (a new one needs a subnet group).
     first_rds = next(c for c in report["aws_calls"] if c["service"] == "rds")
     assert first_rds == {
         "service": "rds",
-        "operation": "DescribeDBClusterSnapshots",
-        "region": "us-east-1",
-        "step": "snapshot_check",
-        "params": first_rds["params"],
+        "operation": "DescribeDBClusters",
+        "region": "us-west-2",
+        "step": "validate_request",
+        "params": {"DBClusterIdentifier": "new-cluster-id"},
         "error": None,
     }
     assert {s["name"] for s in report["states"]} >= {"CheckCopyStatus", "HandleFailure", "RefreshFailed"}
