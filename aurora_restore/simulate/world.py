@@ -80,6 +80,8 @@ class ClusterSpec:
     #: Names of security groups of the world in the cluster's region.
     security_groups: tuple[str, ...] = ()
     port: int | None = None
+    #: Tags of instances that do not carry the cluster's own (``{"id": ..., "tags": ...}`` entries).
+    instance_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,14 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
     instances = raw.get("instances", [])
     if not isinstance(instances, list):
         raise WorldError(f"{where}.instances: must be a list of instance ids")
+    instances = list(instances)
+    # An instance is its id (tagged like the cluster) or {"id": ..., "tags": {...}} (tagged its own way).
+    instance_tags: dict[str, dict[str, str]] = {}
+    for i, item in enumerate(instances):
+        if isinstance(item, Mapping):
+            entry = _object(f"{where}.instances[{i}]", item, ("id", "tags"), ("id",))
+            instances[i] = entry["id"]
+            instance_tags[str(entry["id"])] = _tags(f"{where}.instances[{i}].tags", entry.get("tags", {}))
     password = raw.get("master_password") or token_source.token_urlsafe(18)
     kms_key = raw.get("kms_key")
     subnet_group = raw.get("subnet_group")
@@ -293,6 +303,7 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         else _text(f"{where}.subnet_group", subnet_group, _GROUP_NAME, "a DB subnet group name"),
         security_groups=tuple(_text(f"{where}.security_groups[{i}]", g) for i, g in enumerate(groups)),
         port=port,
+        instance_tags=instance_tags,
     )
 
 
@@ -629,7 +640,9 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: 
             DBClusterIdentifier=cluster.id,
             Engine=cluster.engine,
             DBInstanceClass=cluster.instance_class,
-            Tags=[{"Key": k, "Value": v} for k, v in cluster.tags.items()],
+            Tags=[
+                {"Key": k, "Value": v} for k, v in cluster.instance_tags.get(instance, cluster.tags).items()
+            ],
         )
 
 
@@ -689,6 +702,10 @@ def describe_world(clients: Callable[[str, str], Any], regions: list[str]) -> di
                     "kms_key_id": cluster.get("KmsKeyId"),
                     "deletion_protection": bool(cluster.get("DeletionProtection")),
                     "master_password_managed": "MasterUserSecret" in cluster,
+                    "subnet_group": cluster.get("DBSubnetGroup"),
+                    "security_groups": [
+                        g.get("VpcSecurityGroupId") for g in cluster.get("VpcSecurityGroups", []) or []
+                    ],
                     "endpoint": cluster.get("Endpoint"),
                 }
             )
