@@ -103,6 +103,25 @@ def assert_refreshed(report: Any, request: RestoreRequest, steps: set[str]) -> N
         report.notifications[0]["subject"] == f"[aurora-restore] {request.operation_id} SUCCEEDED: {target}"
     )
     assert report.locks == []
+    assert_placed_like_the_old_target(report, request)
+
+
+def assert_placed_like_the_old_target(report: Any, request: RestoreRequest) -> None:
+    """The restore went into the old target's subnet group and security groups; no instance is public.
+
+    The request names neither: RDS would otherwise use the default VPC and its default security
+    group, and make an instance public where the VPC has an internet gateway.
+    """
+    old = clusters(report.world_before, request.target_region)[request.target_cluster_id]
+    assert old["subnet_group"] and old["security_groups"], "the world places the target"
+    (restore,) = [c for c in report.aws_calls if c["operation"] == "RestoreDBClusterFromSnapshot"]
+    assert restore["params"]["DBSubnetGroupName"] == old["subnet_group"]
+    assert restore["params"]["VpcSecurityGroupIds"] == old["security_groups"]
+    created = [c for c in report.aws_calls if c["operation"] == "CreateDBInstance" and c["error"] is None]
+    assert len(created) == len(old["instances"]), "as many instances as the old target had"
+    assert [c["params"]["PubliclyAccessible"] for c in created] == [False] * len(created)
+    new = clusters(report.world_after, request.target_region)[request.target_cluster_id]
+    assert (new["subnet_group"], new["security_groups"]) == (old["subnet_group"], old["security_groups"])
 
 
 def test_seed_input_swap_refreshes_the_target(
