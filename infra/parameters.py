@@ -146,8 +146,9 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             "AllowedTargetPattern",
             Type="String",
             Default="",
-            Description="Regex: clusters whose id matches it may be replaced without the "
-            "aurora-restore:managed tag (also set UnmanagedTargetPrefix, or tag them once)",
+            Description="Regex: clusters whose id, and each of whose instances' ids, matches it in full may "
+            "be replaced without the aurora-restore:managed tag (also set UnmanagedTargetPrefix, or tag "
+            "them once)",
         ),
         unmanaged_target_prefix=add(
             "UnmanagedTargetPrefix",
