@@ -16,8 +16,8 @@ from dispatcher.errors import RestoreFailed, Retryable
 from dispatcher.registry import Step
 from dispatcher.request import derive_operation_id
 from dispatcher.settings import Settings
-from tests.conftest import STACK_PLACEMENT
 from steps import handle_failure
+from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
 EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:aurora-restore:run-1"

@@ -219,6 +219,7 @@ def stack(fresh_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
     from dispatcher.handler import Dispatcher
     from dispatcher.registry import load_builtin_steps
     from dispatcher.settings import Settings
+    from tests.conftest import STACK_PLACEMENT
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     registry = Registry()
@@ -228,7 +229,7 @@ def stack(fresh_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
     registry.register("release_lock")(ReleaseLock)
     app = Dispatcher(
         registry=registry,
-        settings=Settings(state_table="ops-state", audit_table="ops-audit"),
+        settings=Settings(state_table="ops-state", audit_table="ops-audit", **STACK_PLACEMENT),
         clients=Clients(default_region=REGION),
     )
     with deployed(fresh_server, monkeypatch, REGION, DEFINITION, app) as found:

@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 
 from dispatcher.errors import AwsCallFailed, ValidationError
 from dispatcher.settings import Settings
+from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
 EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:aurora-restore:run-1"
@@ -20,7 +21,7 @@ TARGET_REGION = "us-west-2"
 @pytest.fixture
 def settings() -> Settings:
     """The stack's settings with a topic in another region than the clients' default."""
-    return Settings(topic_arn=TOPIC_ARN)
+    return Settings(topic_arn=TOPIC_ARN, **STACK_PLACEMENT)
 
 
 @pytest.fixture
@@ -187,7 +188,7 @@ def test_without_a_topic_it_says_so_and_still_closes_the_operation(
     dispatcher: Any, seed_input: dict[str, Any], store: Any, clients: Any
 ) -> None:
     # GIVEN a stack without a topic
-    dispatcher.settings = Settings(topic_arn="")
+    dispatcher.settings = Settings(topic_arn="", **STACK_PLACEMENT)
     _target_cluster(clients)
     data = _execution_data(dispatcher, seed_input, store)
     published: list[str] = []
@@ -244,7 +245,7 @@ def test_a_publishing_failure_leaves_the_operation_open_for_the_failure_handler(
 def test_a_malformed_topic_arn_is_named(
     dispatcher: Any, seed_input: dict[str, Any], store: Any, clients: Any
 ) -> None:
-    dispatcher.settings = Settings(topic_arn="aurora-restore-notifications")
+    dispatcher.settings = Settings(topic_arn="aurora-restore-notifications", **STACK_PLACEMENT)
     data = _execution_data(dispatcher, seed_input, store)
     with pytest.raises(ValidationError) as caught:
         _notify(dispatcher, data)
