@@ -15,7 +15,8 @@ import pytest
 
 from aurora_restore.simulate.hooks import ScenarioError, parse_fault, parse_outcome, parse_polls
 from aurora_restore.simulate.rehearsal import Options, Rehearsal
-from aurora_restore.simulate.world import WorldError, default_world, parse_world
+from aurora_restore.simulate.world import WorldError, default_world, parse_world, seed
+from dispatcher.aws import Clients
 from dispatcher.errors import CopyFailed, ResourceBusy
 from dispatcher.registry import Registry, Step, load_builtin_steps
 from dispatcher.request import RestoreRequest
@@ -305,6 +306,54 @@ def test_default_world_holds_source_snapshot_keys_and_a_managed_target(seed_inpu
         ("rds:my-source-snapshot", "automated", "my-source")
     ]
     assert {k.region for k in world.kms_keys} == {"us-east-1", "us-west-2"}
+    # Each cluster in its own subnet group and security group, in its own region.
+    assert [(c.subnet_group, c.security_groups) for c in world.clusters] == [
+        ("my-source-subnets", ("my-source-db",)),
+        ("new-cluster-id-subnets", ("new-cluster-id-db",)),
+    ]
+    assert {(g.region, g.name) for g in world.security_groups} == {
+        ("us-east-1", "my-source-db"),
+        ("us-west-2", "new-cluster-id-db"),
+    }
+
+
+def test_seeding_places_clusters_and_turns_stack_group_names_into_ids(aws: None) -> None:
+    # GIVEN a world whose cluster and stack name security groups of the world
+    world = parse_world(
+        {
+            "subnet_groups": [{"region": "eu-west-1", "name": "dev-private"}],
+            "security_groups": [{"region": "eu-west-1", "name": "db"}, {"region": "eu-west-1", "name": "dba"}],
+            "clusters": [
+                {
+                    "id": "dev",
+                    "region": "eu-west-1",
+                    "subnet_group": "dev-private",
+                    "security_groups": ["db", "dba"],
+                    "port": 5433,
+                    "instances": ["dev-1", {"id": "dev-2", "tags": {}}],
+                    "tags": {"aurora-restore:managed": "true"},
+                }
+            ],
+            "stack": {"default_security_group_ids": ["dba"]},
+        }
+    )
+    # WHEN it is seeded into moto
+    clients = Clients(default_region="eu-west-1")
+    seeded = seed(world, clients)
+    # THEN the cluster sits in its subnet group, security groups and port, as RDS describes it
+    cluster = clients("rds", "eu-west-1").describe_db_clusters(DBClusterIdentifier="dev")["DBClusters"][0]
+    ids = [seeded.security_group_ids[("eu-west-1", name)] for name in ("db", "dba")]
+    assert cluster["DBSubnetGroup"] == "dev-private"
+    assert [g["VpcSecurityGroupId"] for g in cluster["VpcSecurityGroups"]] == ids
+    assert cluster["Port"] == 5433
+    # AND the stack's default groups are ids, as the stack parameter holds them
+    assert seeded.world.stack["default_security_group_ids"] == ids[1:]
+    # AND an instance given its own tags carries only those
+    tags = {
+        i["DBInstanceIdentifier"]: {t["Key"] for t in i.get("TagList", [])}
+        for i in clients("rds", "eu-west-1").describe_db_instances()["DBInstances"]
+    }
+    assert tags == {"dev-1": {"aurora-restore:managed"}, "dev-2": set()}
 
 
 @pytest.mark.parametrize(
@@ -322,6 +371,22 @@ def test_default_world_holds_source_snapshot_keys_and_a_managed_target(seed_inpu
         ),
         ({"planets": []}, ["world.planets", "is not known"]),
         ({"kms_keys": [{"region": "eu-west-1", "alias": "dev"}]}, ["kms_keys[0].alias", "alias/<name>"]),
+        (
+            {"clusters": [{"id": "a", "region": "eu-west-1", "subnet_group": "dev-private"}]},
+            ["clusters[0].subnet_group", "'dev-private'", "subnet_groups"],
+        ),
+        (
+            {
+                "security_groups": [{"region": "eu-west-2", "name": "db"}],
+                "clusters": [{"id": "a", "region": "eu-west-1", "security_groups": ["db"]}],
+            },
+            ["clusters[0].security_groups[0]", "'db'", "eu-west-1"],
+        ),
+        ({"subnet_groups": [{"region": "eu-west-1"}]}, ["subnet_groups[0].name", "is required"]),
+        (
+            {"clusters": [{"id": "a", "region": "eu-west-1", "instances": [{"id": "a-1", "colour": "red"}]}]},
+            ["clusters[0].instances[0].colour", "is not known"],
+        ),
     ],
 )
 def test_a_bad_world_names_the_field_and_value(world: dict[str, Any], words: list[str]) -> None:
