@@ -61,6 +61,11 @@ THROTTLING_CODES = frozenset(
 )
 
 
+def _short(arn: str) -> str:
+    """The name at the end of an execution or state machine ARN (the part an operator typed)."""
+    return arn.rsplit(":", 1)[-1] if arn.startswith("arn:") else arn
+
+
 @dataclass(frozen=True)
 class AwsCall:
     """The AWS call being made: IAM action, region and the resource it names."""
@@ -73,7 +78,7 @@ class AwsCall:
     @property
     def on(self) -> str:
         """`` on table ops-state`` or nothing."""
-        return f" on {self.resource_kind} {self.resource}" if self.resource else ""
+        return f" on {self.resource_kind} {_short(self.resource)}" if self.resource else ""
 
 
 _last_call: contextvars.ContextVar[AwsCall | None] = contextvars.ContextVar("aws_call", default=None)
@@ -100,11 +105,6 @@ def _note_call(params: dict[str, Any], model: Any, context: dict[str, Any] | Non
 def last_call() -> AwsCall | None:
     """The most recent call noted in this context."""
     return _last_call.get()
-
-
-def _short(arn: str) -> str:
-    """The name at the end of an execution or state machine ARN (the part an operator typed)."""
-    return arn.rsplit(":", 1)[-1] if arn.startswith("arn:") else arn
 
 
 def explain_client_error(exc: Any) -> str:

@@ -763,3 +763,154 @@ def test_a_real_refresh_is_started_watched_and_read_back(refresh_stack: dict[str
         "swap_clusters",
         "sns_notification",
     } <= succeeded
+
+
+# -- AWS refusing, missing resources, a closed pipe, an input nested too deeply ---------------------
+@contextlib.contextmanager
+def aws_answers(monkeypatch: pytest.MonkeyPatch, *faults: str) -> Iterator[None]:
+    """Every new boto3 session (the command's own too) gets these AWS errors, as AWS sends them.
+
+    botocore installs its built-in handlers into each new session; the rehearsal's fault injector
+    answers the named calls at ``before-send`` with the service's own error format.
+    """
+    import botocore.handlers
+
+    from aurora_restore.simulate.hooks import FaultInjector, parse_fault
+
+    injector = FaultInjector([parse_fault(spec) for spec in faults])
+    handlers: list[tuple[str, Any]] = []
+    injector.register(lambda event, handler: handlers.append((event, handler)))
+    monkeypatch.setattr(
+        botocore.handlers, "BUILTIN_HANDLERS", [*botocore.handlers.BUILTIN_HANDLERS, *handlers]
+    )
+    yield
+
+
+def _finished_operation(stack: dict, tmp_path: Any) -> None:
+    assert run_cli("start", "--input", _request(tmp_path), "--stack", STACK).code == 0
+    assert _wait(stack["sfn"], _execution_arn(stack, "op-ops1")) == "SUCCEEDED"
+
+
+def test_access_denied_is_one_line_naming_the_permission(
+    stack: dict, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _finished_operation(stack, tmp_path)
+    with aws_answers(monkeypatch, "dynamodb.GetItem=AccessDeniedException"):
+        ran = run_cli("status", "op-ops1", "--stack", STACK, "--region", REGION)
+    assert ran.code == 2
+    assert ran.error_line.startswith(
+        "aurora-restore status: AWS denied dynamodb:GetItem on table ops-state (AccessDeniedException: "
+    )
+    assert ran.error_line.endswith(
+        "your AWS identity lacks this permission: use a profile or role allowed to operate the stack (--profile)"
+    )
+
+
+def test_throttling_past_the_retries_is_one_line(
+    stack: dict, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _finished_operation(stack, tmp_path)
+    with aws_answers(monkeypatch, "stepfunctions.DescribeExecution=ThrottlingException"):
+        ran = run_cli("watch", "op-ops1", "--stack", STACK, "--region", REGION)
+    assert ran.code == 2
+    assert ran.error_line.startswith(
+        f"aurora-restore watch: AWS throttled states:DescribeExecution on execution op-ops1 in {REGION} "
+        "(ThrottlingException: "
+    )
+    assert ran.error_line.endswith("past botocore's retries; wait a minute and run it again")
+
+
+def test_a_missing_table_is_one_line_naming_it(stack: dict, tmp_path: Any) -> None:
+    import boto3
+
+    _finished_operation(stack, tmp_path)
+    boto3.client("dynamodb", region_name=REGION).delete_table(TableName="ops-audit")
+    ran = run_cli("history", "op-ops1", "--stack", STACK, "--region", REGION)
+    assert ran.code == 2
+    assert ran.error_line.startswith(
+        f"aurora-restore history: the table ops-audit does not exist in {REGION} (ResourceNotFoundException"
+    )
+    assert ran.error_line.endswith(
+        "the stack's outputs name it: check --region is the stack's region and the stack is fully deployed"
+    )
+
+
+def test_no_credentials_no_region_or_an_unknown_profile_is_one_line(
+    stack: dict, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a machine with no AWS configuration at all
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    no_credentials = run_cli("status", "op-ops1", "--stack", STACK, "--region", REGION)
+    assert no_credentials.code == 2
+    assert no_credentials.error_line == (
+        "aurora-restore status: Unable to locate credentials: configure the AWS CLI (aws configure, "
+        "aws sso login) or pass --profile"
+    )
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    no_region = run_cli("history", "op-ops1", "--stack", STACK)
+    assert no_region.code == 2
+    assert no_region.error_line == "aurora-restore history: no AWS region: pass --region or set AWS_REGION"
+    no_profile = run_cli("status", "op-ops1", "--stack", STACK, "--profile", "nightshift")
+    assert no_profile.code == 2
+    assert no_profile.error_line == (
+        "aurora-restore status: The config profile (nightshift) could not be found; the profiles are in "
+        "~/.aws/config (aws configure list-profiles)"
+    )
+
+
+def test_history_into_a_closed_pipe_ends_quietly(stack: dict, tmp_path: Any, capsys: Any) -> None:
+    # GIVEN a reader that went away, as `aurora-restore history OP | head -1` leaves it
+    _finished_operation(stack, tmp_path)
+    capsys.readouterr()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w") as pipe, redirect_stdout(pipe):
+        code = main(["history", "op-ops1", "--stack", STACK, "--region", REGION])
+        # THEN what is still buffered goes nowhere: the interpreter's last flush cannot fail either
+        print("late line")
+    # AND no traceback, no line on stderr; the shell's code for a closed pipe
+    assert code == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_a_request_nested_too_deeply_is_one_line(stack: dict, tmp_path: Any) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"body": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    for command in (("start", "--stack", STACK), ("simulate",)):
+        ran = run_cli(command[0], "--input", str(deep), *command[1:])
+        assert ran.code == 2, (command, ran)
+        assert ran.error_line.startswith(f"aurora-restore {command[0]}: --input {deep}: nested too deeply")
+    assert stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"] == []
+
+
+def test_watch_interrupted_says_the_operation_goes_on(stack: dict, tmp_path: Any, capsys: Any) -> None:
+    from aurora_restore.commands.watch import Watcher, watch_execution
+    from aurora_restore.operator import DeployedStack
+
+    # GIVEN an operation waiting ten minutes for its copy
+    assert run_cli("start", "--input", _request(tmp_path, tags={"wait": "600"}), "--stack", STACK).code == 0
+    arn = _execution_arn(stack, "op-ops1")
+    _wait_for_state(stack["sfn"], arn, "WaitForCopy")
+
+    def interrupted(_: float) -> None:
+        raise KeyboardInterrupt
+
+    # WHEN the operator presses Ctrl-C while watching
+    code = watch_execution(
+        DeployedStack.connect(STACK, region=REGION),
+        "op-ops1",
+        arn,
+        watcher=Watcher(io.StringIO()),
+        sleep=interrupted,
+    )
+    # THEN the watch ends with 130 and one line that the operation itself goes on
+    assert code == 130
+    assert capsys.readouterr().err == (
+        f"aurora-restore watch: stopped watching; the operation goes on (aurora-restore watch op-ops1 {FLAGS})\n"
+    )
+    assert stack["sfn"].describe_execution(executionArn=arn)["status"] == "RUNNING"
