@@ -44,6 +44,7 @@ RUNBOOK_SECTIONS = {
     "ABORTED": "releasing-a-stuck-lock",
     "TIMED_OUT": "releasing-a-stuck-lock",
 }
+RUNBOOK_DEFAULT_SECTION = "errors-and-what-to-do"
 #: Errors a retry repeats: the same request fails the same way, so start a corrected one.
 NOT_RETRYABLE = ("ValidationError", "SnapshotNotFound")
 
@@ -454,7 +455,7 @@ def next_steps(stack: DeployedStack, found: OperationStatus) -> list[str]:
             + stack.unlock_command(lock.target_cluster_id, lock.target_region)
         )
     section = (
-        RUNBOOK_SECTIONS.get(str(error_type)) or RUNBOOK_SECTIONS.get(found.status) or "errors-and-what-to-do"
+        RUNBOOK_SECTIONS.get(str(error_type)) or RUNBOOK_SECTIONS.get(found.status) or RUNBOOK_DEFAULT_SECTION
     )
     steps.append(f"runbook: {RUNBOOK}#{section}")
     return steps

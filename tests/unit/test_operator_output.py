@@ -211,3 +211,19 @@ def test_aws_errors_read_as_what_was_refused_and_what_to_do() -> None:
     )
     # Not an operator's error: a bug keeps its traceback.
     assert explain(KeyError("x")) is None
+
+
+def test_every_runbook_section_the_commands_point_to_exists() -> None:
+    from pathlib import Path
+
+    from aurora_restore.operator import RUNBOOK, RUNBOOK_DEFAULT_SECTION, RUNBOOK_SECTIONS
+
+    headings, fenced = [], False
+    for line in (Path(__file__).parents[2] / RUNBOOK).read_text().splitlines():
+        fenced = fenced != line.startswith("```")
+        if line.startswith("#") and not fenced:
+            headings.append(line.lstrip("#").strip())
+    # GitHub's anchors: the heading in lower case, punctuation dropped, spaces as hyphens.
+    anchors = {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+    for section in {RUNBOOK_DEFAULT_SECTION, *RUNBOOK_SECTIONS.values()}:
+        assert section in anchors, f"{RUNBOOK} has no heading for #{section}"
