@@ -608,11 +608,12 @@ def test_status_reports_a_timed_out_operation(timed_stack: dict, tmp_path: Any) 
     assert _wait(timed_stack["sfn"], _execution_arn(timed_stack, "op-ops1")) == "TIMED_OUT"
     # WHEN the operator asks
     ran = run_cli("status", "op-ops1", "--stack", STACK)
-    # THEN TIMED_OUT, exit 1, and the runbook section for a stuck lock
+    # THEN TIMED_OUT, exit 1, the lock's state and the runbook section for a stuck lock (whether
+    # the lock was taken depends on how far the second went; the aborted case shows the release)
     assert ran.code == 1
     assert ran.out.splitlines()[0] == "Operation op-ops1: TIMED_OUT"
+    assert re.search(r"^  lock:          (free|still held by this operation)", ran.out, re.MULTILINE), ran.out
     assert "runbook: docs/runbook.md#releasing-a-stuck-lock" in ran.out
-    assert f"aurora-restore unlock orders-dev --region {REGION} --stack {STACK}" in ran.out
 
 
 def test_status_of_a_failed_operation_exits_1_with_the_error_and_the_next_commands(
@@ -639,8 +640,8 @@ def test_status_of_a_failed_operation_exits_1_with_the_error_and_the_next_comman
 
 
 def test_watch_shows_a_live_line_while_the_copy_waits(stack: dict, tmp_path: Any) -> None:
-    # GIVEN a copy at 50 % that waits ten minutes before its next check
-    assert run_cli("start", "--input", _request(tmp_path, tags={"wait": "600"}), "--stack", STACK).code == 0
+    # GIVEN a copy at 50 % that waits twenty minutes before its next check
+    assert run_cli("start", "--input", _request(tmp_path, tags={"wait": "1200"}), "--stack", STACK).code == 0
     # WHEN the operator watches it (output to a pipe, as in a log)
     ran = run_cli("watch", "op-ops1", "--stack", STACK, "--region", REGION, "--interval", "0.02")
     # THEN while it waits a line says where the copy is, when it should finish, when the next
@@ -651,7 +652,7 @@ def test_watch_shows_a_live_line_while_the_copy_waits(stack: dict, tmp_path: Any
     assert re.fullmatch(
         rf"{STAMP}  WaitForCopy +waiting: copy ar-orders-test copying \[##########----------\]  50%, "
         r"est\. finish \d\d:\d\d UTC \(in 2 min \d+ s\); next check "
-        rf"{STAMP} \(in (9 min \d+ s|10 min 0 s)\); elapsed [\d.]+ s",
+        rf"{STAMP} \(in (19 min \d+ s|20 min 0 s)\); elapsed [\d.]+ s",
         live[0],
     ), live[0]
 
@@ -892,8 +893,10 @@ def test_watch_interrupted_says_the_operation_goes_on(stack: dict, tmp_path: Any
     from aurora_restore.commands.watch import Watcher, watch_execution
     from aurora_restore.operator import DeployedStack
 
-    # GIVEN an operation waiting ten minutes for its copy
-    assert run_cli("start", "--input", _request(tmp_path, tags={"wait": "600"}), "--stack", STACK).code == 0
+    # GIVEN an operation waiting a day for its copy
+    assert (
+        run_cli("start", "--input", _request(tmp_path, tags={"wait": "100000"}), "--stack", STACK).code == 0
+    )
     arn = _execution_arn(stack, "op-ops1")
     _wait_for_state(stack["sfn"], arn, "WaitForCopy")
 
@@ -914,3 +917,4 @@ def test_watch_interrupted_says_the_operation_goes_on(stack: dict, tmp_path: Any
         f"aurora-restore watch: stopped watching; the operation goes on (aurora-restore watch op-ops1 {FLAGS})\n"
     )
     assert stack["sfn"].describe_execution(executionArn=arn)["status"] == "RUNNING"
+    stack["sfn"].stop_execution(executionArn=arn)
