@@ -227,3 +227,21 @@ def test_the_network_reaches_the_clusters_and_this_regions_apis(aws: None) -> No
         ] == [(443, [function_group])]
     for name in gateway:
         assert by_service[name]["RouteTableIds"] == [network["RouteTableIds"]]
+
+
+def test_endpoints_without_route_tables_are_the_interface_ones_only(aws: None) -> None:
+    # GIVEN a VPC that already routes S3 and DynamoDB (no route tables named for the gateway endpoints)
+    network = a_vpc()
+
+    # WHEN the stack is created with endpoints asked for
+    stack, _ = deploy(
+        {"VpcId": network["VpcId"], "SubnetIds": network["SubnetIds"], "CreateVpcEndpoints": "true"}
+    )
+
+    # THEN only the interface endpoints are made
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    endpoints = boto3.client("ec2", region_name=REGION).describe_vpc_endpoints(
+        Filters=[{"Name": "vpc-id", "Values": [network["VpcId"]]}]
+    )["VpcEndpoints"]
+    assert {e["VpcEndpointType"] for e in endpoints} == {"Interface"}
+    assert len(endpoints) == 7
