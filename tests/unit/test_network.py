@@ -6,6 +6,7 @@ tests/functional/test_template_deploy.py; here the template's shape is held to w
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -173,3 +174,25 @@ def test_the_function_group_is_an_output_for_operators_who_manage_the_clusters_g
 ) -> None:
     output = template["Outputs"]["FunctionSecurityGroupId"]
     assert output["Value"] == {"Fn::GetAtt": ["FunctionSecurityGroup", "GroupId"]}
+
+
+def test_the_deploy_guide_shows_the_network_the_template_builds(template: dict[str, Any]) -> None:
+    # GIVEN docs/deploy.md's network section and its diagram
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    section = guide[guide.index("## 5. The network") : guide.index("## 6. Deploy")]
+    diagram = section[section.index("```mermaid") : section.index("```", section.index("```mermaid") + 3)]
+
+    # THEN the diagram names every endpoint and every network parameter the template has
+    services = {
+        e["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]
+        for e in resources_of_type(template, "AWS::EC2::VPCEndpoint").values()
+    }
+    assert [s for s in sorted(services) if not re.search(rf"\b{s}\b", diagram)] == []
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    (network,) = [g for g in groups if g["Label"]["default"] == "Network of the function"]
+    assert [p for p in network["Parameters"] if p not in section] == []
+    # AND the parameter table lists each of them
+    table = guide[guide.index("## Parameters") :]
+    assert [p for p in network["Parameters"] if f"`{p}`" not in table] == []
