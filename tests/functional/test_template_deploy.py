@@ -8,6 +8,10 @@ What moto's CloudFormation cannot do, and where it is covered instead:
 - ``AWS::StepFunctions::StateMachine`` reads only ``DefinitionString``, so the ``Definition`` +
   ``DefinitionSubstitutions`` form deploys with an empty definition; the definition itself is
   substituted and run by moto's Step Functions in test_state_machine_execution.py.
+- EC2: moto creates the security groups, the ingress rule and the VPC endpoints, and knows which
+  endpoint services each region offers (its list is taken from AWS), but routes nothing and
+  ignores a security group's ``SecurityGroupEgress``; whether a refresh gets through is for a
+  first deploy in a sandbox account (docs/deploy.md).
 - Lambda's ``Architectures``, ``TracingConfig`` and ``KmsKeyArn``, DynamoDB's PITR and TTL, and the
   KMS key policy are accepted but not modelled (their shape: tests/unit/test_template.py).
 """
