@@ -50,6 +50,9 @@ def state_line(run: StateRun) -> str:
         notes.append(f"{output.get('status', 'copying')} {progress_bar(run.percent)}")
     elif run.percent is not None:
         notes.append(f"{output.get('status', 'available')} {progress_bar(run.percent)}")
+    elif isinstance(output.get("instance_statuses"), dict):
+        # A restore is its cluster and each instance: "creating" alone hides which one is slow.
+        notes.append(poll_text(output, datetime.now(timezone.utc)))
     elif isinstance(output.get("status"), str) and "complete" in output:
         notes.append(str(output["status"]))
     if run.attempts > 1:

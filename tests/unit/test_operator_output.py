@@ -227,3 +227,17 @@ def test_every_runbook_section_the_commands_point_to_exists() -> None:
     anchors = {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
     for section in {RUNBOOK_DEFAULT_SECTION, *RUNBOOK_SECTIONS.values()}:
         assert section in anchors, f"{RUNBOOK} has no heading for #{section}"
+
+
+def test_a_finished_restore_poll_names_the_cluster_and_its_instances() -> None:
+    poll = {
+        "cluster_id": "orders-dev-new-1a2b",
+        "status": "available",
+        "instance_statuses": {"orders-dev-1a2b-1": "available", "orders-dev-1a2b-2": "creating"},
+        "complete": False,
+        "next_poll_seconds": 45,
+    }
+    history = polled_then_waiting(poll, "check_restore_status", "CheckRestoreStatus", "WaitForRestore")
+    assert render.state_line(history.states[0]).endswith(
+        "cluster orders-dev-new-1a2b available; instances orders-dev-1a2b-1 available, orders-dev-1a2b-2 creating"
+    )
