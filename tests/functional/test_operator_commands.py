@@ -889,7 +889,7 @@ def test_a_request_nested_too_deeply_is_one_line(stack: dict, tmp_path: Any) -> 
     assert stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"] == []
 
 
-def test_watch_interrupted_says_the_operation_goes_on(stack: dict, tmp_path: Any, capsys: Any) -> None:
+def test_watch_can_stop_after_n_reads_and_on_ctrl_c_says_the_operation_goes_on(stack: dict, tmp_path: Any, capsys: Any) -> None:
     from aurora_restore.commands.watch import Watcher, watch_execution
     from aurora_restore.operator import DeployedStack
 
@@ -899,6 +899,15 @@ def test_watch_interrupted_says_the_operation_goes_on(stack: dict, tmp_path: Any
     )
     arn = _execution_arn(stack, "op-ops1")
     _wait_for_state(stack["sfn"], arn, "WaitForCopy")
+
+    # WHEN it is watched for two reads only (no real sleeping), it is still running: exit 0
+    shown = io.StringIO()
+    deployed_stack = DeployedStack.connect(STACK, region=REGION)
+    code = watch_execution(
+        deployed_stack, "op-ops1", arn, watcher=Watcher(shown), sleep=lambda _: None, max_rounds=2
+    )
+    assert code == 0
+    assert "  WaitForCopy          waiting: copy ar-orders-test copying" in shown.getvalue()
 
     def interrupted(_: float) -> None:
         raise KeyboardInterrupt

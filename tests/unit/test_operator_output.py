@@ -209,6 +209,13 @@ def test_aws_errors_read_as_what_was_refused_and_what_to_do() -> None:
         "AWS refused states:DescribeExecution on execution op-ops1 in eu-central-1 (InternalFailure)",
         2,
     )
+    from botocore.exceptions import EndpointConnectionError
+
+    assert explain(EndpointConnectionError(endpoint_url="https://states.eu-central-1.amazonaws.com/")) == (
+        "cannot reach AWS for states:DescribeExecution (Could not connect to the endpoint URL: "
+        '"https://states.eu-central-1.amazonaws.com/"); check the network, proxy and --region',
+        2,
+    )
     # Not an operator's error: a bug keeps its traceback.
     assert explain(KeyError("x")) is None
 
