@@ -52,7 +52,7 @@ def state_line(run: StateRun) -> str:
         notes.append(f"{output.get('status', 'available')} {progress_bar(run.percent)}")
     elif isinstance(output.get("instance_statuses"), dict):
         # A restore is its cluster and each instance: "creating" alone hides which one is slow.
-        notes.append(poll_text(output, datetime.now(timezone.utc)))
+        notes.append(restore_text(output))
     elif isinstance(output.get("status"), str) and "complete" in output:
         notes.append(str(output["status"]))
     if run.attempts > 1:
@@ -103,6 +103,13 @@ def _until(moment: datetime, now: datetime) -> str:
     return f"in {seconds(left)}" if left >= 1 else "due now"
 
 
+def restore_text(poll: dict[str, Any]) -> str:
+    """A restore poll: the cluster's status and each instance's."""
+    instances = poll.get("instance_statuses") or {}
+    shown = ", ".join(f"{name} {state}" for name, state in instances.items()) or "none yet"
+    return f"cluster {poll.get('cluster_id', '')} {poll.get('status')}; instances {shown}"
+
+
 def poll_text(poll: dict[str, Any], now: datetime) -> str:
     """What the last look at the resource found: a copy's progress and estimated finish, a
     restore's cluster and instance statuses, a deletion's phase."""
@@ -120,10 +127,8 @@ def poll_text(poll: dict[str, Any], now: datetime) -> str:
         else:
             text += ", no estimate until it moves"
         return text
-    instances = poll.get("instance_statuses")
-    if isinstance(instances, dict):
-        shown = ", ".join(f"{name} {state}" for name, state in instances.items()) or "none yet"
-        return f"cluster {poll.get('cluster_id', '')} {status}; instances {shown}"
+    if isinstance(poll.get("instance_statuses"), dict):
+        return restore_text(poll)
     if poll.get("phase"):
         return f"{poll.get('cluster_id', '')} {poll['phase']}".strip()
     return str(status or "")
