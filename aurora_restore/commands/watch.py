@@ -12,6 +12,7 @@ from datetime import date, datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 from aurora_restore import render
+from aurora_restore.boundary import EXIT_INTERRUPTED
 from aurora_restore.commands._stack import (
     EXIT_FAILED,
     EXIT_OK,
@@ -23,8 +24,6 @@ from aurora_restore.commands._stack import (
 if TYPE_CHECKING:
     from aurora_restore.history import ExecutionHistory, StateRun
 
-#: Ctrl-C: the shell's code for an interrupted program; the operation itself goes on.
-EXIT_INTERRUPTED = 130
 #: On a pipe or in a log the live line cannot be redrawn: repeat it this often instead.
 HEARTBEAT_SECONDS = 60.0
 
