@@ -420,8 +420,8 @@ def test_a_request_without_an_operation_id_is_a_new_operation_each_time(stack: d
 def test_a_named_operation_started_again_while_it_runs_is_the_same_execution(
     stack: dict, tmp_path: Any
 ) -> None:
-    # GIVEN a request with an operation id, running (its copy waits ten minutes)
-    path = _request(tmp_path, tags={"wait": "600"})
+    # GIVEN a request with an operation id, running (its copy waits a day)
+    path = _request(tmp_path, tags={"wait": "100000"})
     assert run_cli("start", "--input", path, "--stack", STACK, "--region", REGION).code == 0
     # WHEN the same request is started again
     again = run_cli("start", "--input", path, "--stack", STACK, "--region", REGION)
@@ -444,6 +444,18 @@ def test_a_named_operation_started_again_while_it_runs_is_the_same_execution(
         "aurora-restore start: operation op-ops1 is already running with a different request"
     )
     assert len(stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"]) == 1
+    # AND its status, while it waits, is RUNNING (exit 0) with the lock it holds until it ends
+    _wait_for_state(stack["sfn"], _execution_arn(stack, "op-ops1"), "WaitForCopy")
+    status = run_cli("status", "op-ops1", "--stack", STACK, "--region", REGION)
+    assert status.code == 0, status
+    assert status.out.splitlines()[0] == "Operation op-ops1: RUNNING"
+    assert re.search(
+        r"^  lock:          held by this operation since \S+ \(released when it ends\)$",
+        status.out,
+        re.MULTILINE,
+    ), status.out
+    assert "next:" not in status.out
+    stack["sfn"].stop_execution(executionArn=_execution_arn(stack, "op-ops1"))
 
 
 def test_a_named_operation_that_already_ran_is_refused_with_the_retry_command(
@@ -889,7 +901,9 @@ def test_a_request_nested_too_deeply_is_one_line(stack: dict, tmp_path: Any) -> 
     assert stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"] == []
 
 
-def test_watch_can_stop_after_n_reads_and_on_ctrl_c_says_the_operation_goes_on(stack: dict, tmp_path: Any, capsys: Any) -> None:
+def test_watch_can_stop_after_n_reads_and_on_ctrl_c_says_the_operation_goes_on(
+    stack: dict, tmp_path: Any, capsys: Any
+) -> None:
     from aurora_restore.commands.watch import Watcher, watch_execution
     from aurora_restore.operator import DeployedStack
 
