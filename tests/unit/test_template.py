@@ -395,4 +395,5 @@ def test_rules_use_only_the_functions_cloudformation_allows_in_rules(template: d
         "ScheduleNeedsAnInput",
         "ExportNeedsARoleAndAKey",
         "VpcNeedsSecurityGroups",
+        "TlsVerificationNeedsACaBundle",
     }
