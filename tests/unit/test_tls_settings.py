@@ -38,15 +38,31 @@ def evaluate(expression: Any, parameters: dict[str, str]) -> Any:
     return expression
 
 
+def refs(value: Any) -> set[str]:
+    """Every parameter a piece of the template refers to."""
+    if isinstance(value, dict):
+        found = {value["Ref"]} if isinstance(value.get("Ref"), str) else set()
+        return found.union(*map(refs, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(refs, value))
+    return set()
+
+
 def refusals(template: dict[str, Any], **overrides: str) -> list[str]:
-    """AssertDescriptions of the rules a deploy with these parameters would fail."""
+    """AssertDescriptions of the TLS parameters' rules a deploy with these parameters would fail.
+
+    Only the rules that read DbTlsVerify or DbCaBundle: others look up AWS resources
+    (Fn::ValueOfAll), which CloudFormation does against the account.
+    """
     parameters: dict[str, Any] = {
         name: p.get("Default", "").split(",") if p["Type"] == "CommaDelimitedList" else str(p.get("Default", ""))
         for name, p in template["Parameters"].items()
     }
     parameters.update(overrides)
     failed = []
-    for rule in template["Rules"].values():
+    tls_rules = [r for r in template["Rules"].values() if {"DbTlsVerify", "DbCaBundle"} & refs(r)]
+    assert tls_rules
+    for rule in tls_rules:
         if "RuleCondition" in rule and not evaluate(rule["RuleCondition"], parameters):
             continue
         failed += [a["AssertDescription"] for a in rule["Assertions"] if not evaluate(a["Assert"], parameters)]
