@@ -30,6 +30,18 @@ OUTPUT_KEYS: dict[str, tuple[str, ...]] = {
     "topic_arn": ("TopicArn", "NotificationTopicArn", "Topic"),
     "function_name": ("DispatcherFunctionName", "FunctionName", "DispatcherFunction"),
 }
+#: Every AWS action the operator commands call, by what they act on: what an operator's policy
+#: must allow (with ``kms:Decrypt`` on the stack's key, which encrypts the tables). A test runs
+#: every command and checks they call nothing else. ``states:ListExecutions`` only suggests the
+#: nearest ids for a mistyped one, ``sts:GetCallerIdentity`` only names who released a lock.
+OPERATOR_ACTIONS: dict[str, tuple[str, ...]] = {
+    "stack": ("cloudformation:DescribeStacks",),
+    "state machine": ("states:StartExecution", "states:ListExecutions"),
+    "executions": ("states:DescribeExecution", "states:GetExecutionHistory"),
+    "state table": ("dynamodb:GetItem", "dynamodb:DeleteItem"),
+    "audit table": ("dynamodb:Query", "dynamodb:PutItem"),
+    "caller": ("sts:GetCallerIdentity",),
+}
 #: How many retries of one operation the names ``<op>-retry-<n>`` allow.
 MAX_RETRIES = 99
 #: Execution statuses that mean the operation is over without success.

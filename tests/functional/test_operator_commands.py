@@ -941,3 +941,45 @@ def test_watch_can_stop_after_n_reads_and_on_ctrl_c_says_the_operation_goes_on(
     )
     assert stack["sfn"].describe_execution(executionArn=arn)["status"] == "RUNNING"
     stack["sfn"].stop_execution(executionArn=arn)
+
+
+def test_the_commands_call_only_the_actions_the_operator_policy_lists(
+    stack: dict, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import botocore.handlers
+
+    from aurora_restore.operator import OPERATOR_ACTIONS
+
+    # GIVEN a record of every AWS action the commands (this thread; the Lambda runs on the
+    # engine's threads) ask for, through botocore's handlers that every new session installs
+    called: set[str] = set()
+    main_thread = threading.current_thread()
+
+    def note(model: Any, **_: Any) -> None:
+        if threading.current_thread() is main_thread:
+            called.add(f"{model.service_model.signing_name}:{model.name}")
+
+    monkeypatch.setattr(
+        botocore.handlers,
+        "BUILTIN_HANDLERS",
+        [*botocore.handlers.BUILTIN_HANDLERS, ("before-parameter-build", note)],
+    )
+    # WHEN an operator runs every command, the failing paths included
+    assert (
+        run_cli("start", "--input", _request(tmp_path, tags={"fail-first": "yes"}), "--stack", STACK).code
+        == 0
+    )
+    assert run_cli("watch", "op-ops1", "--stack", STACK, "--interval", "0.02").code == 1
+    assert run_cli("status", "op-ops1", "--stack", STACK).code == 1
+    assert run_cli("history", "op-ops1", "--stack", STACK).code == 0
+    assert run_cli("status", "op-osp1", "--stack", STACK).code == 2
+    assert run_cli("unlock", "orders-dev", "--region", REGION, "--stack", STACK, "--yes").code == 0
+    assert run_cli("retry", "op-ops1", "--stack", STACK).code == 0
+    assert _wait(stack["sfn"], _execution_arn(stack, "op-ops1-retry-1")) == "SUCCEEDED"
+    assert run_cli("start", "--input", _request(tmp_path), "--stack", STACK).code == 2
+    # THEN every action they called is in the list the operator policy is made from, and each
+    # listed action was called (the list is not padded)
+    listed = {action for actions in OPERATOR_ACTIONS.values() for action in actions}
+    assert called == listed
