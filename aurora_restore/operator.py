@@ -456,8 +456,10 @@ def next_steps(stack: DeployedStack, found: OperationStatus) -> list[str]:
             f"aurora-restore start --input FILE {stack.flags()}"
         )
     else:
+        # A stopped execution has no cause to fix: someone stopped it, and may want it to go on.
+        when = "to carry on" if found.status == "ABORTED" else "once the cause is fixed"
         steps.append(
-            "once the cause is fixed, retry (it adopts what the operation already made): "
+            f"{when}, retry (it adopts what the operation already made): "
             f"aurora-restore retry {found.operation_id} {stack.flags()}"
         )
     lock = found.lock

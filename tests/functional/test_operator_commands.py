@@ -602,7 +602,7 @@ def test_status_reports_an_aborted_operation_with_its_lock_and_the_command_that_
     unlock = f"aurora-restore unlock orders-dev --region {REGION} --stack {STACK}"
     assert f"                 or, to give up and free the target for other operations: {unlock}" in lines
     assert (
-        f"  next:          once the cause is fixed, retry (it adopts what the operation already made): "
+        f"  next:          to carry on, retry (it adopts what the operation already made): "
         f"aurora-restore retry op-ops1 {FLAGS}" in lines
     )
     assert "                 runbook: docs/runbook.md#releasing-a-stuck-lock" in lines
