@@ -73,6 +73,8 @@ IN_VPC = "InVpc"
 HAS_TARGET_REGIONS = "HasTargetRegions"
 HAS_TARGET_KEY = "HasTargetKmsKey"
 HAS_SOURCE_KEYS = "HasSourceKmsKeys"
+HAS_SOURCE_REGIONS = "HasSourceRegions"
+HAS_SECRETS_KEYS = "HasSecretsKmsKeys"
 HAS_UNMANAGED_PREFIX = "HasUnmanagedTargetPrefix"
 HAS_EMAIL = "HasNotificationEmail"
 HAS_SCHEDULE = "HasSchedule"
@@ -182,6 +184,8 @@ def add_conditions(template: Template, params: Parameters) -> None:
     template.add_condition(HAS_TARGET_REGIONS, _given(params.target_regions))
     template.add_condition(HAS_TARGET_KEY, _given(params.target_kms_key_arn))
     template.add_condition(HAS_SOURCE_KEYS, _given(params.source_kms_key_arns))
+    template.add_condition(HAS_SOURCE_REGIONS, _given(params.source_regions))
+    template.add_condition(HAS_SECRETS_KEYS, _given(params.secrets_kms_key_arns))
     template.add_condition(HAS_UNMANAGED_PREFIX, _given(params.unmanaged_target_prefix))
     template.add_condition(HAS_EMAIL, _given(params.notification_email))
     template.add_condition(
@@ -314,6 +318,16 @@ def add_stack_key(template: Template, params: Parameters) -> kms.Key:
                         "Principal": {"Service": "cloudwatch.amazonaws.com"},
                         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                         "Resource": "*",
+                        # Only this account's alarms (confused deputy; SNS Developer Guide,
+                        # sns-key-management.html, CloudWatch alarms example).
+                        "Condition": {
+                            "StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")},
+                            "ArnLike": {
+                                "aws:SourceArn": Sub(
+                                    "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"
+                                )
+                            },
+                        },
                     },
                 ],
             },
@@ -477,6 +491,8 @@ def add_dispatcher(
                             log_group_arn=GetAtt(log_group, "Arn"),
                             target_kms_key=Ref(params.target_kms_key_arn),
                             source_kms_keys=Ref(params.source_kms_key_arns),
+                            source_regions=Ref(params.source_regions),
+                            secrets_kms_keys=Ref(params.secrets_kms_key_arns),
                             unmanaged_prefix=Ref(params.unmanaged_target_prefix),
                             secrets_prefix=Ref(params.secrets_prefix),
                             export_role_arn=Ref(params.export_role_arn),
@@ -488,6 +504,8 @@ def add_dispatcher(
                                 "export_key": HAS_EXPORT_KEY,
                                 "target_key": HAS_TARGET_KEY,
                                 "source_keys": HAS_SOURCE_KEYS,
+                                "source_regions": HAS_SOURCE_REGIONS,
+                                "secrets_keys": HAS_SECRETS_KEYS,
                                 "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
                                 "vpc": IN_VPC,
                                 "scripts": HAS_SCRIPTS_PREFIX,
@@ -598,12 +616,7 @@ def add_state_machine(
                     PolicyName="aurora-restore-state-machine",
                     PolicyDocument={
                         "Version": "2012-10-17",
-                        "Statement": policies.state_machine_statements(
-                            function_arn=GetAtt(function, "Arn"),
-                            log_group_arn_pattern=Sub(
-                                "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"
-                            ),
-                        ),
+                        "Statement": policies.state_machine_statements(function_arn=GetAtt(function, "Arn")),
                     },
                 )
             ],

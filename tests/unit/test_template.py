@@ -245,10 +245,15 @@ def test_deleting_and_renaming_need_the_managed_tag_or_the_named_prefix(template
 
 def test_copies_and_restores_only_in_target_regions_tagged_managed(template: dict[str, Any]) -> None:
     creating = [s for s in statements(template, "DispatcherRole") if {"rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"} & set(actions(s))]  # fmt: skip
-    assert len(creating) == 2
+    assert len(creating) == 3
     for statement in creating:
         condition = statement["Condition"]["StringEquals"]
         assert condition["aws:RequestTag/aurora-restore:managed"] == "true"
+        if statement["Sid"] == "CopySnapshotsOutOfTheSourceRegionsTaggedManaged":
+            # The pre-signed half of a cross-region copy runs in the source region.
+            assert actions(statement) == ["rds:CopyDBClusterSnapshot"]
+            assert condition["aws:RequestedRegion"] == {"Ref": "SourceRegions"}
+            continue
         assert condition["aws:RequestedRegion"]["Fn::If"][0] == "HasTargetRegions"
 
 
@@ -257,6 +262,7 @@ def test_keys_tables_topic_and_secrets_are_named_not_wildcarded(template: dict[s
         {"Ref": "TargetKmsKeyArn"},
         {"Ref": "SourceKmsKeyArns"},
         {"Ref": "ExportKmsKeyArn"},
+        {"Ref": "SecretsKmsKeyArns"},
         {"Fn::GetAtt": ["StackKey", "Arn"]},
     ]
     for statement in statements(template, "DispatcherRole"):
@@ -264,6 +270,16 @@ def test_keys_tables_topic_and_secrets_are_named_not_wildcarded(template: dict[s
         targets = (
             statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         )
+        if statement["Sid"] == "DescribeTheSecretsManagerKeyForRdsManagedSecrets":
+            # The AWS managed key has no ARN the stack knows: it is picked by its alias.
+            assert actions(statement) == ["kms:DescribeKey"]
+            aliases = statement["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"]
+            assert aliases == "alias/aws/secretsmanager"
+            continue
+        if "kms:CreateGrant" in actions(statement):
+            # Grants only for the AWS service acting for the role (RDS), never to a principal.
+            assert actions(statement) == ["kms:CreateGrant"], statement["Sid"]
+            assert statement["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
         if "kms" in services:
             assert all(t in allowed_keys for t in targets) or statement["Resource"] in allowed_keys, (
                 statement["Sid"]
