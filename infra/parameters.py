@@ -155,8 +155,9 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             "SourceRegions",
             Type="CommaDelimitedList",
             Default="",
-            Description="Regions the source snapshots may be copied from (empty: any region). A "
-            "cross-region copy is also authorized in the source region, on the source snapshot",
+            Description="Regions the source snapshots may be copied from. A cross-region copy is also "
+            "authorized in the source region, on the source snapshot. Empty: any region, and IAM then "
+            "no longer limits where a copy lands (ValidateRequest still does); set it in production",
         ),
         allowed_target_pattern=add(
             "AllowedTargetPattern",
