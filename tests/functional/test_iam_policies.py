@@ -52,7 +52,9 @@ def _body(**fields: Any) -> dict[str, Any]:
                 {"name": "iam_app", "login": True, "password_secret_arn": f"{SECRETS_PREFIX}iam/iam_app"},
                 {"name": "iam_reporting", "login": False},
             ],
-            "grants": [{"type": "database", "database": database, "privileges": ["CONNECT"], "to": ["iam_app"]}],
+            "grants": [
+                {"type": "database", "database": database, "privileges": ["CONNECT"], "to": ["iam_app"]}
+            ],
         },
     }
     body.update(fields)
@@ -68,7 +70,9 @@ def _world(body: dict[str, Any], *, target: bool = True, encrypted: bool = True)
         if target or c.id != request.target_cluster_id
     )
     snapshots = tuple(dataclasses.replace(s, encrypted=encrypted) for s in world.snapshots)
-    secret = SecretSpec(request.target_region, f"{SECRETS_PREFIX}iam/iam_app", {"password": "iam-check-only-pw"})
+    secret = SecretSpec(
+        request.target_region, f"{SECRETS_PREFIX}iam/iam_app", {"password": "iam-check-only-pw"}
+    )
     return dataclasses.replace(world, clusters=clusters, snapshots=snapshots, secrets=(secret,))
 
 
@@ -152,7 +156,11 @@ def stack_for(scenario: Scenario, report: Report, template: dict[str, Any]) -> i
     """The stack an operator deploys for this scenario: its region, and the keys the world uses."""
     region = scenario.body["target_region"]
     source_keys = sorted(
-        {s["kms_key_id"] for s in report.world_before["snapshots"] if s.get("kms_key_id")}
+        {
+            s["kms_key_id"]
+            for s in report.world_before["snapshots"]
+            if s.get("encrypted") and s.get("kms_key_id")
+        }
     )
     target_keys = sorted(
         {
@@ -160,7 +168,11 @@ def stack_for(scenario: Scenario, report: Report, template: dict[str, Any]) -> i
             for c in report.aws_calls
             if c["operation"] == "CopyDBClusterSnapshot" and c["params"].get("KmsKeyId")
         }
-        | {c["kms_key_id"] for c in report.world_before["clusters"] if c["region"] == region and c.get("kms_key_id")}
+        | {
+            c["kms_key_id"]
+            for c in report.world_before["clusters"]
+            if c["region"] == region and c.get("storage_encrypted") and c.get("kms_key_id")
+        }
     )
     parameters: dict[str, Any] = {
         "Stage": "rehearsal",
@@ -169,7 +181,9 @@ def stack_for(scenario: Scenario, report: Report, template: dict[str, Any]) -> i
         "SourceKmsKeyArns": source_keys or [""],
         # An operator copying across regions names the source region, so IAM keeps both sides of
         # the copy to the regions they belong to.
-        "SourceRegions": [scenario.body["source_region"]] if scenario.body["source_region"] != region else [""],
+        "SourceRegions": [scenario.body["source_region"]]
+        if scenario.body["source_region"] != region
+        else [""],
         **scenario.parameters,
     }
     return iam_check.Stack(template, region, ACCOUNT, parameters)
@@ -180,9 +194,7 @@ def requests_of(report: Report, stack: iam_check.Stack) -> list[iam_check.Reques
     topic_key = stack.resolve(topic["KmsMasterKeyId"]) if "KmsMasterKeyId" in topic else None
     if topic_key and not str(topic_key).startswith("arn:"):
         topic_key = stack.physical("StackKey", "Arn")
-    return iam_check.all_requests(
-        report.aws_calls, report.world_before, ACCOUNT, topic_key_arn=topic_key
-    )
+    return iam_check.all_requests(report.aws_calls, report.world_before, ACCOUNT, topic_key_arn=topic_key)
 
 
 def _check(name: str, reports: dict[str, Report], postgres_server: Any, template: dict[str, Any]) -> None:
@@ -234,7 +246,11 @@ def test_removing_any_statement_the_calls_need_fails_the_check(
             # THEN some are refused, and the message names the call, action and resource
             assert refused, f"{name}: removing {sid} refused nothing"
             first = refused[0].describe()
-            assert "call #" in first and refused[0].request.action in first and refused[0].request.resource in first
+            assert (
+                "call #" in first
+                and refused[0].request.action in first
+                and refused[0].request.resource in first
+            )
             needed.setdefault(sid, []).append(name)
     # The statements the default scenarios exercise, among them the fixes AWS's checks need.
     assert {
