@@ -222,7 +222,12 @@ def _request_tag_context(params: Mapping[str, Any]) -> dict[str, tuple[str, ...]
 
 
 def requests_for(
-    index: int, call: Mapping[str, Any], state: WorldState, *, topic_key_arn: str | None = None
+    index: int,
+    call: Mapping[str, Any],
+    state: WorldState,
+    *,
+    topic_key_arn: str | None = None,
+    secret_keys: Mapping[str, str] | None = None,
 ) -> list[Request]:
     """Every authorization request AWS makes for one recorded call (its own and on its behalf)."""
     account = state.account
@@ -318,6 +323,15 @@ def requests_for(
             **{"iam:PassedToService": ("export.rds.amazonaws.com",)},
         )
         grants_on(key_arn(params["KmsKeyId"], region), "the export encrypts with this key")
+
+    if service == "secretsmanager" and op == "GetSecretValue":
+        # A secret under a customer managed key is decrypted with the caller's kms:Decrypt.
+        secret = str(params.get("SecretId", ""))
+        name = secret.split(":secret:", 1)[-1]
+        for known, key in (secret_keys or {}).items():
+            if name == known or (secret.startswith("arn:") and name.startswith(known + "-")):
+                via = {"kms:ViaService": (f"secretsmanager.{region}.amazonaws.com",)}
+                on_behalf("kms:Decrypt", key, "Secrets Manager decrypts with the secret's key", **via)
 
     if service == "sns" and op == "Publish" and topic_key_arn:
         via = {"kms:ViaService": (f"sns.{region}.amazonaws.com",)}
@@ -519,25 +533,30 @@ def condition_holds(
     return not result if negated else result
 
 
-def statement_matches(statement: Mapping[str, Any], request: Request) -> bool:
-    """True when the statement applies to the request (action, resource and every condition)."""
+def mismatch(statement: Mapping[str, Any], request: Request) -> str | None:
+    """Why the statement does not apply to the request (None: it applies), in the policy's words."""
     if "Action" in statement:
         action_ok = any(_glob(a, request.action, case=False) for a in _listed(statement["Action"]))
     else:
         action_ok = not any(_glob(a, request.action, case=False) for a in _listed(statement["NotAction"]))
     if not action_ok:
-        return False
+        return f"does not grant {request.action}"
     if "Resource" in statement:
         resource_ok = any(_glob(r, request.resource) for r in _listed(statement["Resource"]))
     else:
         resource_ok = not any(_glob(r, request.resource) for r in _listed(statement["NotResource"]))
     if not resource_ok:
-        return False
+        return f"its Resource {statement.get('Resource', statement.get('NotResource'))} does not match"
     for operator, block in statement.get("Condition", {}).items():
         for key, values in block.items():
             if not condition_holds(operator, key, values, request.context):
-                return False
-    return True
+                return f"its condition {operator} {key} {values} does not hold"
+    return None
+
+
+def statement_matches(statement: Mapping[str, Any], request: Request) -> bool:
+    """True when the statement applies to the request (action, resource and every condition)."""
+    return mismatch(statement, request) is None
 
 
 @dataclass(frozen=True)
@@ -547,13 +566,18 @@ class Decision:
     request: Request
     allowed: bool
     statement: str | None
+    #: For an implicit deny: the statements granting the action, each with why it did not apply.
+    near_misses: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        verdict = (
-            f"allowed by {self.statement}"
-            if self.allowed
-            else (f"denied explicitly by {self.statement}" if self.statement else "no statement allows it")
-        )
+        if self.allowed:
+            verdict = f"allowed by {self.statement}"
+        elif self.statement:
+            verdict = f"denied explicitly by {self.statement}"
+        elif self.near_misses:
+            verdict = "not allowed: " + "; ".join(self.near_misses)
+        else:
+            verdict = f"not allowed: no statement grants {self.request.action}"
         return f"{self.request.describe()}: {verdict}"
 
 
@@ -562,10 +586,16 @@ def evaluate(statements: list[dict[str, Any]], request: Request) -> Decision:
     for statement in statements:
         if statement.get("Effect") == "Deny" and statement_matches(statement, request):
             return Decision(request, False, statement.get("Sid", "?"))
+    misses = []
     for statement in statements:
-        if statement.get("Effect") == "Allow" and statement_matches(statement, request):
+        if statement.get("Effect") != "Allow":
+            continue
+        reason = mismatch(statement, request)
+        if reason is None:
             return Decision(request, True, statement.get("Sid", "?"))
-    return Decision(request, False, None)
+        if not reason.startswith("does not grant"):
+            misses.append(f"{statement.get('Sid', '?')} grants it but {reason}")
+    return Decision(request, False, None, tuple(misses))
 
 
 def allowing(statements: list[dict[str, Any]], request: Request) -> list[str]:

@@ -293,6 +293,33 @@ def test_keys_tables_topic_and_secrets_are_named_not_wildcarded(template: dict[s
             assert "secret:${Prefix}*" in text or "secret:rds!cluster-*" in text, statement["Sid"]
 
 
+def test_the_state_machine_has_the_eight_log_delivery_actions_on_star(template: dict[str, Any]) -> None:
+    # Step Functions' logging guide grants these on "*": they have no resource-level permissions, and
+    # scoping PutResourcePolicy/DescribeResourcePolicies/DescribeLogGroups to log groups fails the
+    # state machine's creation with logging.
+    delivery = [s for s in statements(template, "StateMachineRole") if s["Sid"] == "LogDeliveryHasNoResourceLevelPermissions"]  # fmt: skip
+    assert len(delivery) == 1 and delivery[0]["Resource"] == "*"
+    assert sorted(actions(delivery[0])) == sorted(
+        [
+            "logs:CreateLogDelivery",
+            "logs:GetLogDelivery",
+            "logs:UpdateLogDelivery",
+            "logs:DeleteLogDelivery",
+            "logs:ListLogDeliveries",
+            "logs:PutResourcePolicy",
+            "logs:DescribeResourcePolicies",
+            "logs:DescribeLogGroups",
+        ]
+    )
+
+
+def test_alarms_use_the_stack_key_only_for_this_accounts_alarms(template: dict[str, Any]) -> None:
+    policy = template["Resources"]["StackKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (alarms,) = [s for s in policy if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(alarms["Condition"]["ArnLike"]["aws:SourceArn"])
+
+
 def test_the_state_machine_may_invoke_only_the_dispatcher(template: dict[str, Any]) -> None:
     invoking = [s for s in statements(template, "StateMachineRole") if "lambda:InvokeFunction" in actions(s)]
     assert len(invoking) == 1
