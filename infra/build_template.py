@@ -318,13 +318,16 @@ def add_stack_key(template: Template, params: Parameters) -> kms.Key:
                         "Principal": {"Service": "cloudwatch.amazonaws.com"},
                         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                         "Resource": "*",
-                        # Only this account's alarms (confused deputy; SNS Developer Guide,
-                        # sns-key-management.html, CloudWatch alarms example).
+                        # Only this stack's alarms, so no other account's alarm can make CloudWatch
+                        # use the key (confused deputy; SNS Developer Guide, "Key management",
+                        # sns-key-management.html#compatibility-with-aws-services).
                         "Condition": {
                             "StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")},
                             "ArnLike": {
                                 "aws:SourceArn": Sub(
-                                    "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"
+                                    "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:"
+                                    "alarm:aurora-restore-${Stage}-*",
+                                    Stage=Ref(params.stage),
                                 )
                             },
                         },

@@ -11,8 +11,10 @@ Least privilege, statement by statement (each ``Sid`` says why it exists):
   when the stack names an ``UnmanagedTargetPrefix``, and then only clusters and instances whose
   identifier starts with it (IAM matches ARNs with globs, not the pattern's regex; the steps still
   check the regex). Without the prefix, tag such a target once and it is managed.
-- KMS only on the configured keys, DynamoDB only on the two tables, SNS only on the topic,
-  Secrets Manager only under the configured prefix (and, when allowed, RDS-managed master secrets).
+- KMS only on the configured keys (and ``kms:DescribeKey`` on the AWS managed
+  ``aws/secretsmanager`` key, picked by its alias), DynamoDB only on the two tables, SNS only on
+  the topic, Secrets Manager only under the configured prefix (and, when allowed, RDS-managed
+  master secrets). Every ``kms:CreateGrant`` is only for an AWS resource (RDS).
 
 ``"Resource": "*"`` appears only on read-only actions and on the telemetry actions listed in
 :data:`ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS`, which IAM cannot scope.
@@ -37,15 +39,15 @@ not name them, so they are easy to miss; ``tests/iam_check.py`` adds each to the
   https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CopyDBClusterSnapshot.html).
 - ``StartExportTask``: ``iam:PassRole`` on the export role (``iam:PassedToService`` is
   ``export.rds.amazonaws.com``), and ``kms:CreateGrant``/``kms:DescribeKey`` on the export key
-  (Aurora User Guide, "Exporting DB cluster snapshot data to Amazon S3":
-  https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-export-snapshot.html).
+  (Aurora User Guide, "Setting up access to an Amazon S3 bucket", export role and KMS key:
+  https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-export-snapshot.Setup.html).
 - ``GetSecretValue`` of a users-spec secret under a customer managed key: ``kms:Decrypt`` on that
   key through Secrets Manager (``SecretsKmsKeyArns``); ``aws/secretsmanager`` needs nothing
   (Secrets Manager User Guide, "Secret encryption and decryption":
   https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html).
 - ``sns:Publish`` to the topic encrypted with the stack key: ``kms:GenerateDataKey*`` and
-  ``kms:Decrypt`` on that key (SNS Developer Guide, "Encryption at rest", key management:
-  https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+  ``kms:Decrypt`` on that key (SNS Developer Guide, "Key management", configuring AWS KMS
+  permissions: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
 """
 
 from __future__ import annotations

@@ -317,7 +317,9 @@ def test_alarms_use_the_stack_key_only_for_this_accounts_alarms(template: dict[s
     policy = template["Resources"]["StackKey"]["Properties"]["KeyPolicy"]["Statement"]
     (alarms,) = [s for s in policy if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
     assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    assert ":alarm:*" in json.dumps(alarms["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert ":alarm:aurora-restore-${Stage}-*" in json.dumps(alarms["Condition"]["ArnLike"]["aws:SourceArn"])
+    names = [r["Properties"]["AlarmName"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]  # fmt: skip
+    assert names and all(n["Fn::Sub"][0].startswith("aurora-restore-${Stage}-") for n in names)
 
 
 def test_the_state_machine_may_invoke_only_the_dispatcher(template: dict[str, Any]) -> None:
