@@ -252,7 +252,14 @@ def requests_for(
             continue
         named = _named(call, prefix, resource_type, account)
         arns.extend(a for a in named if a not in arns)
-    # Calls that name no resource (lists, describes without an identifier) are authorized on "*".
+    # Calls that name no resource (lists, describes without an identifier) are authorized on "*";
+    # a write that names none means NAMING_PARAMETERS lacks its parameter: say so, never guess.
+    required = [t for t, spec in found["resource_types"].items() if t and spec.get("required")]
+    if not arns and required and found.get("access_level") not in ("Read", "List"):
+        raise IamCheckError(
+            f"{label}: cannot name its {', '.join(required)} from the parameters {sorted(params)}; "
+            "add the parameter to NAMING_PARAMETERS"
+        )
     for arn in arns or ["*"]:
         requests.append(Request(label, action, arn, resource_context(arn)))
 
@@ -300,6 +307,16 @@ def requests_for(
             managed = f"arn:{PARTITION}:kms:{region}:{account}:key/aws-secretsmanager-managed-key"
             state.key_aliases[managed] = (SECRETS_MANAGER_KEY_ALIAS,)
             on_behalf("kms:DescribeKey", managed, why + " under aws/secretsmanager")
+
+    if service == "rds" and op == "DeleteDBCluster" and params.get("FinalDBSnapshotIdentifier"):
+        # The authorization reference lists rds:CreateDBClusterSnapshot as DeleteDBCluster's
+        # dependent action: the final snapshot is made as the caller.
+        why = "RDS takes the final snapshot as the caller"
+        on_behalf(
+            "rds:CreateDBClusterSnapshot", state.arn(region, "cluster", params["DBClusterIdentifier"]), why
+        )
+        final = state.arn(region, "cluster-snapshot", params["FinalDBSnapshotIdentifier"])
+        on_behalf("rds:CreateDBClusterSnapshot", final, why)
 
     if service == "rds" and op == "CopyDBClusterSnapshot":
         source = state.arn(region, "cluster-snapshot", params["SourceDBClusterSnapshotIdentifier"])

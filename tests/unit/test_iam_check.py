@@ -127,3 +127,42 @@ def test_action_names_and_arn_formats_come_from_the_iam_database() -> None:
     )
     with pytest.raises(iam_check.IamCheckError, match="rds:RefreshTheCluster"):
         iam_check.privilege("rds", "RefreshTheCluster")
+
+
+def test_a_write_whose_resource_the_check_cannot_name_is_an_error() -> None:
+    # A call added later whose identifier parameter the check does not know must not pass on "*".
+    call = {
+        "service": "rds",
+        "operation": "RebootDBCluster",
+        "region": "eu-central-1",
+        "params": {"Name": "x"},
+    }
+    state = iam_check.WorldState("123456789012")
+    with pytest.raises(iam_check.IamCheckError, match="cannot name its cluster"):
+        iam_check.requests_for(0, call, state)
+
+
+def test_tags_follow_renames_so_resource_tags_are_those_at_call_time() -> None:
+    world = {
+        "clusters": [
+            {"id": "orders-dev", "region": "eu-central-1", "tags": {"managed": "true"}, "instances": ["i1"]}
+        ]
+    }
+    state = iam_check.WorldState.from_report(world, "123456789012")
+    rename = {
+        "DBClusterIdentifier": "orders-dev",
+        "NewDBClusterIdentifier": "orders-dev-old",
+        "ApplyImmediately": True,
+    }
+    call = {"service": "rds", "operation": "ModifyDBCluster", "region": "eu-central-1", "params": rename}
+    state.apply(call)
+    delete = {
+        "service": "rds",
+        "operation": "DeleteDBCluster",
+        "region": "eu-central-1",
+        "params": {"DBClusterIdentifier": "orders-dev-old", "SkipFinalSnapshot": True},
+    }
+    (request,) = iam_check.requests_for(1, delete, state)
+    assert request.resource.endswith(":cluster:orders-dev-old")
+    assert request.context["aws:ResourceTag/managed"] == ("true",)
+    assert request.context["aws:RequestedRegion"] == ("eu-central-1",)
