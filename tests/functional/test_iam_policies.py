@@ -313,3 +313,46 @@ def test_removing_any_statement_the_calls_need_fails_the_check(
         "ReplaceOnlyManagedResources",
         "FinalSnapshotsOfReplacedClusters",
     } <= set(needed)
+
+
+def test_the_state_machine_and_schedule_roles_allow_what_their_services_do(template: dict[str, Any]) -> None:
+    """Step Functions invokes every Task's function and sets up log delivery; the schedule starts runs."""
+    from aurora_restore.simulate.rehearsal import substitute, task_resources
+    from infra.state_machine import DISPATCHER_ARN_VARIABLE
+
+    # GIVEN the stack in its region, and the definition with the function's ARN substituted
+    stack = iam_check.Stack(template, "eu-central-1", ACCOUNT, {"Stage": "rehearsal"})
+    state_machine = template["Resources"]["StateMachine"]["Properties"]
+    substitutions = {k: stack.resolve(v) for k, v in state_machine["DefinitionSubstitutions"].items()}
+    definition = json.loads(substitute(state_machine["Definition"], substitutions))
+    function_arn = substitutions[DISPATCHER_ARN_VARIABLE]
+
+    def request(action: str, resource: str) -> iam_check.Request:
+        return iam_check.Request(
+            "Step Functions", action, resource, {"aws:RequestedRegion": ("eu-central-1",)}
+        )
+
+    # The eight actions Step Functions' logging guide lists on "*" (cw-logs.html).
+    log_delivery = [
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    ]
+    wanted = [request("lambda:InvokeFunction", arn) for arn in task_resources(definition)]
+    wanted += [request(action, "*") for action in log_delivery]
+    assert {r.resource for r in wanted[:-8]} == {function_arn}
+    # WHEN they are authorized against the state machine's role
+    refused = [
+        d.describe() for d in iam_check.refusals(iam_check.resolve_policy(stack, "StateMachineRole"), wanted)
+    ]
+    # THEN none is refused; and the schedule's role may start executions of this state machine only
+    assert refused == [], "\n".join(refused)
+    schedule = iam_check.resolve_policy(stack, "ScheduleRole")
+    machine = stack.ref("StateMachine")
+    assert iam_check.evaluate(schedule, request("states:StartExecution", machine)).allowed
+    assert not iam_check.evaluate(schedule, request("states:StartExecution", machine + "-other")).allowed
