@@ -8,6 +8,7 @@ from dispatcher.errors import ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.users_spec import check_secret_prefix
+from steps.lib.pg_connect import check_ca_bundle
 from steps.lib.restoring import check_new_target_placement
 from steps.lib.safety import describe_cluster
 
@@ -34,6 +35,10 @@ class ValidateRequest(Step):
         # The stack's secrets prefix is a setting, not part of the request: checked here, still first.
         check_secret_prefix(request.users, ctx.settings.secrets_prefix)
         check_served_region(request, ctx.settings)
+        # A DbCaBundle path the zip does not hold would otherwise surface in setup_db_users, hours
+        # in; an empty one with verification on is refused by the template's rule at deploy time.
+        if ctx.settings.db_tls_verify and ctx.settings.db_ca_bundle:
+            check_ca_bundle(ctx.settings.db_ca_bundle)
         # A new target needs a subnet group and security groups from somewhere (one read call).
         if describe_cluster(ctx.aws("rds", request.target_region), request.target_cluster_id) is None:
             check_new_target_placement(request, ctx.settings, request.target_region)
