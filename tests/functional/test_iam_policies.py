@@ -85,7 +85,12 @@ def _world(body: dict[str, Any], *, target: bool = True, encrypted: bool = True)
 def _scenarios() -> dict[str, Scenario]:
     swap = _body()
     delete_first = _body(strategy="delete-first", source_region="eu-central-1")
-    new_target = _body(target_cluster_id="orders-new")
+    # A new target is placed by the request (ValidateRequest refuses one nobody places).
+    new_target = _body(
+        target_cluster_id="orders-new",
+        db_subnet_group="orders-new-private",
+        vpc_security_group_ids=["sg-0123456789abcdef0"],
+    )
     unencrypted = _body(source_region="eu-central-1")
     failing = _body()
     export = _body()
