@@ -97,3 +97,18 @@ def test_a_snapshot_whose_key_the_function_cannot_use_is_refused_in_snapshot_che
     assert_refused(
         report, "SnapshotCheck", "ValidationError", "snapshot_id", "AccessDeniedException", "kms:CreateGrant"
     )
+
+
+def test_a_region_the_stack_does_not_serve_is_refused_in_validate_request(
+    rehearse: Any, seed_input: dict[str, Any]
+) -> None:
+    # GIVEN a stack whose function runs in eu-central-1 (Lambda's AWS_REGION) and the seed's
+    # request for a target in us-west-2
+    # WHEN the refresh runs
+    report = rehearse(seed_input, settings={"AWS_REGION": "eu-central-1"})
+    # THEN the first state refuses it, naming the field, the value and the one region allowed
+    assert_refused(
+        report, "ValidateRequest", "ValidationError", "target_region", "'us-west-2'", "allowed: eu-central-1"
+    )
+    # AND nothing in RDS was even looked at
+    assert [c for c in report.aws_calls if c["service"] == "rds"] == []
