@@ -112,6 +112,8 @@ def check_scripts_prefix(request: RestoreRequest, settings: Settings) -> None:
         uri = script.get("s3_uri") if isinstance(script, dict) else None
         if not uri:
             continue
+        # A plain string prefix of bucket/key, exactly as the role's s3:GetObject resource
+        # (arn:aws:s3:::<prefix>*) matches it.
         if not prefix or not str(uri).removeprefix("s3://").startswith(prefix):
             allowed = f"s3://{prefix}..." if prefix else "none: the stack's ScriptsS3Prefix is empty"
             raise ValidationError(
