@@ -14,7 +14,8 @@ docs/runbook.md follows):
   the stack deploy.md made; README.md runs on a fresh local AWS of its own.
 
 What the test provides, as a reader's account would have it: the clusters, snapshot and KMS keys of
-``aurora_restore/examples/orders-world.json`` (what the docs' example refresh names), credentials
+``aurora_restore/examples/orders-world.json`` (what the docs' example refresh names), an IAM role
+``dba-on-call`` for the operator policy, credentials
 and a region (eu-central-1) in the environment, and a stand-in for RDS's CA bundle (the bundle's
 download is the one block that needs the internet beyond PyPI).
 
@@ -153,12 +154,13 @@ def moto_server() -> Iterator[str]:
 def change_sets_set_outputs() -> Iterator[None]:
     """moto's ``ChangeSet.apply`` leaves the stack without outputs; AWS sets them (see above)."""
     from moto.cloudformation.models import ChangeSet
+    from moto.cloudformation.parsing import OutputMap
 
     original = ChangeSet.apply
 
     def apply(self: Any) -> None:
         original(self)
-        self.stack.output_map = self.stack._create_output_map()
+        self.stack.output_map = OutputMap(self.stack.resource_map, self.template_dict, self.stack.stack_id)
 
     ChangeSet.apply = apply  # type: ignore[method-assign]
     try:
@@ -265,6 +267,18 @@ class LocalAws:
 
         with upstream_fixes():
             seed(load_world(WORLD.read_text(), str(WORLD)), self.client)
+        # The on-call role deploy.md attaches the operator policy to.
+        self.client("iam").create_role(
+            RoleName="dba-on-call",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"AWS": "123456789012"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+        )
 
     def play_new_executions(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         """Run ValidateRequest and SnapshotCheck of each execution started since the last call."""
