@@ -305,8 +305,8 @@ class LocalAws:
         from dispatcher.settings import Settings
 
         with monkeypatch.context() as patch:
-            for name, value in {**variables, "AWS_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint}.items():
-                patch.setenv(name, value)
+            for name, value in {**variables, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint}.items():
+                patch.setenv(name, str(value))
             dispatcher = Dispatcher(settings=Settings.from_env())
             request = dispatcher.handle(
                 {"step": "validate_request", "execution_id": execution_arn, "input": document}, None
@@ -333,7 +333,23 @@ def documented_env(tmp_path: Path) -> dict[str, str]:
             "PYTHONHASHSEED": "0",
         }
     )
+    ensure_cli(env, tmp_path / "bin")
     return env
+
+
+def ensure_cli(env: dict[str, str], bin_dir: Path) -> None:
+    """``aurora-restore`` on PATH: the installed console script (tox installs the project), else a
+    stand-in running this checkout's ``aurora_restore.cli`` (an uninstalled development checkout)."""
+    if shutil.which("aurora-restore", path=env["PATH"]):
+        return
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "aurora-restore"
+    shim.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -c '
+        '"import sys; from aurora_restore.cli import main; sys.exit(main())" "$@"\n'
+    )
+    shim.chmod(0o755)
+    env["PATH"] = os.pathsep.join([str(bin_dir), env["PATH"]])
 
 
 def find_aws_cli(env: dict[str, str]) -> str:
@@ -396,6 +412,14 @@ def test_the_deploy_guide_and_the_runbook_run_as_written(
             Key={"operation_id": {"S": "lock#eu-central-1#orders-dev"}},
         )
         assert "Item" not in locks
+        trail = local.client("dynamodb").query(
+            TableName=outputs["AuditTableName"],
+            KeyConditionExpression="operation_id = :id",
+            ExpressionAttributeValues={":id": {"S": "op-orders-dev-1"}},
+        )["Items"]
+        assert "lock_force_released" in [item["event"]["S"] for item in trail]
+        executions = local.client("stepfunctions").list_executions(stateMachineArn=outputs["StateMachineArn"])
+        assert {e["name"]: e["status"] for e in executions["executions"]}["op-orders-dev-1"] == "ABORTED"
     assert [w for w in ran if w.startswith("docs/runbook.md")], "no runbook block ran"
 
 
