@@ -166,7 +166,15 @@ def build_template(
     add_schedule(template, params, state_machine)
     operator_policy = add_operator_policy(template, params, state_machine, state_table, audit_table, key)
     add_outputs(
-        template, state_machine, function, function_logs, state_table, audit_table, topic, key, operator_policy
+        template,
+        state_machine,
+        function,
+        function_logs,
+        state_table,
+        audit_table,
+        topic,
+        key,
+        operator_policy,
     )
     return template
 

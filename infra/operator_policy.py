@@ -93,7 +93,9 @@ def operator_statements(
             "Effect": "Allow",
             "Action": ["dynamodb:PutItem"],
             "Resource": [audit_table_arn],
-            "Condition": {"ForAllValues:StringEquals": {"dynamodb:Attributes": list(UNLOCK_AUDIT_ATTRIBUTES)}},
+            "Condition": {
+                "ForAllValues:StringEquals": {"dynamodb:Attributes": list(UNLOCK_AUDIT_ATTRIBUTES)}
+            },
         },
         {
             "Sid": "StackKeyThroughDynamoDbOnly",

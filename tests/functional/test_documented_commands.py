@@ -142,9 +142,10 @@ def moto_server() -> Iterator[str]:
     server.start()
     endpoint = f"http://localhost:{port}"
     try:
-        import urllib.request
+        import requests
 
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+        # The server serves moto's in-process backends: start from an empty AWS.
+        requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
         yield endpoint
     finally:
         server.stop()
@@ -171,8 +172,9 @@ def change_sets_set_outputs() -> Iterator[None]:
 
 def copy_checkout(destination: Path) -> Path:
     """The checkout's files (tracked and new, not ignored) in ``destination``, as a clone has them."""
+    git = shutil.which("git") or "git"
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        [git, "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT,
         capture_output=True,
         check=False,
@@ -196,11 +198,12 @@ def copy_checkout(destination: Path) -> Path:
 
 def stand_in_ca_bundle(path: Path) -> None:
     """A self-signed certificate in PEM, where the docs download RDS's bundle."""
+    import datetime
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import datetime
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in RDS CA")])
@@ -224,8 +227,9 @@ class Shell:
 
     def __init__(self, cwd: Path, env: dict[str, str], state: Path) -> None:
         self.cwd, self.env, self.state = cwd, env, state
+        self.bash = shutil.which("bash") or "/bin/bash"
         baseline = subprocess.run(
-            ["bash", "-c", "compgen -v"], env=env, capture_output=True, text=True, check=True
+            [self.bash, "-c", "compgen -v"], env=env, capture_output=True, text=True, check=True
         ).stdout
         self.baseline = state.with_suffix(".baseline")
         self.baseline.write_text(baseline)
@@ -238,7 +242,7 @@ class Shell:
             f'for __n in $__names; do declare -p "$__n"; done > "{self.state}"\n'
         )
         return subprocess.run(
-            ["bash", "-c", prelude + block.text + epilogue],
+            [self.bash, "-c", prelude + block.text + epilogue],
             cwd=self.cwd,
             env=self.env,
             capture_output=True,
@@ -305,13 +309,16 @@ class LocalAws:
         from dispatcher.settings import Settings
 
         with monkeypatch.context() as patch:
-            for name, value in {**variables, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint}.items():
+            where = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint}
+            for name, value in {**variables, **where}.items():
                 patch.setenv(name, str(value))
             dispatcher = Dispatcher(settings=Settings.from_env())
             request = dispatcher.handle(
                 {"step": "validate_request", "execution_id": execution_arn, "input": document}, None
             )
-            dispatcher.handle({"step": "snapshot_check", "execution_id": execution_arn, "request": request}, None)
+            dispatcher.handle(
+                {"step": "snapshot_check", "execution_id": execution_arn, "request": request}, None
+            )
 
 
 @pytest.fixture
@@ -392,10 +399,14 @@ def test_the_deploy_guide_and_the_runbook_run_as_written(
         local.seed_world()
 
         # WHEN deploy.md's blocks run, then the runbook's (each in its own shell, as two readers)
-        run_document("docs/deploy.md", Shell(checkout, env, tmp_path / "deploy.state"), local, monkeypatch, ran)
+        run_document(
+            "docs/deploy.md", Shell(checkout, env, tmp_path / "deploy.state"), local, monkeypatch, ran
+        )
         deployed = local.client("cloudformation").describe_stacks(StackName="aurora-restore-dev")["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in deployed["Outputs"]}
-        run_document("docs/runbook.md", Shell(checkout, env, tmp_path / "runbook.state"), local, monkeypatch, ran)
+        run_document(
+            "docs/runbook.md", Shell(checkout, env, tmp_path / "runbook.state"), local, monkeypatch, ran
+        )
 
         # THEN the stack is the documented one, its function runs the zip that was built, the
         # operator policy is there, and the runbook's lock release left the target unlocked
