@@ -51,6 +51,7 @@ from dispatcher.settings import PREFIX as SETTINGS_PREFIX
 from dispatcher.settings import Settings
 from dispatcher.store import AUDIT_TABLE_KEYS, AUDIT_TTL_ATTRIBUTE, STATE_TABLE_KEYS
 from infra import policies
+from infra.network import Network, add_network
 from infra.operator_policy import operator_statements
 from infra.parameters import Parameters, add_parameters
 from infra.pipeline import FUNCTION_TIMEOUT_SECONDS
@@ -70,7 +71,6 @@ LAMBDA_MEMORY_MB = 512
 DEFAULT_CODE = "build/lambda.zip"
 
 # Condition names (kept as constants: resources refer to them by name).
-IN_VPC = "InVpc"
 HAS_TARGET_REGIONS = "HasTargetRegions"
 HAS_TARGET_KEY = "HasTargetKmsKey"
 HAS_SOURCE_KEYS = "HasSourceKmsKeys"
@@ -158,8 +158,9 @@ def build_template(
     key = add_stack_key(template, params)
     state_table, audit_table = add_tables(template, params, key)
     topic = add_topic(template, params, key)
+    network = add_network(template, params.stage)
     function, function_logs = add_dispatcher(
-        template, params, key, state_table, audit_table, topic, code=code, plugins=plugins
+        template, params, key, state_table, audit_table, topic, network, code=code, plugins=plugins
     )
     state_machine = add_state_machine(template, params, key, function, registry)
     add_alarms(template, params, state_machine, function, topic)
@@ -190,7 +191,6 @@ def _given(parameter: Parameter) -> Not:
 
 def add_conditions(template: Template, params: Parameters) -> None:
     """Conditions for the optional parts."""
-    template.add_condition(IN_VPC, _given(params.subnet_ids))
     template.add_condition(HAS_TARGET_REGIONS, _given(params.target_regions))
     template.add_condition(HAS_TARGET_KEY, _given(params.target_kms_key_arn))
     template.add_condition(HAS_SOURCE_KEYS, _given(params.source_kms_key_arns))
@@ -239,18 +239,6 @@ def add_rules(template: Template, params: Parameters) -> None:
                         _given_in_rule(params.export_role_arn), _given_in_rule(params.export_kms_key_arn)
                     ),
                     "AssertDescription": "ExportBucket needs ExportRoleArn and ExportKmsKeyArn",
-                }
-            ],
-        },
-    )
-    template.add_rule(
-        "VpcNeedsSecurityGroups",
-        {
-            "RuleCondition": _given_in_rule(params.subnet_ids),
-            "Assertions": [
-                {
-                    "Assert": _given_in_rule(params.security_group_ids),
-                    "AssertDescription": "SubnetIds is set: SecurityGroupIds is required too",
                 }
             ],
         },
@@ -453,6 +441,7 @@ def add_dispatcher(
     state_table: dynamodb.Table,
     audit_table: dynamodb.Table,
     topic: sns.Topic,
+    network: Network,
     *,
     code: str,
     plugins: bool,
@@ -501,12 +490,18 @@ def add_dispatcher(
                                 "target_key": HAS_TARGET_KEY,
                                 "source_keys": HAS_SOURCE_KEYS,
                                 "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
-                                "vpc": IN_VPC,
                                 "scripts": HAS_SCRIPTS_PREFIX,
                             },
                         ),
                     },
-                )
+                ),
+                iam.Policy(
+                    PolicyName="aurora-restore-dispatcher-network",
+                    PolicyDocument={
+                        "Version": "2012-10-17",
+                        "Statement": policies.network_interface_statements(),
+                    },
+                ),
             ],
             Tags=_tags(params),
         )
@@ -527,13 +522,7 @@ def add_dispatcher(
         Environment=awslambda.Environment(
             Variables=function_environment(params, state_table, audit_table, topic, plugins)
         ),
-        VpcConfig=If(
-            IN_VPC,
-            awslambda.VPCConfig(
-                SubnetIds=Ref(params.subnet_ids), SecurityGroupIds=Ref(params.security_group_ids)
-            ),
-            NoValue,
-        ),
+        VpcConfig=network.vpc_config(),
         ReservedConcurrentExecutions=If(HAS_RESERVED_CONCURRENCY, Ref(params.reserved_concurrency), NoValue),
         Tags=_tags(params),
         Metadata={
@@ -543,12 +532,6 @@ def add_dispatcher(
                         "id": "CKV_AWS_116",
                         "comment": "Invoked synchronously by Step Functions, which retries and catches every "
                         "failure into HandleFailure; a dead-letter queue only serves asynchronous invokes",
-                    },
-                    {
-                        "id": "CKV_AWS_117",
-                        "comment": "VpcConfig is set from SubnetIds/SecurityGroupIds when given; "
-                        "outside a VPC the function reaches only AWS APIs (setup_db_users then needs "
-                        "public endpoints)",
                     },
                     {
                         "id": "CKV_AWS_115",

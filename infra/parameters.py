@@ -31,8 +31,6 @@ class Parameters:
     log_retention_days: Parameter
     log_level: Parameter
     notification_email: Parameter
-    subnet_ids: Parameter
-    security_group_ids: Parameter
     reserved_concurrency: Parameter
     target_regions: Parameter
     target_kms_key_arn: Parameter
@@ -107,18 +105,6 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Default="",
             AllowedPattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
             Description="Optional: subscribe this address to the notification topic (confirm the e-mail)",
-        ),
-        subnet_ids=add(
-            "SubnetIds",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Optional: subnets for the function, so setup_db_users can reach restored clusters",
-        ),
-        security_group_ids=add(
-            "SecurityGroupIds",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Security groups for the function (with SubnetIds); must reach PostgreSQL's port",
         ),
         reserved_concurrency=add(
             "ReservedConcurrency",
@@ -303,7 +289,6 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.notification_email,
                         params.reserved_concurrency,
                     ),
-                    _group("Network of the function", params.subnet_ids, params.security_group_ids),
                     _group(
                         "Targets and safety",
                         params.target_regions,

@@ -332,38 +332,43 @@ def dispatcher_statements(
             "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
             "Resource": "*",
         },
-        If(
-            conditions["vpc"],
-            {
-                # Lambda creates the function's network interfaces with the function's role.
-                "Sid": "NetworkInterfacesInThisAccountAndRegion",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                ],
-                "Resource": [
-                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*"),
-                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:subnet/*"),
-                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:security-group/*"),
-                ],
-            },
-            NoValue,
-        ),
-        If(
-            conditions["vpc"],
-            {
-                "Sid": "DescribeNetworkInterfaces",
-                "Effect": "Allow",
-                "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
-                "Resource": "*",
-            },
-            NoValue,
-        ),
     ]
     return statements
+
+
+def network_interface_statements() -> list[dict[str, Any]]:
+    """What Lambda needs, with the function's role, to attach the function to its VPC.
+
+    Lambda creates, uses and deletes the function's network interfaces with the function's role,
+    and checks that the role may when the function is created: the EC2 actions of AWS's
+    AWSLambdaVPCAccessExecutionRole (its logs actions are covered by WriteOwnLogs). AWS's Lambda
+    guide: ``ec2:DescribeNetworkInterfaces`` works only on ``"*"``, and ``ec2:DeleteNetworkInterface``
+    needs every network interface of the account and region (Lambda names none in advance).
+    """
+    account_region = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}"
+    return [
+        {
+            "Sid": "NetworkInterfacesInThisAccountAndRegion",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:CreateNetworkInterface",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "Resource": [
+                Sub(account_region + ":network-interface/*"),
+                Sub(account_region + ":subnet/*"),
+                Sub(account_region + ":security-group/*"),
+            ],
+        },
+        {
+            "Sid": "DescribeNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+            "Resource": "*",
+        },
+    ]
 
 
 def state_machine_statements(

@@ -14,8 +14,9 @@ docs/runbook.md follows):
   the stack deploy.md made; README.md runs on a fresh local AWS of its own.
 
 What the test provides, as a reader's account would have it: the clusters, snapshot and KMS keys of
-``aurora_restore/examples/orders-world.json`` (what the docs' example refresh names), an IAM role
-``dba-on-call`` for the operator policy, credentials
+``aurora_restore/examples/orders-world.json`` (what the docs' example refresh names), the target's
+network (a VPC, two private subnets and their route table, the DB subnet group ``orders-dev-db``,
+the clusters' security group), an IAM role ``dba-on-call`` for the operator policy, credentials
 and a region (eu-central-1) in the environment, and a stand-in for RDS's CA bundle (the bundle's
 download is the one block that needs the internet beyond PyPI).
 
@@ -271,6 +272,7 @@ class LocalAws:
 
         with upstream_fixes():
             seed(load_world(WORLD.read_text(), str(WORLD)), self.client)
+        self.seed_network()
         # The on-call role deploy.md attaches the operator policy to.
         self.client("iam").create_role(
             RoleName="dba-on-call",
@@ -282,6 +284,28 @@ class LocalAws:
                     ],
                 }
             ),
+        )
+
+    def seed_network(self) -> None:
+        """The target's network: a VPC with two private subnets and their route table, the DB subnet
+        group ``orders-dev-db`` over them, and the clusters' security group on ``orders-dev``."""
+        ec2, rds = self.client("ec2"), self.client("rds")
+        vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")[
+                "Subnet"
+            ]["SubnetId"]
+            for i, zone in enumerate("ab")
+        ]
+        route_table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+        for subnet in subnets:
+            ec2.associate_route_table(RouteTableId=route_table, SubnetId=subnet)
+        group = ec2.create_security_group(GroupName="orders-dev-db", Description="the clusters", VpcId=vpc)
+        rds.create_db_subnet_group(
+            DBSubnetGroupName="orders-dev-db", DBSubnetGroupDescription="orders-dev", SubnetIds=subnets
+        )
+        rds.modify_db_cluster(
+            DBClusterIdentifier="orders-dev", VpcSecurityGroupIds=[group["GroupId"]], ApplyImmediately=True
         )
 
     def play_new_executions(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -63,7 +63,10 @@ def test_the_dispatcher_runs_on_a_current_python_on_arm64_with_tracing(template:
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert function["Code"] == "build/lambda.zip"  # what `aws cloudformation package` uploads
     assert function["LoggingConfig"] == {"LogGroup": {"Ref": "DispatcherLogGroup"}}
-    assert function["VpcConfig"]["Fn::If"][0] == "InVpc"
+    assert function["VpcConfig"] == {
+        "SubnetIds": {"Ref": "SubnetIds"},
+        "SecurityGroupIds": [{"Fn::GetAtt": ["FunctionSecurityGroup", "GroupId"]}],
+    }
     assert function["KmsKeyArn"] == {"Fn::GetAtt": ["StackKey", "Arn"]}
     log_group = template["Resources"]["DispatcherLogGroup"]["Properties"]
     assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
@@ -394,5 +397,5 @@ def test_rules_use_only_the_functions_cloudformation_allows_in_rules(template: d
     assert set(template["Rules"]) == {
         "ScheduleNeedsAnInput",
         "ExportNeedsARoleAndAKey",
-        "VpcNeedsSecurityGroups",
+        "SubnetsAreInTheVpc",
     }
