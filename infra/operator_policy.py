@@ -13,7 +13,8 @@ equivalents in docs/runbook.md):
 - the tables are encrypted with the stack's key, and DynamoDB uses it with the caller's
   permissions, so the key is usable through DynamoDB only.
 
-Nothing here can change a cluster, read a secret or start anything but this state machine.
+``unlock`` also asks STS who is acting (``GetCallerIdentity``), which needs no permission. Nothing
+here can change a cluster, read a secret or start anything but this state machine.
 """
 
 from __future__ import annotations
