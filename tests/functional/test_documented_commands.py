@@ -126,6 +126,38 @@ def test_every_command_block_runs_or_says_why_not(document: str) -> None:
     assert unexplained == [], "a not-run marker needs its reason"
 
 
+def parameter_overrides(document: str) -> dict[str, str]:
+    """``Key=Value`` of the ``aws cloudformation deploy`` command in ``document``'s command blocks."""
+    import shlex
+
+    (command,) = [
+        b.text.replace("\\\n", " ")
+        for b in command_blocks(document)
+        if "aws cloudformation deploy" in b.text
+    ]
+    words = shlex.split(command[command.index("aws cloudformation deploy") :], comments=True)
+    overrides = words[words.index("--parameter-overrides") + 1 :]
+    return dict(w.split("=", 1) for w in overrides if "=" in w and not w.startswith("-"))
+
+
+def test_readme_and_deploy_guide_deploy_alike_with_every_required_parameter() -> None:
+    from tests.contract import contract_template
+
+    required = {k for k, v in contract_template()["Parameters"].items() if "Default" not in v}
+    readme, guide = parameter_overrides("README.md"), parameter_overrides("docs/deploy.md")
+
+    assert required <= set(readme) and required <= set(guide)
+    # The README is the short form of the guide: nothing of its own, and the same values.
+    assert {k: v for k, v in guide.items() if k in readme} == readme
+    for name in ("TargetRegions", "TargetKmsKeyArn", "SourceKmsKeyArns", "DbCaBundle"):
+        assert name in readme, name
+    for document in ("README.md", "docs/deploy.md"):
+        deploy = next(b.text for b in command_blocks(document) if "aws cloudformation deploy" in b.text)
+        assert "--s3-bucket" in deploy, document
+        packaging = next(b.text for b in command_blocks(document) if "python -m infra.package" in b.text)
+        assert "--ca-bundle build/global-bundle.pem" in packaging, document
+
+
 # -- running them ------------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as probe:
