@@ -131,9 +131,7 @@ def parameter_overrides(document: str) -> dict[str, str]:
     import shlex
 
     (command,) = [
-        b.text.replace("\\\n", " ")
-        for b in command_blocks(document)
-        if "aws cloudformation deploy" in b.text
+        b.text.replace("\\\n", " ") for b in command_blocks(document) if "aws cloudformation deploy" in b.text
     ]
     words = shlex.split(command[command.index("aws cloudformation deploy") :], comments=True)
     overrides = words[words.index("--parameter-overrides") + 1 :]
