@@ -243,6 +243,20 @@ def add_rules(template: Template, params: Parameters) -> None:
             ],
         },
     )
+    template.add_rule(
+        "TlsVerificationNeedsACaBundle",
+        {
+            "RuleCondition": Equals(Ref(params.db_tls_verify), "true"),
+            "Assertions": [
+                {
+                    "Assert": _given_in_rule(params.db_ca_bundle),
+                    "AssertDescription": "DbTlsVerify is true: DbCaBundle must name the CA bundle shipped in "
+                    "the zip (/var/task/certs/global-bundle.pem after python -m infra.package --ca-bundle "
+                    "global-bundle.pem); DbTlsVerify=false connects without verifying the server",
+                }
+            ],
+        },
+    )
 
 
 # -- data, encryption, notifications ---------------------------------------------------------------
@@ -427,6 +441,7 @@ def function_environment(
         "db_connect_timeout_seconds": str(int(defaults.db_connect_timeout_seconds)),
         "db_connect_attempts": str(defaults.db_connect_attempts),
         "db_ca_bundle": Ref(params.db_ca_bundle),
+        "db_tls_verify": Ref(params.db_tls_verify),
         "password_reset_max_wait_seconds": str(defaults.password_reset_max_wait_seconds),
         "load_plugins": "true" if plugins else "false",
         "log_level": Ref(params.log_level),

@@ -48,6 +48,7 @@ class Parameters:
     export_kms_key_arn: Parameter
     scripts_s3_prefix: Parameter
     db_ca_bundle: Parameter
+    db_tls_verify: Parameter
     poll_min_seconds: Parameter
     poll_max_seconds: Parameter
     copy_max_wait_seconds: Parameter
@@ -225,8 +226,16 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Type="String",
             Default="",
             Description="Path in the function of the PEM bundle that verifies the restored cluster's TLS "
-            "certificate, e.g. /var/task/certs/global-bundle.pem (python -m infra.package --ca-bundle); "
-            "empty: TLS is required but the certificate is not verified",
+            "certificate: /var/task/certs/global-bundle.pem after python -m infra.package --ca-bundle "
+            "global-bundle.pem. Required while DbTlsVerify is true",
+        ),
+        db_tls_verify=add(
+            "DbTlsVerify",
+            Type="String",
+            Default="true",
+            AllowedValues=["true", "false"],
+            Description="Verify the restored cluster's certificate chain and host name against DbCaBundle. "
+            "false: TLS is still required, but the server is not authenticated",
         ),
         poll_min_seconds=seconds(
             "PollMinSeconds", defaults.poll_min_seconds, 1, 3600, "Shortest wait between two status checks"
@@ -305,7 +314,12 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.default_cluster_parameter_group,
                     ),
                     _group("Credentials", params.secrets_prefix, params.allow_rds_managed_secrets),
-                    _group("Database connection", params.db_ca_bundle, params.scripts_s3_prefix),
+                    _group(
+                        "Database connection",
+                        params.db_ca_bundle,
+                        params.db_tls_verify,
+                        params.scripts_s3_prefix,
+                    ),
                     _group(
                         "Snapshot export",
                         params.export_bucket,

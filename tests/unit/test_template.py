@@ -398,4 +398,5 @@ def test_rules_use_only_the_functions_cloudformation_allows_in_rules(template: d
         "ScheduleNeedsAnInput",
         "ExportNeedsARoleAndAKey",
         "SubnetsAreInTheVpc",
+        "TlsVerificationNeedsACaBundle",
     }
