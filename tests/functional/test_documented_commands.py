@@ -25,7 +25,8 @@ Where moto cannot do what AWS does, and what the test does instead:
 - moto runs no execution here (its CloudFormation deploys a ``Definition`` without
   ``DefinitionString`` as an empty state machine, and its Lambda needs Docker). After each block
   the test plays the first two states of every new execution (ValidateRequest, SnapshotCheck) by
-  calling the real dispatcher with the deployed function's environment, as Step Functions would:
+  calling the real dispatcher with the deployed function's environment, as Step Functions would
+  (the zip the docs built unpacked in a temporary directory stands for Lambda's ``/var/task``):
   the operation is recorded, the target's lock taken, the audit trail begun. The execution itself
   stays RUNNING until a documented command stops it.
 - moto's change sets do not set the stack's outputs (``ChangeSet.apply`` skips them; AWS sets the
@@ -44,6 +45,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,7 +230,7 @@ def copy_checkout(destination: Path) -> Path:
 
 
 def stand_in_ca_bundle(path: Path) -> None:
-    """A self-signed certificate in PEM, where the docs download RDS's bundle."""
+    """A self-signed CA certificate in PEM, where the docs download RDS's bundle."""
     import datetime
 
     from cryptography import x509
@@ -247,6 +249,7 @@ def stand_in_ca_bundle(path: Path) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -286,9 +289,10 @@ class Shell:
 class LocalAws:
     """boto3 clients on the moto server, and the stand-in for the execution's first states."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, task_root: Path, code: Path) -> None:
         self.endpoint = endpoint
         self.played: set[str] = set()
+        self.task_root, self.code = task_root, code
 
     def client(self, service: str, region: str = REGION) -> Any:
         import boto3
@@ -362,6 +366,17 @@ class LocalAws:
         from dispatcher.handler import Dispatcher
         from dispatcher.settings import Settings
 
+        # Lambda unpacks the zip at /var/task; the stand-in unpacks the zip the docs built (the one
+        # deployed) in a temporary directory and points the function's /var/task paths there.
+        if not self.task_root.exists():
+            with zipfile.ZipFile(self.code) as archive:
+                archive.extractall(self.task_root)
+        variables = {
+            name: str(self.task_root) + value[len("/var/task") :]
+            if str(value).startswith("/var/task/")
+            else value
+            for name, value in variables.items()
+        }
         with monkeypatch.context() as patch:
             where = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint}
             for name, value in {**variables, **where}.items():
@@ -451,7 +466,7 @@ def test_the_deploy_guide_and_the_runbook_run_as_written(
     ran: list[str] = []
     with moto_server() as endpoint, change_sets_set_outputs():
         env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
-        local = LocalAws(endpoint)
+        local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
         local.seed_world()
 
         # WHEN deploy.md's blocks run, then the runbook's (each in its own shell, as two readers)
@@ -501,7 +516,7 @@ def test_the_readme_runs_as_written(
     ran: list[str] = []
     with moto_server() as endpoint, change_sets_set_outputs():
         env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
-        local = LocalAws(endpoint)
+        local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
         local.seed_world()
 
         # WHEN the README's blocks run
