@@ -439,14 +439,65 @@ def find_aws_cli(env: dict[str, str]) -> str:
     return aws
 
 
+class CallLog:
+    """The AWS calls the blocks make, as moto's server receives them (its request recorder)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        from moto.moto_api import recorder
+
+        recorder._location = str(self.path)  # type: ignore[attr-defined]
+        recorder.start_recording()
+        try:
+            yield
+        finally:
+            recorder.stop_recording()
+
+    def calls(self, *, by_aws_cli: bool) -> set[str]:
+        """``service:Action`` of every recorded call, by the AWS CLI or by everything else (boto3)."""
+        import base64
+        from urllib.parse import parse_qs
+
+        found = set()
+        if not self.path.exists():
+            return found
+        for line in self.path.read_text().splitlines():
+            entry = json.loads(line)
+            headers = {k.lower(): v for k, v in entry["headers"].items()}
+            if headers.get("user-agent", "").startswith("aws-cli/") != by_aws_cli:
+                continue
+            scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", headers.get("authorization", ""))
+            if not scope:
+                continue
+            target = headers.get("x-amz-target", "")
+            if target:
+                action = target.rsplit(".", 1)[-1]
+            else:
+                body = entry.get("body") or ""
+                text = base64.b64decode(body).decode() if entry.get("body_encoded") else body
+                action = parse_qs(text).get("Action", [""])[0]
+            if action:
+                found.add(f"{scope[1]}:{action}")
+        return found
+
+
 def run_document(
-    document: str, shell: Shell, local: LocalAws, monkeypatch: pytest.MonkeyPatch, ran: list[str]
+    document: str,
+    shell: Shell,
+    local: LocalAws,
+    monkeypatch: pytest.MonkeyPatch,
+    ran: list[str],
+    log: CallLog | None = None,
 ) -> None:
     """Every block of ``document`` that is not marked, in order; fails on the first that fails."""
     for block in command_blocks(document):
         if block.not_run is not None:
             continue
-        result = shell.run(block)
+        with log.recording() if log is not None else contextlib.nullcontext():
+            result = shell.run(block)
         assert result.returncode == 0, (
             f"{block.where} failed (exit {result.returncode}):\n{block.text}\n"
             f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
@@ -475,8 +526,9 @@ def test_the_deploy_guide_and_the_runbook_run_as_written(
         )
         deployed = local.client("cloudformation").describe_stacks(StackName="aurora-restore-dev")["Stacks"][0]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in deployed["Outputs"]}
+        log = CallLog(tmp_path / "runbook-calls.jsonl")
         run_document(
-            "docs/runbook.md", Shell(checkout, env, tmp_path / "runbook.state"), local, monkeypatch, ran
+            "docs/runbook.md", Shell(checkout, env, tmp_path / "runbook.state"), local, monkeypatch, ran, log
         )
 
         # THEN the stack is the documented one, its function runs the zip that was built, the
@@ -502,6 +554,16 @@ def test_the_deploy_guide_and_the_runbook_run_as_written(
         assert "lock_force_released" in [item["event"]["S"] for item in trail]
         executions = local.client("stepfunctions").list_executions(stateMachineArn=outputs["StateMachineArn"])
         assert {e["name"]: e["status"] for e in executions["executions"]}["op-orders-dev-1"] == "ABORTED"
+        # ... and every call the runbook's aurora-restore commands made is one the operator policy
+        # allows (GetCallerIdentity needs no permission)
+        document = local.client("iam").get_policy_version(
+            PolicyArn=outputs["OperatorPolicyArn"], VersionId=policy["DefaultVersionId"]
+        )["PolicyVersion"]["Document"]
+        document = json.loads(document) if isinstance(document, str) else document
+        allowed = {a for statement in document["Statement"] for a in statement["Action"]}
+        made = log.calls(by_aws_cli=False)
+        assert {"cloudformation:DescribeStacks", "dynamodb:GetItem", "states:StartExecution"} <= made
+        assert made - allowed - {"sts:GetCallerIdentity"} == set()
     assert [w for w in ran if w.startswith("docs/runbook.md")], "no runbook block ran"
 
 
