@@ -1,12 +1,14 @@
 """What an operator needs to run a refresh from the command line, and nothing more.
 
 The stack outputs this as a managed policy (output ``OperatorPolicyArn``) to attach to the
-people or roles on call. Each statement serves commands of ``aurora-restore`` (and their AWS CLI
-equivalents in docs/runbook.md):
+people or roles on call. Each statement serves commands of ``aurora-restore`` (whose calls are
+listed in ``aurora_restore.operator.OPERATOR_ACTIONS``; a test holds this policy to that list) and
+their AWS CLI equivalents in docs/runbook.md:
 
 - every command reads the stack's outputs (``cloudformation:DescribeStacks`` on this stack);
 - ``start`` and ``retry`` start executions of this state machine, ``status``, ``watch`` and
-  ``history`` read them, and stopping one is the operator's way out of a hung refresh;
+  ``history`` read them, and stopping one (the runbook's ``aws stepfunctions stop-execution``) is
+  the operator's way out of a hung refresh;
 - ``status``, ``history`` and ``unlock`` read the state and audit tables;
 - ``unlock`` deletes a lock item (only keys starting ``lock#``, never an operation's state) and
   writes its ``lock_force_released`` event to the audit table (only that event's attributes);
@@ -67,7 +69,7 @@ def operator_statements(
         {
             "Sid": "StartAndListRefreshes",
             "Effect": "Allow",
-            "Action": ["states:StartExecution", "states:ListExecutions", "states:DescribeStateMachine"],
+            "Action": ["states:StartExecution", "states:ListExecutions"],
             "Resource": [state_machine_arn],
         },
         {

@@ -33,7 +33,6 @@ def test_the_policy_allows_only_the_commands_calls(statements: dict[str, dict[st
         "cloudformation:DescribeStacks",
         "states:StartExecution",
         "states:ListExecutions",
-        "states:DescribeStateMachine",
         "states:DescribeExecution",
         "states:GetExecutionHistory",
         "states:StopExecution",
@@ -51,6 +50,20 @@ def test_the_policy_allows_only_the_commands_calls(statements: dict[str, dict[st
     assert all("*" not in s["Resource"] for s in statements.values())
     assert statements["ReadTheStackOutputs"]["Resource"] == [{"Ref": "AWS::StackId"}]
     assert statements["StartAndListRefreshes"]["Resource"] == [{"Ref": "StateMachine"}]
+
+
+def test_the_policy_allows_what_the_commands_call_and_only_the_runbooks_stop_besides(
+    statements: dict[str, dict[str, Any]],
+) -> None:
+    from aurora_restore.operator import OPERATOR_ACTIONS
+
+    allowed = {a for s in statements.values() for a in s["Action"]}
+    called = {a for actions in OPERATOR_ACTIONS.values() for a in actions}
+
+    # GetCallerIdentity needs no permission (STS answers every authenticated caller).
+    assert called - allowed == {"sts:GetCallerIdentity"}
+    extra = {a for a in allowed - called if not a.startswith("kms:")}
+    assert extra == {"states:StopExecution"}  # the runbook stops a hung execution before unlock/retry
 
 
 def test_writes_are_fenced_to_locks_and_the_unlock_event(statements: dict[str, dict[str, Any]]) -> None:
