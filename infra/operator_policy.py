@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from troposphere import Ref, Sub
+from troposphere import Sub
 
 if TYPE_CHECKING:
     from troposphere import AWSHelperFn
@@ -44,6 +44,15 @@ UNLOCK_AUDIT_ATTRIBUTES = (
 )
 #: The state table's lock items (``dispatcher.store.lock_key``).
 LOCK_KEY_PATTERN = "lock#*"
+#: What parliament reports of these statements, and why they are right as they are
+#: (tests/functional/test_parliament.py).
+PARLIAMENT_EXPLAINED = {
+    ("RESOURCE_MISMATCH", "StartAndListRefreshes"): "states:ListExecutions also lists a Map Run's "
+    "child executions (resource type mapRun); the operator lists only this state machine's executions",
+    ("RESOURCE_MISMATCH", "FollowAndStopRefreshes"): "the execution actions also apply to Express "
+    "executions (resource type express); this state machine is Standard, its executions are "
+    "execution:<name>:*",
+}
 
 
 def operator_statements(
@@ -64,7 +73,11 @@ def operator_statements(
             "Sid": "ReadTheStackOutputs",
             "Effect": "Allow",
             "Action": ["cloudformation:DescribeStacks"],
-            "Resource": [Ref("AWS::StackId")],
+            "Resource": [
+                Sub(
+                    "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*"
+                )
+            ],
         },
         {
             "Sid": "StartAndListRefreshes",

@@ -48,7 +48,11 @@ def test_the_policy_allows_only_the_commands_calls(statements: dict[str, dict[st
     assert all(s["Effect"] == "Allow" for s in statements.values())
     # Every statement names its resources: no "*", and the stack's own ones only.
     assert all("*" not in s["Resource"] for s in statements.values())
-    assert statements["ReadTheStackOutputs"]["Resource"] == [{"Ref": "AWS::StackId"}]
+    assert statements["ReadTheStackOutputs"]["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*"
+        }
+    ]
     assert statements["StartAndListRefreshes"]["Resource"] == [{"Ref": "StateMachine"}]
 
 
