@@ -56,6 +56,41 @@ _TAG_KEY = re.compile(r"[\w.:/=+@ -]{1,128}")
 #: PostgreSQL keeps at most 63 bytes of a name (NAMEDATALEN - 1) and cuts longer ones silently.
 PG_NAME_MAX_BYTES = 63
 
+#: Step Functions refuses more than 256 KiB (262,144 bytes of UTF-8 JSON) in any state's input or
+#: output with States.DataLimitExceeded, which no Catch can catch: the execution dies without the
+#: failure handler, its notification or the lock's release. The request travels through every
+#: state beside the steps' outputs (and, on the failure path, the error), so it may fill at most
+#: half of that: the execution input and the validated request are each held to this.
+STATE_DATA_LIMIT_BYTES = 262_144
+MAX_REQUEST_BYTES = 131_072
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON, as Step Functions counts a state's data."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+def check_input_size(document: Any, *, what: str = "request") -> None:
+    """Refuse an execution input (a JSON text or its object) over :data:`MAX_REQUEST_BYTES`.
+
+    ``aurora-restore start`` calls this before it calls AWS; ValidateRequest calls it first too,
+    so an execution started some other way fails in its first state, with a notification.
+    """
+    size = json_size(document)
+    if size > MAX_REQUEST_BYTES:
+        raise ValidationError(
+            what,
+            f"{size} bytes",
+            f"must be at most {MAX_REQUEST_BYTES} bytes of JSON ({MAX_REQUEST_BYTES // 1024} KiB): every "
+            "state carries the request and Step Functions ends an execution whose state data passes "
+            f"{STATE_DATA_LIMIT_BYTES // 1024} KiB; put large SQL scripts in S3 (users.scripts[].s3_uri)",
+        )
+
+
 STRATEGIES = ("swap", "delete-first")
 MASTER_PASSWORD_STORAGE = ("rds-managed", "stack-secret")
 MANAGED_TAG = "aurora-restore:managed"
@@ -202,6 +237,7 @@ def peek_operation_id(raw: Any, execution_id: str | None = None) -> str:
 
 def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreRequest:
     """Validate ``raw`` and return the request; raise ``ValidationError`` on the first problem."""
+    check_input_size(raw)
     fields = unwrap(raw)
     unknown = sorted((k for k in fields if k not in FIELDS), key=str)
     if unknown:
@@ -305,7 +341,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     skip_final = _boolean(fields, "skip_final_snapshot", False)
     allow_unprotect = _boolean(fields, "allow_disable_deletion_protection", False)
 
-    return RestoreRequest(
+    request = RestoreRequest(
         operation_id=operation_id,
         snapshot_id=snapshot_id,
         source_region=source_region,
@@ -331,6 +367,16 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
         skip_final_snapshot=skip_final,
         allow_disable_deletion_protection=allow_unprotect,
     )
+    # Normalizing can grow a request ("ALL" privileges spelled out, defaults filled in).
+    size = json_size(request.to_dict())
+    if size > MAX_REQUEST_BYTES:
+        raise ValidationError(
+            "request",
+            f"{size} bytes once validated",
+            f"must be at most {MAX_REQUEST_BYTES} bytes of JSON once validated (privileges spelled out, "
+            "defaults filled in); put large SQL scripts in S3 (users.scripts[].s3_uri)",
+        )
+    return request
 
 
 def parse_snapshot_ref(value: str) -> SnapshotRef:

@@ -33,7 +33,9 @@ SECTIONS = ("roles", "grants", "disable", "drop", "scripts")
 #: which would make the role we check differ from the role we created.
 MAX_NAME_BYTES = 63
 MAX_ITEMS = 500
-MAX_SCRIPT_BYTES = 200_000
+#: Inline SQL, all scripts together: the request travels through every state of the execution
+#: (Step Functions' 256 KiB limit); larger scripts are read from S3 (``s3_uri``).
+MAX_INLINE_SQL_BYTES = 65_536
 MAX_CONNECTION_LIMIT = 100_000
 
 ROLE_FIELDS = ("name", "login", "password_secret_arn", "connection_limit", "valid_until")
@@ -103,6 +105,14 @@ def validate_users_spec(spec: Any) -> dict[str, Any]:
         result["drop"] = [_drop(item, f"users.drop[{i}]") for i, item in enumerate(spec["drop"])]
     if "scripts" in spec:
         result["scripts"] = [_script(item, f"users.scripts[{i}]") for i, item in enumerate(spec["scripts"])]
+    inline = sum(len(script["sql"].encode()) for script in result.get("scripts", []) if "sql" in script)
+    if inline > MAX_INLINE_SQL_BYTES:
+        raise ValidationError(
+            "users.scripts",
+            f"{inline} bytes of inline SQL",
+            f"must hold at most {MAX_INLINE_SQL_BYTES} bytes of inline SQL in all; put larger scripts in S3 "
+            "(s3_uri)",
+        )
     _cross_check(result)
     return result
 
@@ -255,11 +265,11 @@ def _script(item: Any, where: str) -> dict[str, Any]:
         sql = entry["sql"]
         if not isinstance(sql, str) or not sql.strip():
             raise ValidationError(f"{where}.sql", sql, "must be non-empty SQL text")
-        if len(sql.encode()) > MAX_SCRIPT_BYTES or "\x00" in sql:
+        if len(sql.encode()) > MAX_INLINE_SQL_BYTES or "\x00" in sql:
             raise ValidationError(
                 f"{where}.sql",
-                sql,
-                f"must be at most {MAX_SCRIPT_BYTES} bytes with no NUL character; "
+                f"{len(sql.encode())} bytes" if "\x00" not in sql else "text with a NUL character",
+                f"must be at most {MAX_INLINE_SQL_BYTES} bytes with no NUL character; "
                 "put larger scripts in S3 (s3_uri)",
             )
         return {"name": name, "sql": sql}

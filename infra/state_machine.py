@@ -419,11 +419,22 @@ def _task_state(
         "TimeoutSeconds": timeouts.task_seconds,
         "Retry": retry_rules(failure_step=cls.name == pipeline.failure_step),
     }
+    if _is_first_step(cls, pipeline):
+        # The first state's output is the validated request alone: keeping the raw input beside
+        # it would carry the request twice through every state (Step Functions' 256 KiB limit).
+        # Its Catch still sees the raw input, so the failure step can name the operation.
+        state["ResultSelector"] = {f"{cls.result_key}.$": "$"}
+        state["ResultPath"] = "$"
     # The failure step is never caught into itself: if it fails, the execution fails with its error.
     if catch_to is not None:
         state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": f"$.{ERROR_KEY}", "Next": catch_to}]
     state["Next"] = next_state
     return state
+
+
+def _is_first_step(cls: type[Step], pipeline: Pipeline) -> bool:
+    first = pipeline.stages[0] if pipeline.stages else None
+    return isinstance(first, Task) and first.step == cls.name
 
 
 def _step(registry: Registry, name: str) -> type[Step]:

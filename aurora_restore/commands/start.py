@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
             raise OperatorError(f"--input {args.input}: {exc}", exit_code=EXIT_MISUSE) from None
         if not isinstance(raw, dict):
             raise OperatorError(f"--input {args.input}: must be a JSON object", exit_code=EXIT_MISUSE)
+        # Before any AWS call: an input over the size the state machine can carry is refused here.
+        from dispatcher.request import check_input_size
+
+        check_input_size(raw)
         stack = connect(args)
         started = operator.start(stack, raw)
         request = started.request
