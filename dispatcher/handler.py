@@ -113,7 +113,7 @@ class Dispatcher:
         duration_ms = int((time.perf_counter() - started) * 1000)
         summary = step.summarize(output)
         with self._recording(step):
-            self.store.step_succeeded(operation_id, step.name, output, duration_ms)
+            self.store.step_succeeded(operation_id, step.name, step.recorded_output(output), duration_ms)
         with self._recording(step):
             self.store.audit(
                 operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary

@@ -66,6 +66,14 @@ class Step:
             return value if isinstance(value, str) else None
         return None
 
+    def recorded_output(self, output: dict[str, Any]) -> dict[str, Any]:
+        """What the state item keeps of the output under ``results.<step>``: all of it by default.
+
+        A DynamoDB item holds at most 400 KB; a step whose output is kept elsewhere on the item
+        keeps a pointer here instead of a second copy.
+        """
+        return output
+
     def summarize(self, output: dict[str, Any]) -> str:
         """A short, secret-free line about the output for the audit trail."""
         parts = [f"{k}={v}" for k, v in output.items() if isinstance(v, (str, int, float, bool))]

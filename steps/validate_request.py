@@ -33,6 +33,10 @@ class ValidateRequest(Step):
         ctx.store.record_request(request.operation_id, data)
         return data
 
+    def recorded_output(self, output: dict[str, Any]) -> dict[str, Any]:
+        """The request is on the state item already (``request``): not a second copy of it."""
+        return {"recorded_as": "request", "summary": self.summarize(output)}
+
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""
         return (
