@@ -88,6 +88,10 @@ class AwsCallFailed(AuroraRestoreError):
     """An AWS call failed permanently (access denied, invalid state, quota...)."""
 
 
+class StepOutputIncomplete(AuroraRestoreError):
+    """A step's output lacks a field it declares (``outputs``): a defect of the step, reported."""
+
+
 class Retryable(AuroraRestoreError):
     """A transient failure (throttling, 5xx, a resource still settling): retry the state."""
 
@@ -129,6 +133,7 @@ ERROR_CLASSES: dict[str, type[AuroraRestoreError]] = {
         DatabaseSetupFailed,
         PollTimeout,
         AwsCallFailed,
+        StepOutputIncomplete,
         Retryable,
         ResourceBusy,
     )

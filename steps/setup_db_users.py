@@ -58,6 +58,7 @@ class SetupDBUsers(Step):
 
     reads = ("request", "restore")
     result_key = "users"
+    outputs = ("cluster_id", "changed", "counts")
     mutating = True
 
     #: Seconds between checks while a master password change applies.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.registry import Step, register
@@ -18,6 +19,7 @@ class ValidateRequest(Step):
 
     reads = ("$",)
     result_key = "request"
+    outputs = tuple(f.name for f in fields(RestoreRequest))
     mutating = False
 
     def operation_id(self, event: dict[str, Any]) -> str | None:
