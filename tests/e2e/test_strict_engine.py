@@ -84,3 +84,20 @@ def test_a_state_output_over_256_kib_ends_the_execution_with_data_limit_exceeded
     report = rehearse(seed_input, registry=_replacing("snapshot_check", run=run))
     assert_ended_by_aws(report, "States.DataLimitExceeded", "SnapshotCheck")
     assert report.max_state_bytes > 262_144
+
+
+def test_a_history_past_its_limit_ends_the_execution(
+    rehearse: Any, seed_input: dict[str, Any], monkeypatch: Any
+) -> None:
+    # GIVEN the history limit lowered from 25,000 so that a short refresh reaches it
+    from aurora_restore.simulate import engine
+
+    monkeypatch.setattr(engine, "HISTORY_EVENT_LIMIT", 12)
+    report = rehearse(seed_input)
+    # THEN the run ends at the state entered past the limit, unhandled, as on AWS
+    assert report.status == "FAILED"
+    assert report.error is not None and report.error.get("type") == "States.Runtime", report.error
+    assert "12 events" in str(report.error)
+    assert "HandleFailure" not in [run.name for run in report.states]
+    assert report.notifications == []
+    assert report.history_events >= 12
