@@ -71,7 +71,9 @@ def json_size(value: Any) -> int:
         return len(value)
     if isinstance(value, str):
         return len(value.encode("utf-8", "surrogatepass"))
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    # A lone surrogate (JSON allows "\ud800") still counts, as its three bytes.
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def check_input_size(document: Any, *, what: str = "request") -> None:

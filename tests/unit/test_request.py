@@ -341,6 +341,12 @@ AWS_RULES: list[tuple[str, dict[str, Any], str, list[str]]] = [
     ),
     ("role with NUL", {**GOOD, "users": {"roles": [{"name": "app\x00"}]}}, "users.roles[0].name", ["NUL"]),
     ("operation id with a space", {**GOOD, "operation_id": "op 1"}, "operation_id", ["1-64 letters"]),
+    (
+        "cluster id with a lone surrogate",
+        {**GOOD, "target_cluster_id": "x\ud800"},
+        "target_cluster_id",
+        ["1-63"],
+    ),
     ("operation id with a colon", {**GOOD, "operation_id": "op:1"}, "operation_id", ["execution name"]),
     ("operation id with a bracket", {**GOOD, "operation_id": "op[1]"}, "operation_id", ["1-64"]),
 ]
