@@ -38,7 +38,14 @@ from steps.lib.master_password import (
     reset_master_password,
     wait_until_applied,
 )
-from steps.lib.pg_connect import Endpoint, RetryPolicy, can_log_in, connect, tls_context
+from steps.lib.pg_connect import (
+    Endpoint,
+    RetryPolicy,
+    can_log_in,
+    check_ca_bundle,
+    connect,
+    tls_context,
+)
 from steps.lib.safety import describe_cluster, is_managed, tags_of
 
 if TYPE_CHECKING:
@@ -82,6 +89,8 @@ class SetupDBUsers(Step):
             )
         spec = validate_users_spec(request.users or {})
         check_secret_prefix(spec, ctx.settings.secrets_prefix)
+        # A bundle that is not there fails here, not after the master password was reset.
+        check_ca_bundle(ctx.settings.db_ca_bundle, verify=ctx.settings.db_tls_verify)
 
         rds = ctx.aws("rds", request.target_region)
         cluster = describe_cluster(rds, cluster_id)
@@ -272,7 +281,7 @@ class SetupDBUsers(Step):
         scripts: list[Script],
     ) -> Changes:
         """Connect, apply the spec (one transaction), run the scripts (one transaction each)."""
-        context = tls_context(ctx.settings.db_ca_bundle)
+        context = tls_context(ctx.settings.db_ca_bundle, verify=ctx.settings.db_tls_verify)
         policy = RetryPolicy(
             attempts=ctx.settings.db_connect_attempts,
             timeout_seconds=ctx.settings.db_connect_timeout_seconds,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.registry import Step, register
 from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.users_spec import check_secret_prefix
+from steps.lib.pg_connect import check_ca_bundle
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -31,6 +32,10 @@ class ValidateRequest(Step):
         request = RestoreRequest.from_event(ctx.event.get("input"), execution_id=ctx.execution_id)
         # The stack's secrets prefix is a setting, not part of the request: checked here, still first.
         check_secret_prefix(request.users, ctx.settings.secrets_prefix)
+        # A DbCaBundle path the zip does not hold would otherwise surface in setup_db_users, hours
+        # in; an empty one with verification on is refused by the template's rule at deploy time.
+        if ctx.settings.db_tls_verify and ctx.settings.db_ca_bundle:
+            check_ca_bundle(ctx.settings.db_ca_bundle)
         data = request.to_dict()
         ctx.store.record_request(request.operation_id, data)
         return data
