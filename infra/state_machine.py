@@ -56,8 +56,8 @@ LAMBDA_TRANSIENT_ERRORS = (
 ERROR_KEY = "error"
 #: Keys a step may not use as its result key: the Task parameters and the Catch's result path.
 RESERVED_KEYS = frozenset({"step", "execution_id", "input", ERROR_KEY})
-_RESULT_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
-_STATE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,79}$")
+_RESULT_KEY = re.compile(r"[a-z][a-z0-9_]*")
+_STATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,79}")
 
 
 class PipelineError(ValueError):
@@ -366,7 +366,7 @@ def _check_result_key(cls: type[Step]) -> None:
     key = cls.result_key
     if cls.name == "validate_request":
         return
-    if not _RESULT_KEY.match(key or "") or key in RESERVED_KEYS or key == "request":
+    if not _RESULT_KEY.fullmatch(key or "") or key in RESERVED_KEYS or key == "request":
         raise PipelineError(
             f"step {cls.name!r} has result_key {key!r}; it must be lower_snake_case and not one of "
             f"{', '.join(sorted(RESERVED_KEYS | {'request'}))}"
@@ -382,7 +382,7 @@ class _States(dict[str, dict[str, Any]]):
                 f"two states are named {name!r}; every step's state_name and every Choice/Wait/end state "
                 "name in infra/pipeline.py must be unique"
             )
-        if not _STATE_NAME.match(name):
+        if not _STATE_NAME.fullmatch(name):
             raise PipelineError(
                 f"state name {name!r} must be 1-80 letters and digits, starting with a letter"
             )
