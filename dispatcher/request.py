@@ -27,7 +27,10 @@ SNAPSHOT_ID_RULE = (
 PARAMETER_GROUP_RULE = (
     "1-255 letters, digits or hyphens, starting with a letter, with no trailing hyphen and no '--'"
 )
-SUBNET_GROUP_RULE = "1-255 letters, digits, periods, underscores, spaces or hyphens, and not 'default'"
+SUBNET_GROUP_RULE = (
+    "1-255 letters, digits, periods, underscores, spaces or hyphens, starting with a letter, "
+    "and not 'default'"
+)
 OPERATION_ID_RULE = (
     "1-64 letters, digits, hyphens or underscores (the Step Functions execution name, with room "
     "for a retry's -retry-<n>)"
@@ -46,7 +49,7 @@ _OPERATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _INSTANCE_CLASS = re.compile(r"db\.(?:serverless|[a-z0-9]+\.[a-z0-9]+)")
 _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
 _PARAMETER_GROUP = re.compile(_RDS_NAME.format(tail=254))
-_SUBNET_GROUP = re.compile(r"[A-Za-z0-9._ -]{1,255}")
+_SUBNET_GROUP = re.compile(r"[A-Za-z][A-Za-z0-9._ -]{0,254}")
 _KMS_KEY = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}"
     r"|alias/[A-Za-z0-9/_-]{1,250}|arn:aws(?:-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[A-Za-z0-9/_-]+"

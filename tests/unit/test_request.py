@@ -325,6 +325,12 @@ AWS_RULES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         ["not 'default'"],
     ),
     (
+        "subnet group starting with a digit",
+        {**GOOD, "db_subnet_group": "1private"},
+        "db_subnet_group",
+        ["letter"],
+    ),
+    (
         "subnet group with a slash",
         {**GOOD, "db_subnet_group": "a/b"},
         "db_subnet_group",
