@@ -45,7 +45,10 @@ _SNAPSHOT_ARN = re.compile(
     r":cluster-snapshot:(?P<id>(?:rds:)?" + _RDS_NAME.format(tail=254) + ")"
 )
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
-_OPERATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: What an operation id may be; the operator CLI checks ids typed on its command line with it.
+#: ``\Z`` (not ``$``) so that ``match`` and ``fullmatch`` agree: no trailing newline.
+OPERATION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_OPERATION_ID = OPERATION_ID_PATTERN
 _INSTANCE_CLASS = re.compile(r"db\.(?:serverless|[a-z0-9]+\.[a-z0-9]+)")
 _SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
 _PARAMETER_GROUP = re.compile(_RDS_NAME.format(tail=254))
