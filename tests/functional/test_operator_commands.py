@@ -367,6 +367,24 @@ def test_start_validates_locally_and_starts_nothing_for_a_bad_request(
     assert stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"] == []
 
 
+def test_start_refuses_a_200_kib_request_before_calling_aws(stack: dict, tmp_path: Any, capsys: Any) -> None:
+    # GIVEN a request of 200 KiB (one big inline script): more than every state can carry
+    big_sql = "select 1;\n" * (200 * 1024 // 10)
+    path = _request(tmp_path, users={"scripts": [{"name": "big", "sql": big_sql}]})
+    # WHEN it is started on a stack that does not exist (any AWS call would say so)
+    code, _ = cli("start", "--input", path, "--stack", "no-such-stack", "--region", REGION)
+    # THEN start refuses it by its size, before looking for the stack: nothing was started
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nothing was started" in err and "at most 131072 bytes" in err
+    assert "no-such-stack" not in err
+    assert big_sql[:40] not in err
+    # AND on the real stack too, no execution exists
+    code, _ = cli("start", "--input", path, "--stack", STACK, "--region", REGION)
+    assert code == 2
+    assert stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"] == []
+
+
 def test_start_names_the_execution_after_the_operation_and_watch_follows_it(
     stack: dict, tmp_path: Any
 ) -> None:
