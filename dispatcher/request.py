@@ -192,7 +192,7 @@ FIELDS: dict[str, str] = {
     "vpc_security_group_ids": "list of security group ids (sg-...)",
     "db_cluster_parameter_group": "DB cluster parameter group name: " + PARAMETER_GROUP_RULE,
     "port": "1150-65535",
-    "db_parameter_group": "DB parameter group name of the instances",
+    "db_parameter_group": "DB parameter group name of the instances: " + PARAMETER_GROUP_RULE,
     "publicly_accessible": "true or false (default false: the instances get no public address)",
     "iam_database_auth": "true or false",
     "serverless_min_capacity": "0-256 ACUs",
@@ -323,7 +323,10 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
         "must be a DB cluster parameter group name of " + PARAMETER_GROUP_RULE,
     )
     instance_parameter_group = _optional_match(
-        fields, "db_parameter_group", _GROUP_NAME, "must be a DB parameter group name"
+        fields,
+        "db_parameter_group",
+        _PARAMETER_GROUP,
+        "must be a DB parameter group name of " + PARAMETER_GROUP_RULE,
     )
     publicly_accessible = _boolean(fields, "publicly_accessible", False)
     security_groups = _security_groups(fields.get("vpc_security_group_ids", []))

@@ -54,6 +54,15 @@ def test_snapshot_forms() -> None:
     assert parse_request({**GOOD, "snapshot_id": "manual-snap-1"}).snapshot.kind == "identifier"
 
 
+def test_placement_left_out_is_inherited_and_instances_are_private() -> None:
+    # Nothing said about placement: None (the old target's, else the stack's), never public.
+    request = RestoreRequest.from_event(GOOD)
+    assert (request.reader_count, request.db_parameter_group, request.publicly_accessible) == (None, None, False)
+    # Said explicitly, even as zero readers, it is kept.
+    explicit = RestoreRequest.from_event({**GOOD, "reader_count": 0, "publicly_accessible": True})
+    assert (explicit.reader_count, explicit.publicly_accessible) == (0, True)
+
+
 def test_to_dict_round_trips() -> None:
     request = parse_request(
         {**GOOD, "tags": {"team": "orders"}, "vpc_security_group_ids": ["sg-0123456789abcdef0"]}
@@ -140,6 +149,8 @@ BAD: list[tuple[str, dict[str, Any] | Any, str, list[str]]] = [
     ("reader count negative", {**GOOD, "reader_count": -1}, "reader_count", ["0 to 15"]),
     ("reader count not a number", {**GOOD, "reader_count": "2"}, "reader_count", ["whole number"]),
     ("reader count boolean", {**GOOD, "reader_count": True}, "reader_count", ["whole number"]),
+    ("instance parameter group bad", {**GOOD, "db_parameter_group": "pg--dev"}, "db_parameter_group", ["1-255 letters"]),
+    ("publicly accessible as text", {**GOOD, "publicly_accessible": "false"}, "publicly_accessible", ["true or false"]),
     ("instance class bad", {**GOOD, "instance_class": "r6g.large"}, "instance_class", ["db.serverless"]),
     (
         "kms key in another region",
