@@ -20,7 +20,7 @@ SECRET_KEY = re.compile(
 )
 #: Keys that name a reference to a secret or a setting about one, not its value.
 _REFERENCE_SUFFIX = re.compile(
-    r"(arn|_id|_ids|name|prefix|storage|mode|field|_reset|_managed|_rotated|_status)$", re.IGNORECASE
+    r"(arn|_id|_ids|secretid|name|prefix|storage|mode|field|_reset|_managed|_rotated|_status)$", re.IGNORECASE
 )
 #: ``postgresql://user:password@host`` style strings anywhere in a value.
 # The look-behind starts a scheme only at a token's beginning (linear time on long text).

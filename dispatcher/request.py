@@ -28,6 +28,8 @@ _SNAPSHOT_ARN = re.compile(
 )
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
 _OPERATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: What an operation id may be; the operator CLI checks ids typed on its command line with it.
+OPERATION_ID_PATTERN = _OPERATION_ID
 _INSTANCE_CLASS = re.compile(r"^db\.(?:serverless|[a-z0-9]+\.[a-z0-9]+)$")
 _SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,254}$")

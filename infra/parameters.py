@@ -35,6 +35,7 @@ class Parameters:
     target_regions: Parameter
     target_kms_key_arn: Parameter
     source_kms_key_arns: Parameter
+    source_regions: Parameter
     allowed_target_pattern: Parameter
     unmanaged_target_prefix: Parameter
     default_instance_class: Parameter
@@ -43,6 +44,7 @@ class Parameters:
     default_cluster_parameter_group: Parameter
     secrets_prefix: Parameter
     allow_rds_managed_secrets: Parameter
+    secrets_kms_key_arns: Parameter
     export_bucket: Parameter
     export_role_arn: Parameter
     export_kms_key_arn: Parameter
@@ -136,6 +138,14 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Default="",
             Description="KMS key ARNs that encrypt the source snapshots (read for copies)",
         ),
+        source_regions=add(
+            "SourceRegions",
+            Type="CommaDelimitedList",
+            Default="",
+            Description="Regions the source snapshots may be copied from. A cross-region copy is also "
+            "authorized in the source region, on the source snapshot. Empty: any region, and IAM then "
+            "no longer limits where a copy lands (ValidateRequest still does); set it in production",
+        ),
         allowed_target_pattern=add(
             "AllowedTargetPattern",
             Type="String",
@@ -192,6 +202,13 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Description="Let RDS manage the restored cluster's master password (the default "
             "master_password_storage): the role may create and read rds!cluster-* secrets in the "
             "target regions. false: only stack-secret mode works",
+        ),
+        secrets_kms_key_arns=add(
+            "SecretsKmsKeyArns",
+            Type="CommaDelimitedList",
+            Default="",
+            Description="KMS key ARNs of customer managed keys that encrypt the users' password secrets "
+            "(empty: they use aws/secretsmanager, which needs no grant)",
         ),
         export_bucket=add(
             "ExportBucket",
@@ -305,6 +322,7 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.unmanaged_target_prefix,
                         params.target_kms_key_arn,
                         params.source_kms_key_arns,
+                        params.source_regions,
                     ),
                     _group(
                         "Restored clusters",
@@ -313,7 +331,12 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.default_security_group_ids,
                         params.default_cluster_parameter_group,
                     ),
-                    _group("Credentials", params.secrets_prefix, params.allow_rds_managed_secrets),
+                    _group(
+                        "Credentials",
+                        params.secrets_prefix,
+                        params.allow_rds_managed_secrets,
+                        params.secrets_kms_key_arns,
+                    ),
                     _group(
                         "Database connection",
                         params.db_ca_bundle,

@@ -112,6 +112,10 @@ def read_input(path: str | None) -> Any:
         value = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"--input {path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(
+            f"--input {path}: nested too deeply to read; a request is a few levels deep"
+        ) from None
     if not isinstance(value, dict):
         raise ValueError(
             f"--input {path}: must be a JSON object (the execution input), got {type(value).__name__}"
