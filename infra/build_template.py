@@ -52,6 +52,7 @@ from dispatcher.settings import Settings
 from dispatcher.store import AUDIT_TABLE_KEYS, AUDIT_TTL_ATTRIBUTE, STATE_TABLE_KEYS
 from infra import policies
 from infra.network import Network, add_network
+from infra.operator_policy import operator_statements
 from infra.parameters import Parameters, add_parameters
 from infra.pipeline import FUNCTION_TIMEOUT_SECONDS
 from infra.state_machine import DISPATCHER_ARN_VARIABLE, PipelineError, build_definition, to_mermaid
@@ -166,7 +167,18 @@ def build_template(
     state_machine = add_state_machine(template, params, key, function, registry)
     add_alarms(template, params, state_machine, function, topic)
     add_schedule(template, params, state_machine)
-    add_outputs(template, state_machine, function, function_logs, state_table, audit_table, topic, key)
+    operator_policy = add_operator_policy(template, params, state_machine, state_table, audit_table, key)
+    add_outputs(
+        template,
+        state_machine,
+        function,
+        function_logs,
+        state_table,
+        audit_table,
+        topic,
+        key,
+        operator_policy,
+    )
     return template
 
 
@@ -773,6 +785,37 @@ def add_schedule(template: Template, params: Parameters, state_machine: stepfunc
     )
 
 
+def add_operator_policy(
+    template: Template,
+    params: Parameters,
+    state_machine: stepfunctions.StateMachine,
+    state_table: dynamodb.Table,
+    audit_table: dynamodb.Table,
+    key: kms.Key,
+) -> iam.ManagedPolicy:
+    """The operators' least privilege for the aurora-restore commands (``infra/operator_policy.py``).
+
+    Unnamed, so the stack deploys with ``CAPABILITY_IAM`` (a named one needs ``CAPABILITY_NAMED_IAM``);
+    attach it by the ARN in the ``OperatorPolicyArn`` output.
+    """
+    return template.add_resource(
+        iam.ManagedPolicy(
+            "OperatorPolicy",
+            Description=_name(params, "aurora-restore ${Stage}: start, follow, retry and unlock refreshes"),
+            PolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": operator_statements(
+                    state_machine_arn=Ref(state_machine),
+                    state_machine_name=GetAtt(state_machine, "Name"),
+                    state_table_arn=GetAtt(state_table, "Arn"),
+                    audit_table_arn=GetAtt(audit_table, "Arn"),
+                    stack_key_arn=GetAtt(key, "Arn"),
+                ),
+            },
+        )
+    )
+
+
 def add_outputs(
     template: Template,
     state_machine: stepfunctions.StateMachine,
@@ -782,6 +825,7 @@ def add_outputs(
     audit_table: dynamodb.Table,
     topic: sns.Topic,
     key: kms.Key,
+    operator_policy: iam.ManagedPolicy,
 ) -> None:
     """What operators and the aurora-restore CLI look up."""
 
@@ -804,6 +848,11 @@ def add_outputs(
     output("AuditTableName", Ref(audit_table), "DynamoDB table of the audit trail")
     output("NotificationTopicArn", Ref(topic), "SNS topic of success, failure and alarm notifications")
     output("StackKeyArn", GetAtt(key, "Arn"), "KMS key encrypting the tables, topic and logs")
+    output(
+        "OperatorPolicyArn",
+        Ref(operator_policy),
+        "Managed policy to attach to operators: the aurora-restore commands on this stack, nothing more",
+    )
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from steps.lib.master_password import MasterReset
 
 MAX_S3_SCRIPT_BYTES = 10 * 1024 * 1024
+#: Entries kept of each list in the output (roles created, grants...); ``counts`` has their lengths.
+OUTPUT_LIST_LIMIT = 25
 
 
 @register("setup_db_users", state_name="SetupDBUsers")
@@ -63,6 +65,7 @@ class SetupDBUsers(Step):
 
     reads = ("request", "restore")
     result_key = "users"
+    outputs = ("cluster_id", "changed", "counts")
     mutating = True
 
     #: Seconds between checks while a master password change applies.
@@ -133,7 +136,7 @@ class SetupDBUsers(Step):
             "database": endpoint.database,
             "endpoint_overridden": overridden,
             "master_user": {**reset.to_dict(), "polls": polls},
-            **changes.to_dict(),
+            **bounded_lists(changes.to_dict()),
         }
         ctx.log.info(
             "database users set up",
@@ -153,7 +156,8 @@ class SetupDBUsers(Step):
         master = output.get("master_user", {})
 
         def count(key: str) -> int:
-            return len(output.get(key) or [])
+            counts = output.get("counts") or {}
+            return int(counts.get(key, len(output.get(key) or [])))
 
         return (
             f"master password of {output.get('cluster_id')} reset ({master.get('storage')}); "
@@ -329,6 +333,26 @@ class SetupDBUsers(Step):
             finally:
                 await connection.close(timeout=5)
         return changes
+
+
+def bounded_lists(changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` with each list cut to :data:`OUTPUT_LIST_LIMIT` entries, and every list's length.
+
+    The output travels through every later state beside the request (Step Functions ends an
+    execution whose state data passes 256 KiB); 500 roles and 499 grants listed in full would be
+    about 95 KB. The audit trail's ``users_spec_applied`` and ``scripts_run`` events keep them all.
+    """
+    bounded: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for key, value in changes.items():
+        if isinstance(value, list):
+            bounded[key] = value[:OUTPUT_LIST_LIMIT]
+            counts[key] = len(value)
+        else:
+            bounded[key] = value
+    bounded["counts"] = counts
+    bounded["lists_truncated"] = any(n > OUTPUT_LIST_LIMIT for n in counts.values())
+    return bounded
 
 
 def _refuse_master_user_in_spec(spec: Mapping[str, Any], master_username: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.registry import Step, register
@@ -19,6 +20,7 @@ class ValidateRequest(Step):
 
     reads = ("$",)
     result_key = "request"
+    outputs = tuple(f.name for f in fields(RestoreRequest))
     mutating = False
 
     def operation_id(self, event: dict[str, Any]) -> str | None:
@@ -37,6 +39,10 @@ class ValidateRequest(Step):
         data = request.to_dict()
         ctx.store.record_request(request.operation_id, data)
         return data
+
+    def recorded_output(self, output: dict[str, Any]) -> dict[str, Any]:
+        """The request is on the state item already (``request``): not a second copy of it."""
+        return {"recorded_as": "request", "summary": self.summarize(output)}
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""

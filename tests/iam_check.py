@@ -416,7 +416,11 @@ class Stack:
             return name if attribute is None else f"arn:{PARTITION}:lambda:{region}:{account}:function:{name}"
         if kind == "AWS::StepFunctions::StateMachine":
             name = self.resolve(props["StateMachineName"])
-            return f"arn:{PARTITION}:states:{region}:{account}:stateMachine:{name}"
+            return (
+                name
+                if attribute == "Name"
+                else f"arn:{PARTITION}:states:{region}:{account}:stateMachine:{name}"
+            )
         return f"arn:{PARTITION}:cloudformation:{region}:{account}:{logical}"
 
     def ref(self, name: str) -> Any:

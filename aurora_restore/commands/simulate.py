@@ -254,7 +254,7 @@ def _describe_database(report: Report) -> list[str]:
         if users.get(key):
             lines.append(f"  {what}: {', '.join(map(str, users[key]))}")
     if users.get("grants"):
-        lines.append(f"  grants: {len(users['grants'])}")
+        lines.append(f"  grants: {(users.get('counts') or {}).get('grants', len(users['grants']))}")
     scripts = [
         str(script.get("name")) for script in users.get("scripts_run") or [] if isinstance(script, dict)
     ]

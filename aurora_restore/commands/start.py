@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     from aurora_restore import operator
 
     raw = read_request(args.input)
+    # Before any AWS call: an input over the size the state machine can carry is refused here.
+    from dispatcher.request import check_input_size
+
+    check_input_size(raw)
     stack = connect(args)
     started = operator.start(stack, raw)
     request = started.request

@@ -111,6 +111,10 @@ class Report:
     locks: list[dict[str, Any]] = field(default_factory=list)
     lambda_logs: list[str] = field(default_factory=list)
     database: dict[str, Any] = field(default_factory=dict)
+    #: Largest state data (input after Parameters, output, Lambda result) in bytes of UTF-8 JSON,
+    #: and the execution's history events: Step Functions' limits are 262,144 and 25,000.
+    max_state_bytes: int = 0
+    history_events: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON data."""
@@ -130,6 +134,8 @@ class Report:
             "world_after": self.world_after,
             "locks": self.locks,
             "database": self.database,
+            "max_state_bytes": self.max_state_bytes,
+            "history_events": self.history_events,
         }
 
 
@@ -375,6 +381,7 @@ class Rehearsal:
                 database.install_emulation(app.clients.add_hook, own)
             stack.enter_context(bridge.installed())
             stack.enter_context(engine.compressed_waits(options.time_scale))
+            meter = stack.enter_context(engine.as_strict_as_aws())
             stack.callback(handler.reset)
 
             sfn = own("stepfunctions", stack_region)
@@ -413,6 +420,8 @@ class Rehearsal:
                 locks=self._locks(own("dynamodb", stack_region)),
                 lambda_logs=sink.lines,
                 database=database.describe(),
+                max_state_bytes=meter.max_state_bytes,
+                history_events=meter.history_events,
             )
 
     # -- the stack the template would have made ----------------------------------------------------

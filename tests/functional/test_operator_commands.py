@@ -318,10 +318,16 @@ def _request(tmp_path: Any, **fields: Any) -> str:
     return str(path)
 
 
+#: How long a helper waits for moto's execution thread: generous, because a loaded 2-core machine
+#: can stall that thread for seconds; a healthy run returns within a fraction of a second.
+WAIT_SECONDS = 60.0
+
+
 def _wait(sfn: Any, arn: str) -> str:
     import time
 
-    for _ in range(400):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
         status = sfn.describe_execution(executionArn=arn)["status"]
         if status != "RUNNING":
             return str(status)
@@ -337,7 +343,8 @@ def _wait_for_state(sfn: Any, arn: str, state: str) -> None:
     """Until the execution has entered ``state`` (polls the history, as a person would)."""
     import time
 
-    for _ in range(400):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
         events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         if any(e.get("stateEnteredEventDetails", {}).get("name") == state for e in events):
             return
@@ -363,6 +370,24 @@ def test_start_validates_locally_and_starts_nothing_for_a_bad_request(
     )
     assert code == 2
     assert "target_cluster_id: 'bad--id' is not valid" in capsys.readouterr().err
+    assert stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"] == []
+
+
+def test_start_refuses_a_200_kib_request_before_calling_aws(stack: dict, tmp_path: Any, capsys: Any) -> None:
+    # GIVEN a request of 200 KiB (one big inline script): more than every state can carry
+    big_sql = "select 1;\n" * (200 * 1024 // 10)
+    path = _request(tmp_path, users={"scripts": [{"name": "big", "sql": big_sql}]})
+    # WHEN it is started on a stack that does not exist (any AWS call would say so)
+    code, _ = cli("start", "--input", path, "--stack", "no-such-stack", "--region", REGION)
+    # THEN start refuses it by its size, before looking for the stack: nothing was started
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nothing was started" in err and "at most 131072 bytes" in err
+    assert "no-such-stack" not in err
+    assert big_sql[:40] not in err
+    # AND on the real stack too, no execution exists
+    code, _ = cli("start", "--input", path, "--stack", STACK, "--region", REGION)
+    assert code == 2
     assert stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"] == []
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from infra.build_template import KEY_POLICY_PARLIAMENT_EXPLAINED, build_template
+from infra.operator_policy import PARLIAMENT_EXPLAINED as OPERATOR_PARLIAMENT_EXPLAINED
 from infra.policies import PARLIAMENT_EXPLAINED
 from tests import iam_check
 
@@ -72,7 +73,7 @@ def findings() -> set[tuple[str, str]]:
 def test_every_parliament_finding_is_explained_next_to_its_statement() -> None:
     # GIVEN every policy, every optional statement present; WHEN parliament lints each statement
     found = findings()
-    explained = {**PARLIAMENT_EXPLAINED, **KEY_POLICY_PARLIAMENT_EXPLAINED}
+    explained = {**PARLIAMENT_EXPLAINED, **KEY_POLICY_PARLIAMENT_EXPLAINED, **OPERATOR_PARLIAMENT_EXPLAINED}
     # THEN each finding is explained, and each explanation still matches a finding
     unexplained = sorted(found - set(explained))
     assert unexplained == [], f"parliament findings without an explanation: {unexplained}"

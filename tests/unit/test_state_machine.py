@@ -62,7 +62,9 @@ def test_first_state_normalises_the_raw_input(definition: dict[str, Any]) -> Non
         "execution_id.$": "$$.Execution.Id",
         "input.$": "$",
     }
-    assert first["ResultPath"] == "$.request"
+    # The output is the validated request alone: the raw input is dropped, not carried twice.
+    assert first["ResultSelector"] == {"request.$": "$"}
+    assert first["ResultPath"] == "$"
 
 
 def test_every_task_invokes_the_dispatcher_with_its_step_and_what_it_reads(
@@ -76,13 +78,19 @@ def test_every_task_invokes_the_dispatcher_with_its_step_and_what_it_reads(
             expected.update({"input.$": "$"} if key == "$" else {f"{key}.$": f"$.{key}"})
         assert state["Resource"] == DISPATCHER_ARN_PLACEHOLDER, name
         assert state["Parameters"] == expected, name
-        assert state["ResultPath"] == f"$.{row.result_key}", name
+        if name == definition["StartAt"]:
+            assert (state["ResultPath"], state["ResultSelector"]) == ("$", {f"{row.result_key}.$": "$"})
+        else:
+            assert state["ResultPath"] == f"$.{row.result_key}", name
 
 
 def test_no_state_overwrites_the_request_or_the_whole_data(definition: dict[str, Any]) -> None:
+    # Only the first state replaces the whole data: with {"request": <validated request>}.
+    replacing = [n for n, s in tasks(definition).items() if s.get("ResultPath") in (None, "$")]
+    assert replacing == ["ValidateRequest"]
+    assert tasks(definition)["ValidateRequest"]["ResultSelector"] == {"request.$": "$"}
     writers = [n for n, s in tasks(definition).items() if s["ResultPath"] == "$.request"]
-    assert writers == ["ValidateRequest"]
-    assert all(s.get("ResultPath") not in (None, "$") for s in tasks(definition).values())
+    assert writers == []
 
 
 def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, Any]) -> None:
