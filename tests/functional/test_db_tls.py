@@ -21,8 +21,6 @@ from dispatcher.settings import Settings
 from steps.lib.pg_connect import tls_context
 from tests.functional.pg_world import MASTER, PRODUCTION_PASSWORD, World
 
-pytestmark = pytest.mark.postgres
-
 #: PostgreSQL's SSLRequest: length 8, then the magic code 80877103; the server answers b"S".
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 

@@ -319,10 +319,16 @@ def _request(tmp_path: Any, **fields: Any) -> str:
     return str(path)
 
 
+#: How long a helper waits for moto's execution thread: generous, because a loaded 2-core machine
+#: can stall that thread for seconds; a healthy run returns within a fraction of a second.
+WAIT_SECONDS = 60.0
+
+
 def _wait(sfn: Any, arn: str) -> str:
     import time
 
-    for _ in range(400):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
         status = sfn.describe_execution(executionArn=arn)["status"]
         if status != "RUNNING":
             return str(status)
@@ -338,7 +344,8 @@ def _wait_for_state(sfn: Any, arn: str, state: str) -> None:
     """Until the execution has entered ``state`` (polls the history, as a person would)."""
     import time
 
-    for _ in range(400):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
         events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         if any(e.get("stateEnteredEventDetails", {}).get("name") == state for e in events):
             return
