@@ -37,7 +37,7 @@ STRATEGIES = ("swap", "delete-first")
 #: Faults that could mislead the safety checks or interrupt them half-way.
 FAULTS = (
     (),
-    ("rds.DescribeDBClusters=DBClusterNotFoundFault*1",),
+    ("rds.DescribeDBClusters=DBClusterNotFoundFault*2",),
     ("rds.ListTagsForResource=AccessDenied",),
     ("rds.DescribeDBClusters=Throttling*6",),
     ("rds.ModifyDBCluster=InvalidDBClusterStateFault*1",),
@@ -60,8 +60,9 @@ REFUSALS = {
     "outside the allowed pattern": "does not match the allowed-target pattern",
     "named like the source elsewhere": "has the source cluster's name",
 }
-#: A describe that says the target is missing hides it from SnapshotCheck's rules...
-HIDES_THE_TARGET = "rds.DescribeDBClusters=DBClusterNotFoundFault*1"
+#: Two describes that say the target is missing hide it from ValidateRequest's look (a new target,
+#: placed by the stack's defaults) and from SnapshotCheck's rules...
+HIDES_THE_TARGET = "rds.DescribeDBClusters=DBClusterNotFoundFault*2"
 #: ...so the restore is what refuses: the name is taken by a cluster this operation did not make.
 NAME_TAKEN = "already exists and was made by someone else"
 
@@ -88,7 +89,12 @@ def scenario(kind: str, strategy: str) -> tuple[dict[str, Any], World, tuple[str
     }
     world = default_world(RestoreRequest.from_event(body))
     source, target = world.clusters
-    stack = dict(world.stack)
+    # Where a new target would go: a target hidden by a fault reads as new, and must get that far.
+    stack = {
+        **world.stack,
+        "default_subnet_group": "rehearsal-dev",
+        "default_security_group_ids": ["sg-0123456789abcdef0"],
+    }
     if kind == "the source":
         # Refreshing production from its own snapshot, in its own region. It even carries the
         # managed tag (an environment refreshed earlier, now used as a source): only the
