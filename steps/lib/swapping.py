@@ -31,6 +31,7 @@ from steps.lib.clusters import (
     is_failed,
     is_renaming,
     made_by,
+    rename_back,
     rename_cluster,
     retired_by,
     status_of,
@@ -290,10 +291,7 @@ def _undo(ctx: StepContext, rds: Any, ids: Names, world: World, reason: str) -> 
             cluster_id=ids.target,
         )
     try:
-        rds.remove_tags_from_resource(
-            ResourceName=retired["DBClusterArn"], TagKeys=[RETIRED_BY_TAG, RETIRED_FROM_TAG]
-        )
-        rename_cluster(ctx, rds, ids.retired, ids.target, region=request.target_region)
+        rename_back(ctx, rds, retired, ids.target, region=request.target_region)
     except Exception as exc:
         return SwapFailed(
             f"{reason}; renaming the old target {ids.retired} back to {ids.target} failed too ({exc}): "
