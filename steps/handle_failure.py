@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 ERROR_KEY = "error"
 #: The step whose failure means the refresh itself had completed: nothing may be cleaned up then.
 SUCCESS_NOTIFICATION_STEP = "sns_notification"
+#: The pipeline's last step before the success notification: its output in the data means the
+#: refresh itself had completed.
+LAST_STEP_BEFORE_SUCCESS = "archive_snapshot"
 
 
 def run_cleanup(ctx: StepContext, data: dict[str, Any]) -> list[str]:
@@ -86,7 +89,9 @@ class HandleFailure(Step):
         trail = ctx.store.audit_trail(operation_id)
         failed_step = self.failed_step(ctx, item, trail)
         restore_completed = (
-            failed_step == SUCCESS_NOTIFICATION_STEP or execution.get("status") == STATUS_SUCCEEDED
+            failed_step == SUCCESS_NOTIFICATION_STEP
+            or execution.get("status") == STATUS_SUCCEEDED
+            or _reached_success(data)
         )
 
         previous = notify.previous_notification(item, STATUS_FAILED, ctx.execution_id)
@@ -528,6 +533,17 @@ def describe_replaced_target(
         error = aws.translate(raw_error)
         text = notify.scrub_text(f"{type(error).__name__}: {error}"[:500])
         return {"summary": f"what remains of {request.target_cluster_id} could not be read: {text}"}
+
+
+def _reached_success(data: dict[str, Any]) -> bool:
+    """True when the data holds the output of the step just before the success notification.
+
+    Read from the execution data, not the state table: with a table that refuses every call the
+    handler must still know that the refresh had completed and leave the restored cluster alone.
+    """
+    if LAST_STEP_BEFORE_SUCCESS not in registry:
+        return False
+    return isinstance(data.get(registry.get(LAST_STEP_BEFORE_SUCCESS).result_key), dict)
 
 
 def _without_traceback(text: str) -> str:

@@ -219,8 +219,8 @@ def describe_delete_first(
             remains = f"{target_id} is {whose} ({status}) with instances {', '.join(map(str, members))}"
         else:
             remains = (
-                f"{target_id} is {whose} ({status}) with no instances: nothing can connect to it until "
-                "an instance is added (a retry adds it)"
+                f"{target_id} is {whose} ({status}) with no instances: nothing can connect to it "
+                "(retry the operation, or restore the final snapshot by hand: see the runbook)"
             )
     summary = f"deleted {'; '.join(deleted)}. Kept: {kept}. Left: {remains}."
     return {
