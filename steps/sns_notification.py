@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import aws
-from dispatcher.errors import ValidationError
+from dispatcher.errors import Retryable, ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.request import RestoreRequest
 from dispatcher.store import STATUS_SUCCEEDED
@@ -84,12 +84,17 @@ class SendNotification(Step):
 
         The success is published and the state item says SUCCEEDED by now: raising would send the
         execution to the failure handler, whose FAILED message would contradict the first one.
-        Throttling too is reported rather than retried here (botocore has retried it already).
+        Throttling is the one exception: it goes to the state's Retry, which runs this step again
+        without publishing again (the message is recorded); if the throttling outlasts the Retry,
+        the failure handler finds this execution's SUCCEEDED message, keeps the operation
+        SUCCEEDED, tries the lock once more and publishes nothing.
         """
         try:
             return notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
         except Exception as raw_error:
             error = aws.translate(raw_error)
+            if isinstance(error, Retryable):
+                raise error from raw_error
             text = notify.scrub_text(f"{type(error).__name__}: {error}"[:300])
             unlock = (
                 f"aurora-restore unlock {request.target_cluster_id.lower()} --region {request.target_region}"
