@@ -143,9 +143,15 @@ def advance_swap(ctx: StepContext, previous: dict[str, Any] | None) -> dict[str,
     rds = ctx.aws("rds", request.target_region)
     operation_id = request.operation_id
     ids_target = request.target_cluster_id
+    temporary = names.temporary_cluster_id(ids_target, operation_id)
+    restored = str(restore.get("cluster_id") or temporary)
+    if restore.get("swap_required", True) and restored.lower() == ids_target.lower():
+        # The restore adopted this operation's cluster already swapped in by an earlier execution
+        # (a retry): the swap is past its renames; observing the usual names finds where it stands.
+        restored = temporary
     ids = Names(
         target=ids_target,
-        new=str(restore.get("cluster_id") or names.temporary_cluster_id(ids_target, operation_id)),
+        new=restored,
         retired=names.retired_cluster_id(request.target_cluster_id, operation_id),
     )
     source = {

@@ -138,3 +138,25 @@ def test_a_success_whose_lock_cannot_be_released_sends_only_succeeded(
     assert unlock in execution_record(item, report.execution_arn)["lock_error"]
     assert [lock["lock_owner"] for lock in report.locks] == [OPERATION]
     assert "lock_release_failed" in [event["event"] for event in report.audit]
+
+
+def test_a_retry_after_the_swap_moved_the_new_cluster_in_finishes_the_swap(
+    rehearse: Callable[..., Report], seed_input: dict[str, Any]
+) -> None:
+    # GIVEN a first run that swapped the restored cluster in, then could not delete the old one
+    report = rehearse(
+        seed_input, faults=[parse_fault("rds.DeleteDBCluster=AccessDenied")], retry=RetryOptions()
+    )
+    assert report.status == "FAILED"
+    retired = names.retired_cluster_id(TARGET, OPERATION)
+    assert retired in [c["id"] for c in report.world_after["clusters"]]
+    # WHEN the operation is retried; THEN the retry adopts the cluster already under the target's
+    # name (no second restore) and finishes: the old cluster goes, with its final snapshot
+    retry = report.retry
+    assert retry is not None and retry.status == "SUCCEEDED", retry.error if retry else None
+    assert [n["attributes"]["status"] for n in retry.notifications] == ["SUCCEEDED"]
+    assert not [c for c in retry.aws_calls if c["operation"] == "RestoreDBClusterFromSnapshot"]
+    clusters = {c["id"]: c for c in retry.world_after["clusters"]}
+    assert retired not in clusters and temporary_clusters(retry.world_after) == []
+    assert clusters[TARGET]["tags"]["aurora-restore:operation-id"] == OPERATION
+    assert names.final_snapshot_id(TARGET, OPERATION) in [s["id"] for s in retry.world_after["snapshots"]]
