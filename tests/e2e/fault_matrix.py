@@ -649,9 +649,10 @@ def intro() -> str:
         "# Fault matrix\n\n"
         + (__doc__ or "").split("\n\nRun as a module")[0].split("\n", 1)[1].strip()
         + "\n\nRegenerate with `python -m tests.e2e.fault_matrix` (both exhaustive runs: every "
-        "operation x every class, about 11 minutes here, then the retries, about 5 minutes), or one "
-        "table only with `python -m tests.e2e.fault_matrix --only retry` (or `--only classes`); the "
-        "normal test run takes a sample, `tox -e slow` runs everything.\n\n"
+        "operation x every class, then the retries; 8.5 minutes in all on a quiet 2-core machine, "
+        "about 15 on a busy one), or one table only with `python -m tests.e2e.fault_matrix --only "
+        "retry` (or `--only classes`); the normal test run takes a sample, `tox -e slow` runs "
+        "everything.\n\n"
     )
 
 
