@@ -114,6 +114,9 @@ class ExecutionHistory:
     error: str | None = None
     cause: Any = None
     last_event_id: int = 0
+    #: When the execution started and stopped (DescribeExecution's ``startDate`` / ``stopDate``).
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
     _open: dict[str, StateRun] = field(default_factory=dict)
 
     def feed(self, events: list[dict[str, Any]]) -> list[tuple[str, StateRun]]:
@@ -192,6 +195,21 @@ class ExecutionHistory:
                 self.cause if isinstance(self.cause, str) else json.dumps(self.cause) if self.cause else ""
             )
             return {"type": self.error or self.status, "message": message, "state": None, "step": None}
+        return None
+
+    def current(self) -> StateRun | None:
+        """The state the execution is in now (entered, not yet left), if any."""
+        if self.states and self.states[-1].exited_at is None:
+            return self.states[-1]
+        return None
+
+    def last_poll(self) -> dict[str, Any] | None:
+        """What the most recent task that reported a poll (``next_poll_seconds``) returned."""
+        for run in reversed(self.states):
+            if run.type != "Task" or run.exited_at is None:
+                continue
+            output = run.output
+            return output if isinstance(output, dict) and "next_poll_seconds" in output else None
         return None
 
     def entered_states(self) -> set[str]:

@@ -31,12 +31,17 @@ class AuroraRestoreError(Exception):
 class ValidationError(AuroraRestoreError):
     """The request (or a value derived from it) is not acceptable; nothing was changed."""
 
-    def __init__(self, field: str, value: Any, allowed: str) -> None:
-        from dispatcher.logs import REDACTED, is_secret_key
+    def __init__(self, field: str, value: Any, allowed: str, *, show_value: bool = True) -> None:
+        from dispatcher.logs import SECRET_KEY, looks_like_secret
 
-        # The message travels to logs, the audit trail and the execution history: never echo
-        # the value of a field that names a secret.
-        shown = REDACTED if is_secret_key(field.split(".")[-1]) else _show(value)
+        # The message travels to logs, the audit trail, the execution history and the SNS
+        # message: the value of a field that names a secret (or a reference to one: a password
+        # pasted into password_secret_arn), or a value that looks like one, is never echoed.
+        name = field.split(".")[-1].split("[")[0]
+        if not show_value or SECRET_KEY.search(name) or looks_like_secret(value):
+            shown = NOT_SHOWN
+        else:
+            shown = _show(value)
         super().__init__(f"{field}: {shown} is not valid; {allowed}", field=field, allowed=allowed)
         self.field = field
         self.value = value
@@ -83,12 +88,20 @@ class AwsCallFailed(AuroraRestoreError):
     """An AWS call failed permanently (access denied, invalid state, quota...)."""
 
 
+class StepOutputIncomplete(AuroraRestoreError):
+    """A step's output lacks a field it declares (``outputs``): a defect of the step, reported."""
+
+
 class Retryable(AuroraRestoreError):
     """A transient failure (throttling, 5xx, a resource still settling): retry the state."""
 
 
 class ResourceBusy(Retryable):
     """The resource is in a state that will pass (modifying, renaming...): try again shortly."""
+
+
+#: What a refusal says instead of a value that may be a secret (as the logs mask one).
+NOT_SHOWN = "***"
 
 
 def _show(value: Any) -> str:
@@ -120,6 +133,7 @@ ERROR_CLASSES: dict[str, type[AuroraRestoreError]] = {
         DatabaseSetupFailed,
         PollTimeout,
         AwsCallFailed,
+        StepOutputIncomplete,
         Retryable,
         ResourceBusy,
     )

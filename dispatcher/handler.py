@@ -18,8 +18,8 @@ import structlog
 from dispatcher import aws, logs, tracing
 from dispatcher.aws import Clients
 from dispatcher.context import StepContext
-from dispatcher.errors import AuroraRestoreError, UnknownStep
-from dispatcher.registry import Registry, Step, load_builtin_steps
+from dispatcher.errors import AuroraRestoreError, StepOutputIncomplete, UnknownStep
+from dispatcher.registry import Registry, Step, load_builtin_steps, missing_outputs
 from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.settings import Settings
 from dispatcher.store import Store
@@ -99,6 +99,16 @@ class Dispatcher:
         try:
             with tracing.subsegment(step.name, operation_id=operation_id, step=step.name):
                 output = json_safe(step.run(ctx))
+            missing = missing_outputs(step.outputs, output)
+            if missing:
+                # Reported here, through the failure step: on AWS a Choice reading the absent
+                # field would end the execution with States.Runtime and nobody told.
+                raise StepOutputIncomplete(
+                    f"step {step.name} returned no {', '.join(missing)}; it declares outputs "
+                    f"{', '.join(step.outputs)} (the state machine reads them)",
+                    step=step.name,
+                    missing=missing,
+                )
         except Exception as raw_error:
             error = aws.translate(raw_error)
             duration_ms = int((time.perf_counter() - started) * 1000)
@@ -113,7 +123,7 @@ class Dispatcher:
         duration_ms = int((time.perf_counter() - started) * 1000)
         summary = step.summarize(output)
         with self._recording(step):
-            self.store.step_succeeded(operation_id, step.name, output, duration_ms)
+            self.store.step_succeeded(operation_id, step.name, step.recorded_output(output), duration_ms)
         with self._recording(step):
             self.store.audit(
                 operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary

@@ -14,13 +14,13 @@ import structlog
 REDACTED = "***"
 #: Keys whose values are never written anywhere: logs, audit items, outputs, notifications.
 SECRET_KEY = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|credential|private_?key|"
+    r"(pass(word|wd|phrase)?|pwd|secret|token|credential|private_?key|"
     r"api_?key|session_?key|authorization|presigned|pre_signed|dsn|connection_?string)",
     re.IGNORECASE,
 )
 #: Keys that name a reference to a secret or a setting about one, not its value.
 _REFERENCE_SUFFIX = re.compile(
-    r"(arn|_id|_ids|name|prefix|storage|mode|field|_reset|_managed|_rotated|_status)$", re.IGNORECASE
+    r"(arn|_id|_ids|secretid|name|prefix|storage|mode|field|_reset|_managed|_rotated|_status)$", re.IGNORECASE
 )
 #: ``postgresql://user:password@host`` style strings anywhere in a value.
 # The look-behind starts a scheme only at a token's beginning (linear time on long text).
@@ -89,6 +89,48 @@ _configured = False
 def is_secret_key(key: str) -> bool:
     """True when a key names a secret (password, token, ...), not a reference to one (secret_arn)."""
     return bool(SECRET_KEY.search(key)) and not _REFERENCE_SUFFIX.search(key)
+
+
+#: Well-known shapes of secrets: PEM keys, AWS access keys, credentials in a URL.
+_SECRET_SHAPE = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b|[a-z][a-z0-9+.-]*://[^/@\s:]+:[^@\s]+@",
+    re.IGNORECASE,
+)
+
+
+def looks_like_secret(value: Any) -> bool:
+    """True when ``value`` (or a string anywhere inside it) may be a password, key or token.
+
+    A guess that errs on the side of hiding: a token of 8 or more characters that mixes three
+    of lower case, upper case, digits and punctuation (how generated passwords look), a
+    well-known secret shape, or a secret-named key inside an object. An ARN is a reference,
+    never a secret, and is shown.
+    """
+    if isinstance(value, Mapping):
+        return any(
+            (isinstance(k, str) and is_secret_key(k) and v not in (None, ""))
+            or looks_like_secret(k)
+            or looks_like_secret(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        return any(looks_like_secret(v) for v in value)
+    if not isinstance(value, str):
+        return False
+    if _SECRET_SHAPE.search(value) or scrub_text(value) != value:
+        return True
+    for token in value.split():
+        if len(token) < 8 or token.startswith("arn:"):
+            continue
+        kinds = (
+            any(c.islower() for c in token)
+            + any(c.isupper() for c in token)
+            + any(c.isdigit() for c in token)
+            + any(not c.isalnum() for c in token)
+        )
+        if kinds >= 3 and any(c.isupper() for c in token):
+            return True
+    return False
 
 
 def redact(value: Any) -> Any:

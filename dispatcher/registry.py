@@ -37,6 +37,10 @@ class Step:
     reads: ClassVar[tuple[str, ...]] = ("request",)
     #: Where its output goes: ``$.<result_key>``. Never ``request``: the request is not overwritten.
     result_key: ClassVar[str] = ""
+    #: Fields every successful output has (``a.b`` for nested ones). The template's build proves
+    #: each path a Choice, a Wait or Parameters reads against them (an absent path is
+    #: ``States.Runtime``, which nothing catches); the dispatcher refuses an output without them.
+    outputs: ClassVar[tuple[str, ...]] = ()
     #: False for steps that only read (checks, polls); the idempotency test runs the others twice.
     mutating: ClassVar[bool] = True
     #: For third-party steps: the built-in step after which this one runs.
@@ -66,11 +70,32 @@ class Step:
             return value if isinstance(value, str) else None
         return None
 
+    def recorded_output(self, output: dict[str, Any]) -> dict[str, Any]:
+        """What the state item keeps of the output under ``results.<step>``: all of it by default.
+
+        A DynamoDB item holds at most 400 KB; a step whose output is kept elsewhere on the item
+        keeps a pointer here instead of a second copy.
+        """
+        return output
+
     def summarize(self, output: dict[str, Any]) -> str:
         """A short, secret-free line about the output for the audit trail."""
         parts = [f"{k}={v}" for k, v in output.items() if isinstance(v, (str, int, float, bool))]
         text = ", ".join(parts)
         return text if len(text) <= 300 else text[:297] + "..."
+
+
+def missing_outputs(declared: tuple[str, ...], output: Any) -> list[str]:
+    """The declared fields (dotted paths) that ``output`` lacks."""
+    missing: list[str] = []
+    for path in declared:
+        value = output
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                missing.append(path)
+                break
+            value = value[part]
+    return missing
 
 
 S = TypeVar("S", bound=type[Step])

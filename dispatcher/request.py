@@ -20,23 +20,84 @@ from dispatcher.errors import ValidationError
 CLUSTER_ID_RULE = (
     "1-63 letters, digits or hyphens, starting with a letter, with no trailing hyphen and no '--'"
 )
-_CLUSTER_ID = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}(?<!-)$")
-_SNAPSHOT_ID = re.compile(r"^(?:rds:)?[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,254}(?<!-)$")
+SNAPSHOT_ID_RULE = (
+    "1-255 letters, digits or hyphens (rds: before an automated snapshot's name), starting with a "
+    "letter, with no trailing hyphen and no '--'"
+)
+PARAMETER_GROUP_RULE = (
+    "1-255 letters, digits or hyphens, starting with a letter, with no trailing hyphen and no '--'"
+)
+SUBNET_GROUP_RULE = (
+    "1-255 letters, digits, periods, underscores, spaces or hyphens, starting with a letter, "
+    "and not 'default'"
+)
+OPERATION_ID_RULE = (
+    "1-64 letters, digits, hyphens or underscores (the Step Functions execution name, with room "
+    "for a retry's -retry-<n>)"
+)
+#: Every pattern is matched with ``fullmatch``: ``$`` also matches before a trailing newline, and
+#: ``"dev-main\n"`` would pass as a name RDS refuses (or, worse, as a second target).
+_RDS_NAME = r"[A-Za-z](?:[A-Za-z0-9]|-(?!-)){{0,{tail}}}(?<!-)"
+_CLUSTER_ID = re.compile(_RDS_NAME.format(tail=62))
+_SNAPSHOT_ID = re.compile(r"(?:rds:)?" + _RDS_NAME.format(tail=254))
 _SNAPSHOT_ARN = re.compile(
-    r"^arn:aws(?:-[a-z]+)*:rds:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):(?P<account>\d{12})"
-    r":cluster-snapshot:(?P<id>(?:rds:)?[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,254})(?<!-)$"
+    r"arn:aws(?:-[a-z]+)*:rds:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):(?P<account>\d{12})"
+    r":cluster-snapshot:(?P<id>(?:rds:)?" + _RDS_NAME.format(tail=254) + ")"
 )
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
-_OPERATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_INSTANCE_CLASS = re.compile(r"^db\.(?:serverless|[a-z0-9]+\.[a-z0-9]+)$")
-_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
-_GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,254}$")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
+#: What an operation id may be; the operator CLI checks ids typed on its command line with it.
+#: ``\Z`` (not ``$``) so that ``match`` and ``fullmatch`` agree: no trailing newline.
+OPERATION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_OPERATION_ID = OPERATION_ID_PATTERN
+_INSTANCE_CLASS = re.compile(r"db\.(?:serverless|[a-z0-9]+\.[a-z0-9]+)")
+_SECURITY_GROUP = re.compile(r"sg-[0-9a-f]{8,17}")
+_PARAMETER_GROUP = re.compile(_RDS_NAME.format(tail=254))
+_SUBNET_GROUP = re.compile(r"[A-Za-z][A-Za-z0-9._ -]{0,254}")
 _KMS_KEY = re.compile(
-    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}"
-    r"|alias/[A-Za-z0-9/_-]{1,250}|arn:aws(?:-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[A-Za-z0-9/_-]+)$"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}"
+    r"|alias/[A-Za-z0-9/_-]{1,250}|arn:aws(?:-[a-z]+)*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/[A-Za-z0-9/_-]+"
 )
-_ENGINE_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}(?:\.[A-Za-z0-9]+)?$")
-_TAG_KEY = re.compile(r"^[\w.:/=+@ -]{1,128}$")
+_ENGINE_VERSION = re.compile(r"\d+(?:\.\d+){0,2}(?:\.[A-Za-z0-9]+)?")
+_TAG_KEY = re.compile(r"[\w.:/=+@ -]{1,128}")
+#: PostgreSQL keeps at most 63 bytes of a name (NAMEDATALEN - 1) and cuts longer ones silently.
+PG_NAME_MAX_BYTES = 63
+
+#: Step Functions refuses more than 256 KiB (262,144 bytes of UTF-8 JSON) in any state's input or
+#: output with States.DataLimitExceeded, which no Catch can catch: the execution dies without the
+#: failure handler, its notification or the lock's release. The request travels through every
+#: state beside the steps' outputs (and, on the failure path, the error), so it may fill at most
+#: half of that: the execution input and the validated request are each held to this.
+STATE_DATA_LIMIT_BYTES = 262_144
+MAX_REQUEST_BYTES = 131_072
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON, as Step Functions counts a state's data."""
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    # A lone surrogate (JSON allows "\ud800") still counts, as its three bytes.
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_input_size(document: Any, *, what: str = "request") -> None:
+    """Refuse an execution input (a JSON text or its object) over :data:`MAX_REQUEST_BYTES`.
+
+    ``aurora-restore start`` calls this before it calls AWS; ValidateRequest calls it first too,
+    so an execution started some other way fails in its first state, with a notification.
+    """
+    size = json_size(document)
+    if size > MAX_REQUEST_BYTES:
+        raise ValidationError(
+            what,
+            f"{size} bytes",
+            f"must be at most {MAX_REQUEST_BYTES} bytes of JSON ({MAX_REQUEST_BYTES // 1024} KiB): every "
+            "state carries the request and Step Functions ends an execution whose state data passes "
+            f"{STATE_DATA_LIMIT_BYTES // 1024} KiB; put large SQL scripts in S3 (users.scripts[].s3_uri)",
+        )
+
 
 STRATEGIES = ("swap", "delete-first")
 MASTER_PASSWORD_STORAGE = ("rds-managed", "stack-secret")
@@ -112,7 +173,7 @@ class RestoreRequest:
 
 
 FIELDS: dict[str, str] = {
-    "operation_id": "optional; [A-Za-z0-9-_]{1,64}, generated when absent",
+    "operation_id": "optional; " + OPERATION_ID_RULE + ", generated when absent",
     "snapshot_id": "required; snapshot identifier, cluster-snapshot ARN or latest:<cluster-id>",
     "source_region": "required; an AWS region name such as eu-west-1",
     "target_region": "required; an AWS region name such as eu-central-1",
@@ -122,14 +183,14 @@ FIELDS: dict[str, str] = {
     "instance_class": "db.<family>.<size> or db.serverless",
     "reader_count": "0-15 readers besides the writer",
     "engine_version": "aurora-postgresql engine version, e.g. 15.4",
-    "db_subnet_group": "DB subnet group name",
+    "db_subnet_group": "DB subnet group name: " + SUBNET_GROUP_RULE,
     "vpc_security_group_ids": "list of security group ids (sg-...)",
-    "db_cluster_parameter_group": "DB cluster parameter group name",
+    "db_cluster_parameter_group": "DB cluster parameter group name: " + PARAMETER_GROUP_RULE,
     "port": "1150-65535",
     "iam_database_auth": "true or false",
     "serverless_min_capacity": "0-256 ACUs",
     "serverless_max_capacity": "1-256 ACUs",
-    "database": "database to connect to for user setup",
+    "database": f"database to connect to for user setup: 1-{PG_NAME_MAX_BYTES} bytes, no NUL",
     "master_password_storage": "rds-managed (default) or stack-secret",
     "users": "users spec (see README)",
     "retention": '{"keep_copies": 1-100}',
@@ -149,7 +210,10 @@ def unwrap(raw: Any) -> dict[str, Any]:
         extra = sorted((k for k in raw if k not in {"body", "step", "execution_id"}), key=str)
         if extra:
             raise ValidationError(
-                _field_name(extra[0]), raw[extra[0]], "is not allowed beside 'body'; put every field in body"
+                _field_name(extra[0]),
+                raw[extra[0]],
+                "is not allowed beside 'body'; put every field in body",
+                show_value=False,
             )
         body = raw["body"]
         if isinstance(body, (str, bytes)):
@@ -174,27 +238,30 @@ def peek_operation_id(raw: Any, execution_id: str | None = None) -> str:
     except ValidationError:
         fields = {}
     candidate = fields.get("operation_id")
-    if isinstance(candidate, str) and _OPERATION_ID.match(candidate):
+    if isinstance(candidate, str) and _OPERATION_ID.fullmatch(candidate):
         return candidate
     return derive_operation_id(execution_id)
 
 
 def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreRequest:
     """Validate ``raw`` and return the request; raise ``ValidationError`` on the first problem."""
+    check_input_size(raw)
     fields = unwrap(raw)
     unknown = sorted((k for k in fields if k not in FIELDS), key=str)
     if unknown:
+        # An unknown field's value is not shown: nothing says what it holds (a password, maybe).
         raise ValidationError(
             _field_name(unknown[0]),
             fields[unknown[0]],
             "is not a known field; known fields: " + ", ".join(FIELDS),
+            show_value=False,
         )
 
     operation_id = fields.get("operation_id")
     if operation_id is None:
         operation_id = derive_operation_id(execution_id)
-    elif not isinstance(operation_id, str) or not _OPERATION_ID.match(operation_id):
-        raise ValidationError("operation_id", operation_id, "must match [A-Za-z0-9-_]{1,64}")
+    elif not isinstance(operation_id, str) or not _OPERATION_ID.fullmatch(operation_id):
+        raise ValidationError("operation_id", operation_id, "must be " + OPERATION_ID_RULE)
 
     snapshot_id = _required_text(fields, "snapshot_id")
     snapshot = parse_snapshot_ref(snapshot_id)
@@ -207,7 +274,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
             f"is an ARN in {snapshot.region}, but source_region is {source_region}; they must agree",
         )
     target_cluster_id = _required_text(fields, "target_cluster_id")
-    if not _CLUSTER_ID.match(target_cluster_id):
+    if not _CLUSTER_ID.fullmatch(target_cluster_id):
         raise ValidationError("target_cluster_id", target_cluster_id, "must be " + CLUSTER_ID_RULE)
     if (
         snapshot.kind == "latest"
@@ -237,9 +304,16 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     engine_version = _optional_match(
         fields, "engine_version", _ENGINE_VERSION, "must be a version such as 15.4"
     )
-    subnet_group = _optional_match(fields, "db_subnet_group", _GROUP_NAME, "must be a DB subnet group name")
+    subnet_group = _optional_match(
+        fields, "db_subnet_group", _SUBNET_GROUP, "must be a DB subnet group name of " + SUBNET_GROUP_RULE
+    )
+    if subnet_group is not None and subnet_group.lower() == "default":
+        raise ValidationError("db_subnet_group", subnet_group, "must be " + SUBNET_GROUP_RULE)
     parameter_group = _optional_match(
-        fields, "db_cluster_parameter_group", _GROUP_NAME, "must be a DB cluster parameter group name"
+        fields,
+        "db_cluster_parameter_group",
+        _PARAMETER_GROUP,
+        "must be a DB cluster parameter group name of " + PARAMETER_GROUP_RULE,
     )
     security_groups = _security_groups(fields.get("vpc_security_group_ids", []))
     port = fields.get("port")
@@ -253,8 +327,17 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
             "serverless_max_capacity", max_acu, f"must be at least serverless_min_capacity ({min_acu})"
         )
     database = fields.get("database", "postgres")
-    if not isinstance(database, str) or not 1 <= len(database) <= 63:
-        raise ValidationError("database", database, "must be a database name of 1-63 characters")
+    if (
+        not isinstance(database, str)
+        or not database
+        or "\x00" in database
+        or len(database.encode()) > PG_NAME_MAX_BYTES
+    ):
+        raise ValidationError(
+            "database",
+            database,
+            f"must be a database name of 1-{PG_NAME_MAX_BYTES} bytes (UTF-8) with no NUL character",
+        )
     storage = _choice(fields, "master_password_storage", MASTER_PASSWORD_STORAGE, "rds-managed")
     users = fields.get("users")
     if users is not None:
@@ -266,7 +349,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     skip_final = _boolean(fields, "skip_final_snapshot", False)
     allow_unprotect = _boolean(fields, "allow_disable_deletion_protection", False)
 
-    return RestoreRequest(
+    request = RestoreRequest(
         operation_id=operation_id,
         snapshot_id=snapshot_id,
         source_region=source_region,
@@ -292,33 +375,47 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
         skip_final_snapshot=skip_final,
         allow_disable_deletion_protection=allow_unprotect,
     )
+    # Normalizing can grow a request ("ALL" privileges spelled out, defaults filled in).
+    size = json_size(request.to_dict())
+    if size > MAX_REQUEST_BYTES:
+        raise ValidationError(
+            "request",
+            f"{size} bytes once validated",
+            f"must be at most {MAX_REQUEST_BYTES} bytes of JSON once validated (privileges spelled out, "
+            "defaults filled in); put large SQL scripts in S3 (users.scripts[].s3_uri)",
+        )
+    return request
 
 
 def parse_snapshot_ref(value: str) -> SnapshotRef:
     """Parse an identifier, a cluster-snapshot ARN, or ``latest:<cluster-id>``."""
     allowed = (
-        "must be a cluster snapshot identifier (rds:... for automated ones), a cluster-snapshot "
+        "must be a cluster snapshot identifier (" + SNAPSHOT_ID_RULE + "), a cluster-snapshot "
         "ARN (arn:aws:rds:<region>:<account>:cluster-snapshot:<id>) or latest:<source-cluster-id>"
     )
     if value.startswith("latest:"):
         cluster_id = value[len("latest:") :]
-        if not _CLUSTER_ID.match(cluster_id):
+        if not _CLUSTER_ID.fullmatch(cluster_id):
             raise ValidationError(
                 "snapshot_id", value, "latest:<cluster-id> needs a cluster id of " + CLUSTER_ID_RULE
             )
         return SnapshotRef("latest", value, cluster_id=cluster_id)
     if value.startswith("arn:"):
-        match = _SNAPSHOT_ARN.match(value)
+        match = _SNAPSHOT_ARN.fullmatch(value)
         if not match:
             raise ValidationError("snapshot_id", value, allowed)
         return SnapshotRef("arn", value, region=match["region"], account=match["account"])
-    if not _SNAPSHOT_ID.match(value):
+    if not _SNAPSHOT_ID.fullmatch(value):
         raise ValidationError("snapshot_id", value, allowed)
     return SnapshotRef("identifier", value)
 
 
 def _field_name(key: Any) -> str:
-    """A field name fit for an error message, even when the key is empty or not a string."""
+    """A field name fit for an error message, even when the key is empty, not a string or secret."""
+    from dispatcher.logs import looks_like_secret
+
+    if looks_like_secret(key):
+        return "(a field whose name may be a secret)"
     return key if isinstance(key, str) and key.strip() else repr(key)
 
 
@@ -340,7 +437,7 @@ def _required_text(fields: Mapping[str, Any], name: str) -> str:
 
 def _region(fields: Mapping[str, Any], name: str) -> str:
     value = _required_text(fields, name)
-    if not _REGION.match(value):
+    if not _REGION.fullmatch(value):
         raise ValidationError(name, value, "must be an AWS region name such as eu-west-1 or us-east-1")
     return value
 
@@ -356,7 +453,7 @@ def _optional_match(fields: Mapping[str, Any], name: str, pattern: re.Pattern[st
     value = fields.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValidationError(name, value, rule)
     return value
 
@@ -388,7 +485,7 @@ def _security_groups(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or len(value) > 5:
         raise ValidationError("vpc_security_group_ids", value, "must be a list of at most 5 sg-... ids")
     for item in value:
-        if not isinstance(item, str) or not _SECURITY_GROUP.match(item):
+        if not isinstance(item, str) or not _SECURITY_GROUP.fullmatch(item):
             raise ValidationError("vpc_security_group_ids", item, "each must be a security group id sg-...")
     return tuple(value)
 
@@ -409,7 +506,7 @@ def _tags(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping) or len(value) > 40:
         raise ValidationError("tags", value, "must be an object of at most 40 tag key/value strings")
     for key, tag_value in value.items():
-        if not isinstance(key, str) or not _TAG_KEY.match(key):
+        if not isinstance(key, str) or not _TAG_KEY.fullmatch(key):
             raise ValidationError("tags", key, "tag keys are 1-128 letters, digits, spaces and _.:/=+-@")
         if key.lower().startswith(RESERVED_TAG_PREFIXES):
             raise ValidationError(

@@ -41,8 +41,11 @@ class Settings:
     db_connect_timeout_seconds: float = 10.0
     db_connect_attempts: int = 8
     #: PEM bundle the restored cluster's TLS certificate is verified against (the RDS CA bundle,
-    #: shipped with the function). Empty: TLS is still required but the certificate is not verified.
+    #: shipped with the function). Needed while ``db_tls_verify`` is on.
     db_ca_bundle: str = ""
+    #: Verify the cluster's certificate chain and host name. Off only when the stack says so
+    #: explicitly (``DbTlsVerify=false``): TLS is then still required but the server not authenticated.
+    db_tls_verify: bool = True
     #: ``host:port`` to reach instead of the restored cluster's endpoint. The local rehearsal and
     #: the tests point it at a local PostgreSQL; it is the only simulation seam of setup_db_users.
     db_endpoint_override: str = ""
@@ -70,6 +73,12 @@ class Settings:
             if value < 0:
                 raise ValidationError(PREFIX + name, raw, "must be zero or more")
             return value
+
+        def boolean(name: str, *, default: bool) -> bool:
+            raw = text(name, "true" if default else "false").lower()
+            if raw not in {"true", "false"}:
+                raise ValidationError(PREFIX + name, raw, "must be true or false")
+            return raw == "true"
 
         pattern = text("ALLOWED_TARGET_PATTERN", "")
         if pattern:
@@ -105,6 +114,7 @@ class Settings:
             ),
             db_connect_attempts=number("DB_CONNECT_ATTEMPTS", defaults.db_connect_attempts),
             db_ca_bundle=text("DB_CA_BUNDLE", ""),
+            db_tls_verify=boolean("DB_TLS_VERIFY", default=True),
             db_endpoint_override=endpoint_override(text("DB_ENDPOINT_OVERRIDE", "")),
             password_reset_max_wait_seconds=number(
                 "PASSWORD_RESET_MAX_WAIT_SECONDS", defaults.password_reset_max_wait_seconds

@@ -33,7 +33,9 @@ SECTIONS = ("roles", "grants", "disable", "drop", "scripts")
 #: which would make the role we check differ from the role we created.
 MAX_NAME_BYTES = 63
 MAX_ITEMS = 500
-MAX_SCRIPT_BYTES = 200_000
+#: Inline SQL, all scripts together: the request travels through every state of the execution
+#: (Step Functions' 256 KiB limit); larger scripts are read from S3 (``s3_uri``).
+MAX_INLINE_SQL_BYTES = 65_536
 MAX_CONNECTION_LIMIT = 100_000
 
 ROLE_FIELDS = ("name", "login", "password_secret_arn", "connection_limit", "valid_until")
@@ -60,17 +62,19 @@ GRANT_TYPES = tuple(GRANT_FIELDS)
 
 #: Names PostgreSQL or RDS keep for themselves; the spec may not create, change or remove them.
 _RESERVED_ROLE = re.compile(
-    r"^(pg_.*|rds_.*|rdsadmin|rdsrepladmin|rdstopmgr|public|none|current_user|session_user|current_role)$",
-    re.IGNORECASE,
+    r"pg_.*|rds_.*|rdsadmin|rdsrepladmin|rdstopmgr|public|none|current_user|session_user|current_role",
+    re.IGNORECASE | re.DOTALL,
 )
 _SECRET_ARN = re.compile(
-    r"^arn:aws(?:-[a-z]+)*:secretsmanager:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
+    r"arn:aws(?:-[a-z]+)*:secretsmanager:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}"
 )
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
-_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.{1,1024})$")
-_SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+# An S3 key may hold any character but a control character (a newline would make a second line
+# of every message that quotes it).
+_S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>[^\x00-\x1f\x7f]{1,1024})")
+_SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 #: Field names that would carry a secret value; refused by name, whatever their value.
-_PLAIN_SECRET_FIELDS = ("password", "passwd", "secret", "secret_value", "master_password")
+_PLAIN_SECRET_FIELDS = ("password", "passwd", "pwd", "pass", "secret", "secret_value", "master_password")
 
 
 def validate_users_spec(spec: Any) -> dict[str, Any]:
@@ -101,6 +105,14 @@ def validate_users_spec(spec: Any) -> dict[str, Any]:
         result["drop"] = [_drop(item, f"users.drop[{i}]") for i, item in enumerate(spec["drop"])]
     if "scripts" in spec:
         result["scripts"] = [_script(item, f"users.scripts[{i}]") for i, item in enumerate(spec["scripts"])]
+    inline = sum(len(script["sql"].encode()) for script in result.get("scripts", []) if "sql" in script)
+    if inline > MAX_INLINE_SQL_BYTES:
+        raise ValidationError(
+            "users.scripts",
+            f"{inline} bytes of inline SQL",
+            f"must hold at most {MAX_INLINE_SQL_BYTES} bytes of inline SQL in all; put larger scripts in S3 "
+            "(s3_uri)",
+        )
     _cross_check(result)
     return result
 
@@ -153,8 +165,8 @@ def _role(item: Any, where: str) -> dict[str, Any]:
     if "password_secret_arn" in entry:
         reference = entry["password_secret_arn"]
         if not isinstance(reference, str) or not (
-            _SECRET_ARN.match(reference)
-            or (not reference.startswith("arn:") and _SECRET_NAME.match(reference))
+            _SECRET_ARN.fullmatch(reference)
+            or (not reference.startswith("arn:") and _SECRET_NAME.fullmatch(reference))
         ):
             raise ValidationError(
                 f"{where}.password_secret_arn",
@@ -240,7 +252,7 @@ def _drop(item: Any, where: str) -> dict[str, Any]:
 def _script(item: Any, where: str) -> dict[str, Any]:
     entry = _object(item, where, SCRIPT_FIELDS)
     name = entry.get("name")
-    if not isinstance(name, str) or not _SCRIPT_NAME.match(name):
+    if not isinstance(name, str) or not _SCRIPT_NAME.fullmatch(name):
         raise ValidationError(
             f"{where}.name", name, "must be 1-100 letters, digits, spaces, dots, underscores or hyphens"
         )
@@ -253,16 +265,16 @@ def _script(item: Any, where: str) -> dict[str, Any]:
         sql = entry["sql"]
         if not isinstance(sql, str) or not sql.strip():
             raise ValidationError(f"{where}.sql", sql, "must be non-empty SQL text")
-        if len(sql.encode()) > MAX_SCRIPT_BYTES or "\x00" in sql:
+        if len(sql.encode()) > MAX_INLINE_SQL_BYTES or "\x00" in sql:
             raise ValidationError(
                 f"{where}.sql",
-                sql,
-                f"must be at most {MAX_SCRIPT_BYTES} bytes with no NUL character; "
+                f"{len(sql.encode())} bytes" if "\x00" not in sql else "text with a NUL character",
+                f"must be at most {MAX_INLINE_SQL_BYTES} bytes with no NUL character; "
                 "put larger scripts in S3 (s3_uri)",
             )
         return {"name": name, "sql": sql}
     uri = entry["s3_uri"]
-    if not isinstance(uri, str) or not _S3_URI.match(uri):
+    if not isinstance(uri, str) or not _S3_URI.fullmatch(uri):
         raise ValidationError(f"{where}.s3_uri", uri, "must be an S3 object URI s3://bucket/key")
     return {"name": name, "s3_uri": uri}
 
@@ -308,7 +320,7 @@ def _cross_check(spec: dict[str, Any]) -> None:
 def role_name(value: Any, where: str) -> str:
     """A role name as PostgreSQL stores it (exact, case-sensitive), or ``ValidationError``."""
     name = _object_name(value, where, "role")
-    if _RESERVED_ROLE.match(name):
+    if _RESERVED_ROLE.fullmatch(name):
         raise ValidationError(
             where, name, "is reserved by PostgreSQL or RDS (pg_*, rds_*, rdsadmin, public, current_user...)"
         )
@@ -321,6 +333,12 @@ def _object_name(value: Any, where: str, what: str) -> str:
     if "\x00" in value or len(value.encode()) > MAX_NAME_BYTES:
         raise ValidationError(
             where, value, f"must be a {what} name of at most {MAX_NAME_BYTES} bytes with no NUL character"
+        )
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+        # PostgreSQL would take "rdsadmin\n" as a name of its own; in every log line it would
+        # read as rdsadmin.
+        raise ValidationError(
+            where, value, f"must be a {what} name with no control character (newline, tab...)"
         )
     return value
 
@@ -368,8 +386,10 @@ def _valid_until(value: Any, where: str) -> str:
 def _object(item: Any, where: str, fields: tuple[str, ...]) -> Mapping[str, Any]:
     if not isinstance(item, Mapping):
         raise ValidationError(where, item, "must be an object with " + ", ".join(fields))
+    from dispatcher.logs import is_secret_key
+
     for key in item:
-        if isinstance(key, str) and key.lower() in _PLAIN_SECRET_FIELDS:
+        if isinstance(key, str) and (key.lower() in _PLAIN_SECRET_FIELDS or is_secret_key(key)):
             # The value is never shown: it may be the very password we refuse to carry.
             raise ValidationError(
                 f"{where}.{key}",
@@ -380,7 +400,10 @@ def _object(item: Any, where: str, fields: tuple[str, ...]) -> Mapping[str, Any]
     unknown = sorted(str(k) for k in item if k not in fields)
     if unknown:
         raise ValidationError(
-            f"{where}.{unknown[0]}", item[unknown[0]], "is not known; fields: " + ", ".join(fields)
+            f"{where}.{unknown[0]}",
+            item[unknown[0]],
+            "is not known; fields: " + ", ".join(fields),
+            show_value=False,
         )
     return item
 

@@ -31,12 +31,11 @@ class Parameters:
     log_retention_days: Parameter
     log_level: Parameter
     notification_email: Parameter
-    subnet_ids: Parameter
-    security_group_ids: Parameter
     reserved_concurrency: Parameter
     target_regions: Parameter
     target_kms_key_arn: Parameter
     source_kms_key_arns: Parameter
+    source_regions: Parameter
     allowed_target_pattern: Parameter
     unmanaged_target_prefix: Parameter
     default_instance_class: Parameter
@@ -45,11 +44,13 @@ class Parameters:
     default_cluster_parameter_group: Parameter
     secrets_prefix: Parameter
     allow_rds_managed_secrets: Parameter
+    secrets_kms_key_arns: Parameter
     export_bucket: Parameter
     export_role_arn: Parameter
     export_kms_key_arn: Parameter
     scripts_s3_prefix: Parameter
     db_ca_bundle: Parameter
+    db_tls_verify: Parameter
     poll_min_seconds: Parameter
     poll_max_seconds: Parameter
     copy_max_wait_seconds: Parameter
@@ -108,18 +109,6 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             AllowedPattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
             Description="Optional: subscribe this address to the notification topic (confirm the e-mail)",
         ),
-        subnet_ids=add(
-            "SubnetIds",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Optional: subnets for the function, so setup_db_users can reach restored clusters",
-        ),
-        security_group_ids=add(
-            "SecurityGroupIds",
-            Type="CommaDelimitedList",
-            Default="",
-            Description="Security groups for the function (with SubnetIds); must reach PostgreSQL's port",
-        ),
         reserved_concurrency=add(
             "ReservedConcurrency",
             Type="Number",
@@ -148,6 +137,14 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Type="CommaDelimitedList",
             Default="",
             Description="KMS key ARNs that encrypt the source snapshots (read for copies)",
+        ),
+        source_regions=add(
+            "SourceRegions",
+            Type="CommaDelimitedList",
+            Default="",
+            Description="Regions the source snapshots may be copied from. A cross-region copy is also "
+            "authorized in the source region, on the source snapshot. Empty: any region, and IAM then "
+            "no longer limits where a copy lands (ValidateRequest still does); set it in production",
         ),
         allowed_target_pattern=add(
             "AllowedTargetPattern",
@@ -206,6 +203,13 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             "master_password_storage): the role may create and read rds!cluster-* secrets in the "
             "target regions. false: only stack-secret mode works",
         ),
+        secrets_kms_key_arns=add(
+            "SecretsKmsKeyArns",
+            Type="CommaDelimitedList",
+            Default="",
+            Description="KMS key ARNs of customer managed keys that encrypt the users' password secrets "
+            "(empty: they use aws/secretsmanager, which needs no grant)",
+        ),
         export_bucket=add(
             "ExportBucket",
             Type="String",
@@ -239,8 +243,16 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Type="String",
             Default="",
             Description="Path in the function of the PEM bundle that verifies the restored cluster's TLS "
-            "certificate, e.g. /var/task/certs/global-bundle.pem (python -m infra.package --ca-bundle); "
-            "empty: TLS is required but the certificate is not verified",
+            "certificate: /var/task/certs/global-bundle.pem after python -m infra.package --ca-bundle "
+            "global-bundle.pem. Required while DbTlsVerify is true",
+        ),
+        db_tls_verify=add(
+            "DbTlsVerify",
+            Type="String",
+            Default="true",
+            AllowedValues=["true", "false"],
+            Description="Verify the restored cluster's certificate chain and host name against DbCaBundle. "
+            "false: TLS is still required, but the server is not authenticated",
         ),
         poll_min_seconds=seconds(
             "PollMinSeconds", defaults.poll_min_seconds, 1, 3600, "Shortest wait between two status checks"
@@ -303,7 +315,6 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.notification_email,
                         params.reserved_concurrency,
                     ),
-                    _group("Network of the function", params.subnet_ids, params.security_group_ids),
                     _group(
                         "Targets and safety",
                         params.target_regions,
@@ -311,6 +322,7 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.unmanaged_target_prefix,
                         params.target_kms_key_arn,
                         params.source_kms_key_arns,
+                        params.source_regions,
                     ),
                     _group(
                         "Restored clusters",
@@ -319,8 +331,18 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.default_security_group_ids,
                         params.default_cluster_parameter_group,
                     ),
-                    _group("Credentials", params.secrets_prefix, params.allow_rds_managed_secrets),
-                    _group("Database connection", params.db_ca_bundle, params.scripts_s3_prefix),
+                    _group(
+                        "Credentials",
+                        params.secrets_prefix,
+                        params.allow_rds_managed_secrets,
+                        params.secrets_kms_key_arns,
+                    ),
+                    _group(
+                        "Database connection",
+                        params.db_ca_bundle,
+                        params.db_tls_verify,
+                        params.scripts_s3_prefix,
+                    ),
                     _group(
                         "Snapshot export",
                         params.export_bucket,

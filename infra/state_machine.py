@@ -56,8 +56,8 @@ LAMBDA_TRANSIENT_ERRORS = (
 ERROR_KEY = "error"
 #: Keys a step may not use as its result key: the Task parameters and the Catch's result path.
 RESERVED_KEYS = frozenset({"step", "execution_id", "input", ERROR_KEY})
-_RESULT_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
-_STATE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,79}$")
+_RESULT_KEY = re.compile(r"[a-z][a-z0-9_]*")
+_STATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,79}")
 
 
 class PipelineError(ValueError):
@@ -99,12 +99,80 @@ def build_definition(
         "Cause": f"The refresh failed; {failure.state_name} reported it (see the failure notification, "
         "the operation's state item and its audit trail).",
     }
-    return {
+    definition = {
         "Comment": comment or "aurora-restore: refresh an Aurora PostgreSQL cluster from a snapshot",
         "StartAt": _entry(stages[0], steps),
         "TimeoutSeconds": timeouts.execution_seconds,
         "States": dict(states),
     }
+    check_error_handling(definition)
+    return definition
+
+
+# -- Retry and Catch as Step Functions accepts them ------------------------------------------------
+#: The ``States.*`` error names Step Functions defines; any other name starting ``States.`` is refused.
+STATES_ERROR_NAMES = frozenset(
+    {
+        "States.ALL",
+        "States.DataLimitExceeded",
+        "States.ExceedToleratedFailureThreshold",
+        "States.HeartbeatTimeout",
+        "States.Http.Socket",
+        "States.IntrinsicFailure",
+        "States.ItemReaderFailed",
+        "States.NoChoiceMatched",
+        "States.ParameterPathFailure",
+        "States.Permissions",
+        "States.QueryEvaluationError",
+        "States.ResultPathMatchFailure",
+        "States.ResultWriterFailed",
+        "States.Runtime",
+        "States.TaskFailed",
+        "States.Timeout",
+    }
+)
+#: Errors that end the execution whatever a Retry or Catch says: naming them promises handling
+#: that never happens.
+UNCATCHABLE_ERRORS = ("States.Runtime", "States.DataLimitExceeded")
+JITTER_STRATEGIES = ("FULL", "NONE")
+
+
+def check_error_handling(definition: dict[str, Any]) -> None:
+    """Refuse Retry/Catch rules Step Functions refuses or ignores (moto accepts some of them).
+
+    ``States.ALL`` must be alone in its ``ErrorEquals`` and in the last rule; ``JitterStrategy``
+    is ``FULL`` or ``NONE``; error names are Step Functions' own ``States.*`` names or names of
+    our own that do not start with ``States.``; and no rule names an error nothing can catch.
+    """
+    for name, state in definition["States"].items():
+        for field in ("Retry", "Catch"):
+            rules = state.get(field) or []
+            for index, rule in enumerate(rules):
+                where = f"state {name} {field}[{index}]"
+                errors = rule.get("ErrorEquals")
+                if not isinstance(errors, list) or not errors:
+                    raise PipelineError(f"{where}: ErrorEquals must be a non-empty list of error names")
+                if "States.ALL" in errors and (len(errors) > 1 or index != len(rules) - 1):
+                    raise PipelineError(
+                        f"{where}: States.ALL must be alone in its ErrorEquals, in the last rule of {field}"
+                    )
+                for error in errors:
+                    if not isinstance(error, str) or not error:
+                        raise PipelineError(f"{where}: error name {error!r} must be a non-empty string")
+                    if error.startswith("States.") and error not in STATES_ERROR_NAMES:
+                        raise PipelineError(
+                            f"{where}: {error} is not a Step Functions error name; names starting with "
+                            "'States.' are reserved for Step Functions' own errors"
+                        )
+                    if error in UNCATCHABLE_ERRORS:
+                        raise PipelineError(
+                            f"{where}: {error} ends the execution whatever {field} says; do not name it"
+                        )
+                jitter = rule.get("JitterStrategy")
+                if field == "Retry" and jitter is not None and jitter not in JITTER_STRATEGIES:
+                    raise PipelineError(
+                        f"{where}: JitterStrategy {jitter!r} must be one of {', '.join(JITTER_STRATEGIES)}"
+                    )
 
 
 # -- placing the steps ---------------------------------------------------------------------------
@@ -207,56 +275,98 @@ def check_reads(stages: tuple[Stage, ...], registry: Registry, pipeline: Pipelin
     _check_stage_reads(stages, registry, {"$"})
 
 
-def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: set[str]) -> set[str]:
-    written = set(written)
+#: For each key of the execution's data: the steps that may have written it last, on some path.
+Writers = dict[str, list[type[Step]]]
+
+
+def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: Writers | set[str]) -> Writers:
+    """Walk ``stages`` as the execution would; refuse any read not written on every path into it.
+
+    A read is a Task's Parameters key (``$.<key>``), a Choice's ``Variable`` or a Wait's
+    ``SecondsPath``, nested fields included (``$.restore.swap_required``): the key must have been
+    written on every path, and every step that may have written it last must declare the field
+    in its ``outputs``.
+    """
+    state: Writers = dict(written) if isinstance(written, dict) else {key: [] for key in written}
     for stage in stages:
         if isinstance(stage, Task):
             cls = _step(registry, stage.step)
-            _require(cls.state_name, cls.reads, written)
-            written.add(cls.result_key)
+            _require(cls.state_name, [f"$.{key}" for key in cls.reads if key != "$"], state)
+            if cls.reads == ("$",) and _writes_whole_data(cls, stage, stages):
+                state = {}
+            state[cls.result_key] = [cls]
         elif isinstance(stage, PollLoop):
             start, check = _step(registry, stage.start), _step(registry, stage.check)
-            if start.result_key != check.result_key:
+            key = start.result_key
+            if check.result_key != key:
                 raise PipelineError(
                     f"poll loop {stage.choice}: {start.name} writes $.{start.result_key} but {check.name} "
                     f"writes $.{check.result_key}; both halves of a loop must write the same key"
                 )
-            _require(start.state_name, start.reads, written)
-            written.add(start.result_key)
-            _require(check.state_name, check.reads, written)
+            _require(start.state_name, [f"$.{k}" for k in start.reads if k != "$"], state)
+            # The Choice and the Wait are entered after either half; the check after the Wait.
+            state[key] = [start, check]
+            _require(stage.choice, [f"$.{key}.complete"], state)
+            _require(stage.wait, [f"$.{key}.next_poll_seconds"], state)
+            _require(check.state_name, [f"$.{k}" for k in check.reads if k != "$"], state)
         else:
-            _require(stage.choice, _rule_keys(stage.when), written)
-            # The branch may be skipped: what it writes is not certain afterwards.
-            _check_stage_reads(stage.stages, registry, written)
-    return written
+            _require(stage.choice, _rule_paths(stage.when), state)
+            after = _check_stage_reads(stage.stages, registry, state)
+            # The branch may be skipped: what it adds is not certain afterwards, and a key it
+            # rewrites may have been written last by either side.
+            state = {
+                key: writers + [w for w in after.get(key, writers) if w not in writers]
+                for key, writers in state.items()
+            }
+    return state
 
 
-def _require(state: str, reads: tuple[str, ...] | list[str], written: set[str]) -> None:
-    missing = [key for key in reads if key not in written]
-    if missing:
-        raise PipelineError(
-            f"state {state} reads {', '.join('$.' + k for k in missing)}, which no earlier state certainly "
-            f"writes (written by then: {', '.join(sorted(k for k in written if k != '$'))}); "
-            "move the step later or make it read what exists"
-        )
+def _writes_whole_data(cls: type[Step], stage: Task, stages: tuple[Stage, ...]) -> bool:
+    """True for the first state: its output replaces the whole data (``{request: ...}``)."""
+    return bool(stages) and stages[0] is stage and cls.result_key == "request"
 
 
-def _rule_keys(rule: dict[str, Any]) -> list[str]:
-    """Top-level keys of every ``Variable`` in a Choice rule."""
-    keys: list[str] = []
+def _require(state: str, paths: list[str], written: Writers) -> None:
+    """Refuse ``paths`` (``$.key`` or ``$.key.field...``) that some path into ``state`` lacks."""
+    for path in paths:
+        key, _, rest = path.removeprefix("$.").partition(".")
+        if key not in written:
+            raise PipelineError(
+                f"state {state} reads {path}, which no earlier state certainly writes (written by then: "
+                f"{', '.join(sorted(written)) or 'nothing'}); move the step later or make it read what exists"
+            )
+        lacking = [cls for cls in written[key] if rest and not _declares(cls, rest)]
+        if lacking:
+            names = ", ".join(f"{cls.name} (state {cls.state_name})" for cls in lacking)
+            raise PipelineError(
+                f"state {state} reads {path}, but step {names} may write $.{key} last and does not declare "
+                f"{rest!r} in its outputs ({', '.join(lacking[0].outputs) or 'none'}); on AWS an absent path "
+                "ends the execution with States.Runtime, which nothing catches. Return the field and add it "
+                "to the step's outputs, or read another"
+            )
+
+
+def _declares(cls: type[Step], field: str) -> bool:
+    """True when ``cls`` guarantees ``field`` (declared itself, or a field nested in it)."""
+    return any(path == field or path.startswith(field + ".") for path in cls.outputs)
+
+
+def _rule_paths(rule: dict[str, Any]) -> list[str]:
+    """Every ``Variable`` path of a Choice rule (And/Or/Not included)."""
+    paths: list[str] = []
     for nested in rule.get("And", []) + rule.get("Or", []) + ([rule["Not"]] if "Not" in rule else []):
-        keys.extend(_rule_keys(nested))
+        paths.extend(_rule_paths(nested))
     variable = rule.get("Variable")
-    if isinstance(variable, str):
-        keys.append(variable.removeprefix("$.").split(".")[0])
-    return keys
+    if isinstance(variable, str) and "IsPresent" not in rule:
+        paths.append(variable)
+    return paths
 
 
 def _check_result_key(cls: type[Step]) -> None:
     key = cls.result_key
     if cls.name == "validate_request":
         return
-    if not _RESULT_KEY.match(key or "") or key in RESERVED_KEYS or key == "request":
+    if not _RESULT_KEY.fullmatch(key or "") or key in RESERVED_KEYS or key == "request":
         raise PipelineError(
             f"step {cls.name!r} has result_key {key!r}; it must be lower_snake_case and not one of "
             f"{', '.join(sorted(RESERVED_KEYS | {'request'}))}"
@@ -272,7 +382,7 @@ class _States(dict[str, dict[str, Any]]):
                 f"two states are named {name!r}; every step's state_name and every Choice/Wait/end state "
                 "name in infra/pipeline.py must be unique"
             )
-        if not _STATE_NAME.match(name):
+        if not _STATE_NAME.fullmatch(name):
             raise PipelineError(
                 f"state name {name!r} must be 1-80 letters and digits, starting with a letter"
             )
@@ -419,11 +529,22 @@ def _task_state(
         "TimeoutSeconds": timeouts.task_seconds,
         "Retry": retry_rules(failure_step=cls.name == pipeline.failure_step),
     }
+    if _is_first_step(cls, pipeline):
+        # The first state's output is the validated request alone: keeping the raw input beside
+        # it would carry the request twice through every state (Step Functions' 256 KiB limit).
+        # Its Catch still sees the raw input, so the failure step can name the operation.
+        state["ResultSelector"] = {f"{cls.result_key}.$": "$"}
+        state["ResultPath"] = "$"
     # The failure step is never caught into itself: if it fails, the execution fails with its error.
     if catch_to is not None:
         state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": f"$.{ERROR_KEY}", "Next": catch_to}]
     state["Next"] = next_state
     return state
+
+
+def _is_first_step(cls: type[Step], pipeline: Pipeline) -> bool:
+    first = pipeline.stages[0] if pipeline.stages else None
+    return isinstance(first, Task) and first.step == cls.name
 
 
 def _step(registry: Registry, name: str) -> type[Step]:

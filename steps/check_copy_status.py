@@ -38,6 +38,7 @@ class CheckCopyStatus(Step):
 
     reads = ("request", "copy")
     result_key = "copy"
+    outputs = ("complete", "next_poll_seconds")
     mutating = False
 
     def run(self, ctx: StepContext) -> dict[str, Any]:

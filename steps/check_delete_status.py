@@ -21,6 +21,7 @@ class CheckDeleteStatus(Step):
 
     reads = ("request", "delete")
     result_key = "delete"
+    outputs = ("complete", "next_poll_seconds")
     # Re-issues the cluster's deletion when RDS refused it while instances were still deleting.
     mutating = True
 

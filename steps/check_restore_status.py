@@ -25,6 +25,7 @@ class CheckRestoreStatus(Step):
 
     reads = ("request", "restore")
     result_key = "restore"
+    outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds")
     # Creates the instances RDS refused while the cluster was still being restored (idempotent).
     mutating = True
 

@@ -22,6 +22,7 @@ class CheckSwapStatus(Step):
 
     reads = ("request", "snapshot", "restore", "swap")
     result_key = "swap"
+    outputs = ("complete", "next_poll_seconds")
     # Renames and deletes as the swap advances; a retried poll never repeats an action.
     mutating = True
 

@@ -63,6 +63,7 @@ class CopySnapshot(Step):
 
     reads = ("request", "snapshot")
     result_key = "copy"
+    outputs = ("complete", "next_poll_seconds")
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:

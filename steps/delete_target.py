@@ -22,6 +22,7 @@ class DeleteTarget(Step):
 
     reads = ("request", "snapshot")
     result_key = "delete"
+    outputs = ("complete", "next_poll_seconds")
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:

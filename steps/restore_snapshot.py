@@ -41,6 +41,7 @@ class RestoreSnapshot(Step):
 
     reads = ("request", "snapshot", "copy")
     result_key = "restore"
+    outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds")
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:

@@ -38,7 +38,14 @@ from steps.lib.master_password import (
     reset_master_password,
     wait_until_applied,
 )
-from steps.lib.pg_connect import Endpoint, RetryPolicy, can_log_in, connect, tls_context
+from steps.lib.pg_connect import (
+    Endpoint,
+    RetryPolicy,
+    can_log_in,
+    check_ca_bundle,
+    connect,
+    tls_context,
+)
 from steps.lib.safety import describe_cluster, is_managed, tags_of
 
 if TYPE_CHECKING:
@@ -48,6 +55,8 @@ if TYPE_CHECKING:
     from steps.lib.master_password import MasterReset
 
 MAX_S3_SCRIPT_BYTES = 10 * 1024 * 1024
+#: Entries kept of each list in the output (roles created, grants...); ``counts`` has their lengths.
+OUTPUT_LIST_LIMIT = 25
 
 
 @register("setup_db_users", state_name="SetupDBUsers")
@@ -56,6 +65,7 @@ class SetupDBUsers(Step):
 
     reads = ("request", "restore")
     result_key = "users"
+    outputs = ("cluster_id", "changed", "counts")
     mutating = True
 
     #: Seconds between checks while a master password change applies.
@@ -79,6 +89,8 @@ class SetupDBUsers(Step):
             )
         spec = validate_users_spec(request.users or {})
         check_secret_prefix(spec, ctx.settings.secrets_prefix)
+        # A bundle that is not there fails here, not after the master password was reset.
+        check_ca_bundle(ctx.settings.db_ca_bundle, verify=ctx.settings.db_tls_verify)
 
         rds = ctx.aws("rds", request.target_region)
         cluster = describe_cluster(rds, cluster_id)
@@ -124,7 +136,7 @@ class SetupDBUsers(Step):
             "database": endpoint.database,
             "endpoint_overridden": overridden,
             "master_user": {**reset.to_dict(), "polls": polls},
-            **changes.to_dict(),
+            **bounded_lists(changes.to_dict()),
         }
         ctx.log.info(
             "database users set up",
@@ -144,7 +156,8 @@ class SetupDBUsers(Step):
         master = output.get("master_user", {})
 
         def count(key: str) -> int:
-            return len(output.get(key) or [])
+            counts = output.get("counts") or {}
+            return int(counts.get(key, len(output.get(key) or [])))
 
         return (
             f"master password of {output.get('cluster_id')} reset ({master.get('storage')}); "
@@ -268,7 +281,7 @@ class SetupDBUsers(Step):
         scripts: list[Script],
     ) -> Changes:
         """Connect, apply the spec (one transaction), run the scripts (one transaction each)."""
-        context = tls_context(ctx.settings.db_ca_bundle)
+        context = tls_context(ctx.settings.db_ca_bundle, verify=ctx.settings.db_tls_verify)
         policy = RetryPolicy(
             attempts=ctx.settings.db_connect_attempts,
             timeout_seconds=ctx.settings.db_connect_timeout_seconds,
@@ -320,6 +333,26 @@ class SetupDBUsers(Step):
             finally:
                 await connection.close(timeout=5)
         return changes
+
+
+def bounded_lists(changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` with each list cut to :data:`OUTPUT_LIST_LIMIT` entries, and every list's length.
+
+    The output travels through every later state beside the request (Step Functions ends an
+    execution whose state data passes 256 KiB); 500 roles and 499 grants listed in full would be
+    about 95 KB. The audit trail's ``users_spec_applied`` and ``scripts_run`` events keep them all.
+    """
+    bounded: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for key, value in changes.items():
+        if isinstance(value, list):
+            bounded[key] = value[:OUTPUT_LIST_LIMIT]
+            counts[key] = len(value)
+        else:
+            bounded[key] = value
+    bounded["counts"] = counts
+    bounded["lists_truncated"] = any(n > OUTPUT_LIST_LIMIT for n in counts.values())
+    return bounded
 
 
 def _refuse_master_user_in_spec(spec: Mapping[str, Any], master_username: str) -> None:

@@ -35,6 +35,7 @@ class SnapshotCheck(Step):
 
     reads = ("request",)
     result_key = "snapshot"
+    outputs = ("arn", "target.exists")
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:

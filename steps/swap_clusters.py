@@ -22,6 +22,7 @@ class SwapClusters(Step):
 
     reads = ("request", "snapshot", "restore")
     result_key = "swap"
+    outputs = ("complete", "next_poll_seconds")
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:

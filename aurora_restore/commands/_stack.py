@@ -1,14 +1,25 @@
-"""Flags and error handling shared by the commands that operate a deployed stack."""
+"""Flags shared by the commands that operate a deployed stack.
+
+Errors are not handled here: every command runs inside ``aurora_restore.boundary.run``, which
+turns whatever goes wrong into one line and an exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Callable
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_MISUSE = 0, 1, 2
+from aurora_restore.boundary import EXIT_FAILED, EXIT_MISUSE, EXIT_OK
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_MISUSE",
+    "EXIT_OK",
+    "add_operation_argument",
+    "add_stack_arguments",
+    "connect",
+]
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser, *, region_help: str | None = None) -> None:
@@ -25,6 +36,23 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, region_help: str | N
     parser.add_argument("--profile", metavar="PROFILE", help="AWS CLI profile to use")
 
 
+def operation_id(text: str) -> str:
+    """An operation id as typed on the command line; refused at once when it cannot be one."""
+    from dispatcher.request import OPERATION_ID_PATTERN
+
+    if not OPERATION_ID_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an operation id: 1-64 letters, digits, '-' or '_' "
+            "(aurora-restore start prints it; notifications carry it as operation_id)"
+        )
+    return text
+
+
+def add_operation_argument(parser: argparse.ArgumentParser, help_text: str = "the operation id") -> None:
+    """The OP positional argument, checked as an operation id."""
+    parser.add_argument("operation_id", metavar="OP", type=operation_id, help=help_text)
+
+
 def connect(args: argparse.Namespace, region: str | None = None) -> Any:
     """The deployed stack named by --stack."""
     from aurora_restore.operator import DeployedStack, OperatorError
@@ -32,20 +60,3 @@ def connect(args: argparse.Namespace, region: str | None = None) -> Any:
     if not args.stack:
         raise OperatorError("--stack NAME is required (or set AURORA_RESTORE_STACK)", exit_code=EXIT_MISUSE)
     return DeployedStack.connect(args.stack, region=region or args.region, profile=args.profile)
-
-
-def guarded(action: Callable[[], int], command: str) -> int:
-    """Run ``action``; print OperatorError / ValidationError the operator's way and exit accordingly."""
-    from aurora_restore.operator import OperatorError
-    from dispatcher.errors import ValidationError
-
-    try:
-        return action()
-    except OperatorError as exc:
-        print(f"aurora-restore {command}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ValidationError as exc:
-        print(
-            f"aurora-restore {command}: the request is not valid, nothing was started: {exc}", file=sys.stderr
-        )
-        return EXIT_MISUSE

@@ -153,6 +153,10 @@ def read_input(path: str | None) -> Any:
         value = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"--input {path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(
+            f"--input {path}: nested too deeply to read; a request is a few levels deep"
+        ) from None
     if not isinstance(value, dict):
         raise ValueError(
             f"--input {path}: must be a JSON object (the execution input), got {type(value).__name__}"
@@ -303,7 +307,7 @@ def _describe_database(report: Report) -> list[str]:
         if users.get(key):
             lines.append(f"  {what}: {', '.join(map(str, users[key]))}")
     if users.get("grants"):
-        lines.append(f"  grants: {len(users['grants'])}")
+        lines.append(f"  grants: {(users.get('counts') or {}).get('grants', len(users['grants']))}")
     scripts = [
         str(script.get("name")) for script in users.get("scripts_run") or [] if isinstance(script, dict)
     ]

@@ -141,9 +141,12 @@ class RehearsalDatabase:
     @property
     def environment(self) -> dict[str, str]:
         """The Lambda settings that send setup_db_users to this server."""
+        ca_file = getattr(self.server, "ca_file", "") or ""
         return {
             "AURORA_RESTORE_DB_ENDPOINT_OVERRIDE": self.server.endpoint,
-            "AURORA_RESTORE_DB_CA_BUNDLE": getattr(self.server, "ca_file", "") or "",
+            "AURORA_RESTORE_DB_CA_BUNDLE": ca_file,
+            # --database-url without --database-ca: the operator chose TLS without verification.
+            "AURORA_RESTORE_DB_TLS_VERIFY": "true" if ca_file else "false",
             # A local server answers at once or not at all: fail in seconds, not minutes.
             "AURORA_RESTORE_DB_CONNECT_ATTEMPTS": "3",
             "AURORA_RESTORE_DB_CONNECT_TIMEOUT_SECONDS": "5",

@@ -279,3 +279,207 @@ def compressed_waits(scale: float) -> Iterator[None]:
             module.time = original
         token_bucket.threading = original_threading
         WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
+
+
+# -- where moto is more lenient than AWS -----------------------------------------------------------
+#: Step Functions' limit on any state's input or output, after Parameters: 256 KiB of UTF-8 JSON.
+STATE_DATA_LIMIT_BYTES = 262_144
+#: Step Functions' limit on one execution's history; past it the execution fails.
+HISTORY_EVENT_LIMIT = 25_000
+#: Errors ``States.ALL`` does not match, in Retry or Catch (AWS: "can't catch the
+#: States.DataLimitExceeded terminal error or Runtime error types").
+UNCATCHABLE_ERRORS = ("States.Runtime", "States.DataLimitExceeded")
+
+
+@dataclass
+class StateDataMeter:
+    """The largest state data and the number of history events the rehearsal's executions made."""
+
+    max_state_bytes: int = 0
+    #: History events per execution (keyed by its event manager), in the order they started.
+    events: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def history_events(self) -> int:
+        """Events of the longest execution (each execution has its own 25,000-event budget)."""
+        return max(self.events.values(), default=0)
+
+    def measure(self, value: Any) -> int:
+        """Record ``value``'s size as Step Functions counts it; return the size."""
+        text = (
+            value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        )
+        size = len(text.encode("utf-8", "surrogatepass"))
+        with self._lock:
+            self.max_state_bytes = max(self.max_state_bytes, size)
+        return size
+
+    def count_event(self, manager: Any) -> int:
+        """One more history event for the execution owning ``manager``; return its count."""
+        with self._lock:
+            count = self.events.get(id(manager), 0) + 1
+            self.events[id(manager)] = count
+        return count
+
+
+def _failure(env: Any, error: str, cause: str) -> Exception:
+    """moto's uncaught-failure exception for ``error`` (one of the ``States.*`` names)."""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    kind = {
+        "States.Runtime": StatesErrorNameType.StatesRuntime,
+        "States.DataLimitExceeded": StatesErrorNameType.StatesStatesDataLimitExceeded,
+    }[error]
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=kind),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=cast(
+                EventDetails,
+                {"taskFailedEventDetails": TaskFailedEventDetails(error=error, cause=cause)},
+            ),
+        )
+    )
+
+
+@contextlib.contextmanager
+def as_strict_as_aws(meter: StateDataMeter | None = None) -> Iterator[StateDataMeter]:
+    """Make moto's Step Functions engine fail an execution wherever AWS would.
+
+    - ``States.ALL`` in a Retry or Catch no longer matches ``States.Runtime`` or
+      ``States.DataLimitExceeded``: the execution fails without the failure step, as on AWS.
+    - A Choice whose ``Variable`` is absent from the state's input ends the execution with
+      ``States.Runtime`` (moto takes the rule as false and goes to the Default); ``IsPresent``
+      still tests presence.
+    - A Task whose ``Parameters`` name a path absent from the input ends it with
+      ``States.Runtime`` (moto reports a catchable ``States.TaskFailed``).
+    - A Task input after Parameters over 256 KiB is ``States.DataLimitExceeded`` (moto checks
+      only outputs), and moto's own output checks count from the same meter.
+    - An execution whose history passes 25,000 events fails.
+
+    Yields the meter that saw every state's data and counted every history event.
+    """
+    from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
+    from moto.stepfunctions.parser.asl.component.state import state as state_module
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison import comparison_variable
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison_func import ComparisonFunc
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison_operator_type import (
+        ComparisonOperatorType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison.variable import NoSuchVariable
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
+    from moto.stepfunctions.parser.asl.eval.event import event_manager
+    from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError
+
+    meter = meter if meter is not None else StateDataMeter()
+    decl = error_equals_decl.ErrorEqualsDecl
+    lambda_state = state_task_lambda.StateTaskLambda
+    comparison = comparison_variable.ComparisonVariable
+    manager = event_manager.EventManager
+    originals: list[tuple[Any, str, Any]] = [
+        (decl, "_eval_body", decl._eval_body),
+        (lambda_state, "_from_error", lambda_state._from_error),
+        (lambda_state, "_eval_parameters", lambda_state._eval_parameters),
+        (comparison, "_eval_body", comparison._eval_body),
+        (manager, "add_event", manager.add_event),
+        (state_module.CommonStateField, "_eval_body", state_module.CommonStateField._eval_body),
+        (state_module, "is_within_size_quota", state_module.is_within_size_quota),
+        (state_task_lambda, "is_within_size_quota", state_task_lambda.is_within_size_quota),
+    ]
+    original_decl_eval = decl._eval_body
+    original_from_error = lambda_state._from_error
+    original_parameters = lambda_state._eval_parameters
+    original_add_event = manager.add_event
+    original_enter = state_module.CommonStateField._eval_body
+
+    def error_equals(self: Any, env: Any) -> None:
+        error_name = env.stack[-1]
+        name = getattr(error_name, "error_name", None)
+        if name in UNCATCHABLE_ERRORS and all(
+            getattr(n, "error_name", None) != name for n in self.error_names
+        ):
+            env.stack.pop()
+            env.stack.append(False)
+            return
+        original_decl_eval(self, env)
+
+    def from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if isinstance(ex, NoSuchJsonPathError):
+            cause = (
+                f"The JSONPath '{ex.json_path}' specified for the field '{env.next_field_name}' could not be "
+                "found in the input"
+            )
+            return _failure(env, "States.Runtime", cause).failure_event  # type: ignore[attr-defined]
+        return original_from_error(self, env, ex)
+
+    def eval_parameters(self: Any, env: Any) -> dict[str, Any]:
+        parameters: dict[str, Any] = original_parameters(self, env)
+        size = meter.measure(parameters.get("Payload"))
+        if size > STATE_DATA_LIMIT_BYTES:
+            raise _failure(
+                env,
+                "States.DataLimitExceeded",
+                f"The state/task input after Parameters is {size} bytes, more than the maximum of "
+                f"{STATE_DATA_LIMIT_BYTES} bytes",
+            )
+        return parameters
+
+    def compare(self: Any, env: Any) -> None:
+        self.variable.eval(env)
+        value = env.stack[-1]
+        function = self.comparison_function
+        if isinstance(value, NoSuchVariable) and not (
+            isinstance(function, ComparisonFunc)
+            and function.operator_type == ComparisonOperatorType.IsPresent
+        ):
+            path = value.path.split(",")[0]
+            raise _failure(
+                env,
+                "States.Runtime",
+                f"Invalid path '{path}': The choice state's condition path references an invalid value.",
+            )
+        function.eval(env)
+
+    def add_event(self: Any, context: Any, event_type: Any, *args: Any, **kwargs: Any) -> int:
+        meter.count_event(self)
+        event_id: int = original_add_event(self, context, event_type, *args, **kwargs)
+        return event_id
+
+    def enter_state(self: Any, env: Any) -> None:
+        # Checked as a state is entered, outside any Retry or Catch: nothing handles it.
+        if meter.events.get(id(env.event_manager), 0) >= HISTORY_EVENT_LIMIT:
+            raise _failure(
+                env,
+                "States.Runtime",
+                f"The execution history reached {HISTORY_EVENT_LIMIT} events, Step Functions' limit for "
+                "one execution; the rehearsal ends the execution here",
+            )
+        original_enter(self, env)
+
+    def within_quota(value: Any) -> bool:
+        return meter.measure(value) <= STATE_DATA_LIMIT_BYTES
+
+    decl._eval_body = error_equals  # type: ignore[method-assign]
+    lambda_state._from_error = from_error  # type: ignore[method-assign]
+    lambda_state._eval_parameters = eval_parameters  # type: ignore[method-assign]
+    comparison._eval_body = compare  # type: ignore[method-assign]
+    manager.add_event = add_event  # type: ignore[method-assign]
+    state_module.CommonStateField._eval_body = enter_state  # type: ignore[method-assign]
+    state_module.is_within_size_quota = within_quota
+    state_task_lambda.is_within_size_quota = within_quota
+    try:
+        yield meter
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)

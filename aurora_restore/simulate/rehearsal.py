@@ -129,6 +129,10 @@ class Report:
     locks: list[dict[str, Any]] = field(default_factory=list)
     lambda_logs: list[str] = field(default_factory=list)
     database: dict[str, Any] = field(default_factory=dict)
+    #: Largest state data (input after Parameters, output, Lambda result) in bytes of UTF-8 JSON,
+    #: and the execution's history events: Step Functions' limits are 262,144 and 25,000.
+    max_state_bytes: int = 0
+    history_events: int = 0
     #: The execution's name (the operation id, or ``<operation id>-retry-1`` for a retry).
     execution_name: str = ""
     #: The retry's own report, when the rehearsal ran one (``--retry``).
@@ -163,6 +167,8 @@ class Report:
             "world_after": self.world_after,
             "locks": self.locks,
             "database": self.database,
+            "max_state_bytes": self.max_state_bytes,
+            "history_events": self.history_events,
             "execution_name": self.execution_name,
         }
 
@@ -446,6 +452,7 @@ class Rehearsal:
                 database.install_emulation(app.clients.add_hook, own)
             stack.enter_context(bridge.installed())
             stack.enter_context(engine.compressed_waits(options.time_scale))
+            meter = stack.enter_context(engine.as_strict_as_aws())
             stack.callback(handler.reset)
 
             sfn = own("stepfunctions", stack_region)
@@ -461,6 +468,9 @@ class Rehearsal:
             ) -> Report:
                 """Start one execution, follow it to its end, and report it."""
                 self._scenario_now = scenario
+                # Each execution reports its own largest state data and history length.
+                meter.max_state_bytes = 0
+                meter.events.clear()
                 calls_before = len(recorder.calls)
                 logs_before = len(sink.lines)
                 execution_arn = sfn.start_execution(
@@ -490,6 +500,8 @@ class Rehearsal:
                     locks=self._locks(own("dynamodb", stack_region)),
                     lambda_logs=sink.lines[logs_before:],
                     database=database.describe(),
+                    max_state_bytes=meter.max_state_bytes,
+                    history_events=meter.history_events,
                     execution_name=name,
                 )
 

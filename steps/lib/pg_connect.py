@@ -1,4 +1,4 @@
-"""Connecting to the restored cluster with asyncpg: TLS required, bounded retries, explicit timeouts.
+"""Connecting to the restored cluster with asyncpg: TLS verified, bounded retries, explicit timeouts.
 
 asyncpg is imported inside the functions only: the handler's cold start must not pay for it.
 A freshly restored or renamed cluster refuses connections for a while and its DNS name lags, so
@@ -10,13 +10,14 @@ refused password are retried with exponential backoff and jitter, up to
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import ssl
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import DatabaseSetupFailed
+from dispatcher.errors import DatabaseSetupFailed, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -36,14 +37,59 @@ class Endpoint:
         return f"{self.host}:{self.port}/{self.database}"
 
 
-def tls_context(ca_bundle: str = "") -> ssl.SSLContext:
-    """TLS always; the certificate and host name verified when a CA bundle is configured.
+#: Stack parameters behind ``AURORA_RESTORE_DB_CA_BUNDLE`` and ``AURORA_RESTORE_DB_TLS_VERIFY``; the
+#: errors name them because they are what the operator changes.
+CA_BUNDLE_PARAMETER = "DbCaBundle"
+TLS_VERIFY_PARAMETER = "DbTlsVerify"
+#: Where AWS publishes the bundle that holds every RDS root CA (all regions).
+RDS_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+HOW_TO_SHIP = (
+    f"build the zip with `python -m infra.package --ca-bundle global-bundle.pem` ({RDS_BUNDLE_URL}) and "
+    f"set the stack parameter {CA_BUNDLE_PARAMETER}=/var/task/certs/global-bundle.pem, or set "
+    f"{TLS_VERIFY_PARAMETER}=false to connect without verifying the server"
+)
 
-    Without a bundle this is libpq's ``sslmode=require``: encrypted, but the server is not
-    authenticated. The stack ships the RDS CA bundle and sets ``AURORA_RESTORE_DB_CA_BUNDLE``.
+
+def check_ca_bundle(ca_bundle: str, *, verify: bool = True) -> None:
+    """Refuse, before anything changes, a configuration that cannot verify the cluster's certificate.
+
+    Verification is on unless the stack turned it off explicitly (``DbTlsVerify=false``); then
+    the bundle must be configured and be a file in the function (``/var/task`` is the zip).
     """
-    if ca_bundle:
-        context = ssl.create_default_context(cafile=ca_bundle)
+    if not verify:
+        return
+    if not ca_bundle:
+        raise ValidationError(
+            CA_BUNDLE_PARAMETER,
+            ca_bundle,
+            f"{TLS_VERIFY_PARAMETER} is true (the default), so the restored cluster's TLS certificate is "
+            f"verified and a CA bundle is needed: {HOW_TO_SHIP}",
+        )
+    if not os.path.isfile(ca_bundle):
+        raise ValidationError(
+            CA_BUNDLE_PARAMETER,
+            ca_bundle,
+            f"no such file in the function (AURORA_RESTORE_DB_CA_BUNDLE comes from the stack parameter "
+            f"{CA_BUNDLE_PARAMETER}); {HOW_TO_SHIP}",
+        )
+
+
+def tls_context(ca_bundle: str = "", *, verify: bool = True) -> ssl.SSLContext:
+    """TLS always; the server's certificate chain and host name verified against ``ca_bundle``.
+
+    ``verify=False`` (the stack's explicit ``DbTlsVerify=false``) is libpq's ``sslmode=require``:
+    encrypted, but the server is not authenticated.
+    """
+    if verify:
+        check_ca_bundle(ca_bundle, verify=True)
+        try:
+            context = ssl.create_default_context(cafile=ca_bundle)
+        except ssl.SSLError as exc:
+            raise ValidationError(
+                CA_BUNDLE_PARAMETER,
+                ca_bundle,
+                f"the file holds no usable PEM certificate ({exc}); {HOW_TO_SHIP}",
+            ) from None
     else:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
@@ -106,7 +152,8 @@ async def connect(
         except ssl.SSLCertVerificationError as exc:
             raise DatabaseSetupFailed(
                 f"the server at {endpoint.host}:{endpoint.port} presented a certificate that does not verify "
-                f"against the configured CA bundle ({exc.verify_message}); check AURORA_RESTORE_DB_CA_BUNDLE",
+                f"against the configured CA bundle ({exc.verify_message}); check the stack parameter "
+                f"{CA_BUNDLE_PARAMETER} (AURORA_RESTORE_DB_CA_BUNDLE) and the cluster's CA",
                 endpoint=str(endpoint),
             ) from None
         except retryable as exc:

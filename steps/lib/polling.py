@@ -25,7 +25,7 @@ asks the policy for the next wait and raises ``PollTimeout`` past the maximum wa
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import PollTimeout
@@ -107,6 +107,32 @@ def _estimate_remaining(
     if moved <= 0 or duration <= 0:
         return None
     return (100.0 - done) * duration / moved - (elapsed - at)
+
+
+def estimated_finish(fields: dict[str, Any]) -> datetime | None:
+    """When a loop that reports progress (a copy) should reach 100 %, read from its last poll's output.
+
+    The same rate estimate the next wait is aimed with; None until the figure has moved
+    (a queued copy at 0 % has no rate yet) or when the output carries no progress.
+    """
+    progress = fields.get("progress")
+    started = fields.get("started_at")
+    elapsed = fields.get("elapsed_seconds")
+    if not (isinstance(progress, dict) and isinstance(started, str) and isinstance(elapsed, (int, float))):
+        return None
+    try:
+        remaining = _estimate_remaining(
+            float(elapsed),
+            float(progress["percent"]),
+            (float(progress["baseline_seconds"]), float(progress["baseline_percent"])),
+            progress.get("reached_at"),
+        )
+        start = parse_time(started)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if remaining is None:
+        return None
+    return start + timedelta(seconds=float(elapsed) + max(0.0, remaining))
 
 
 def parse_time(value: str) -> datetime:

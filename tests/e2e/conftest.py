@@ -3,8 +3,9 @@
 Every test here goes through ``aurora_restore.simulate.Rehearsal`` exactly as
 ``aurora-restore simulate`` does: the definition from ``infra.state_machine.build_definition``,
 the built-in steps, moto for AWS, and the session's real PostgreSQL (``postgres_server``) standing
-in for the restored cluster. Each test records the states its executions entered; the last test
-of the directory checks that, together, they entered every state of the definition.
+in for the restored cluster. Each test records the states its executions entered; the test in
+``test_every_state_entered.py``, run after all of them, checks that together they entered every
+state of the definition.
 """
 
 from __future__ import annotations
@@ -25,20 +26,32 @@ HERE = Path(__file__).parent
 #: The e2e tests collected before any -m/-k deselection (the coverage test judges only a full run),
 #: without the exhaustive ``slow`` variants, which the normal run leaves out.
 COLLECTED = pytest.StashKey[set[str]]()
+#: The test that judges, from the states the other e2e tests' executions entered, that every state
+#: of the definition was entered; it must run after them.
+EVERY_STATE_TEST = "test_every_state_of_the_definition_was_entered"
 #: Where the users' passwords live (the stack's secrets prefix) in these worlds.
 SECRETS_PREFIX = "aurora-restore/"
 APP_ROLE = "app_rw"
 REPORTING_ROLE = "reporting_ro"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Remember every e2e test collected, before ``-m`` / ``-k`` deselect any (slow ones aside)."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+    """Remember every e2e test collected before ``-m`` / ``-k`` deselect any; run the judge last.
+
+    The outermost wrapper: its first half runs before any selection (slow ones aside, the normal
+    run leaves them out), its second half after every other plugin has selected and ordered, so
+    the test judging the states entered runs after all the others, wherever its file sorts.
+    """
     config.stash[COLLECTED] = {
         item.nodeid
         for item in items
         if Path(str(item.path)).parent == HERE and item.get_closest_marker("slow") is None
     }
+    result = yield
+    # A stable sort: only the judge moves, to the end.
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) == EVERY_STATE_TEST)
+    return result
 
 
 @pytest.fixture(scope="session")

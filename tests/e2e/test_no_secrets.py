@@ -157,6 +157,16 @@ def scenarios(
     raw["body"]["users"]["roles"][0] = {"name": "app_rw", "login": True, "password": plain}
     yield f"a plain password in the request ({plain[:6]}...)", raw, world, {"plain": plain}
 
+    raw, world = with_users(seed_request(seed_input, operation_id="op-secrets-pwd"))
+    plain = f"pwd-{uuid.uuid4().hex}"
+    raw["body"]["pwd"] = plain
+    yield f"a password in an unknown field pwd ({plain[:6]}...)", raw, world, {"plain": plain}
+
+    raw, world = with_users(seed_request(seed_input, operation_id="op-secrets-pasted"))
+    plain = f"Pasted!{uuid.uuid4().hex}"
+    raw["body"]["users"]["roles"][0]["password_secret_arn"] = plain
+    yield f"a password pasted into password_secret_arn ({plain[:6]}...)", raw, world, {"plain": plain}
+
     if exhaustive:
         raw, world = with_users(seed_request(seed_input, operation_id="op-secrets-copy"))
         yield "copy failing", raw, world, {"copy_polls": 1, "copy_outcome": "failed"}
@@ -207,8 +217,10 @@ def test_no_secret_value_appears_anywhere(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     outcomes = check_paths(rehearse, seed_input, secrets_seen, capfd, exhaustive=False)
-    # The paths really were taken: both successes, the two failures.
-    assert list(outcomes.values()) == ["SUCCEEDED", "SUCCEEDED", "FAILED", "FAILED"], outcomes
+    # The paths really were taken: both successes, the four failures.
+    assert list(outcomes.values()) == ["SUCCEEDED", "SUCCEEDED", "FAILED", "FAILED", "FAILED", "FAILED"], (
+        outcomes
+    )
 
 
 @pytest.mark.slow
@@ -219,4 +231,4 @@ def test_no_secret_value_appears_on_any_failure_path(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     outcomes = check_paths(rehearse, seed_input, secrets_seen, capfd, exhaustive=True)
-    assert list(outcomes.values()).count("FAILED") == 5, outcomes
+    assert list(outcomes.values()).count("FAILED") == 7, outcomes

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.errors import AuroraRestoreError, ValidationError
-from dispatcher.request import FIELDS, parse_request
+from dispatcher.request import FIELDS, parse_request, peek_operation_id
 
 GOOD = {
     "snapshot_id": "rds:orders-2026-11-20-02-00",
@@ -70,3 +71,71 @@ def test_the_handler_refuses_bad_input_in_the_first_step_without_touching_aws(
     # Only the dispatcher's own bookkeeping (the state and audit tables) may have been written.
     touched = [c for c in calls if not c.startswith("dynamodb.")]
     assert touched == []
+
+
+_PASSWORD = "Tr0ub4dor&3-Horse"
+#: (case, body, field named, secret that must appear nowhere or None).
+REFUSED_THROUGH_THE_HANDLER: list[tuple[str, dict[str, Any], str, str | None]] = [
+    (
+        "target with a trailing newline",
+        {**GOOD, "target_cluster_id": "orders-dev\n"},
+        "target_cluster_id",
+        None,
+    ),
+    ("operation id with a trailing newline", {**GOOD, "operation_id": "op-1\n"}, "operation_id", None),
+    ("database of 64 bytes", {**GOOD, "database": "d" * 64}, "database", None),
+    ("database with NUL", {**GOOD, "database": "app\x00"}, "database", None),
+    (
+        "parameter group with a double hyphen",
+        {**GOOD, "db_cluster_parameter_group": "pg--15"},
+        "db_cluster_parameter_group",
+        None,
+    ),
+    ("unknown field pwd holding a password", {**GOOD, "pwd": _PASSWORD}, "pwd", _PASSWORD),
+    (
+        "password pasted into password_secret_arn",
+        {**GOOD, "users": {"roles": [{"name": "app", "login": True, "password_secret_arn": _PASSWORD}]}},
+        "users.roles[0].password_secret_arn",
+        _PASSWORD,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "field", "secret"),
+    REFUSED_THROUGH_THE_HANDLER,
+    ids=[c[0] for c in REFUSED_THROUGH_THE_HANDLER],
+)
+def test_refused_in_the_first_step_naming_the_field_and_never_the_secret(
+    case: str,
+    body: dict[str, Any],
+    field: str,
+    secret: str | None,
+    dispatcher: Any,
+    clients: Any,
+    store: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls: list[str] = []
+    clients.add_hook(
+        "before-call", lambda model, **_: calls.append(f"{model.service_model.service_name}.{model.name}")
+    )
+    with pytest.raises(ValidationError) as caught:
+        dispatcher.handle({"step": "validate_request", "input": {"body": body}, "execution_id": "exec-bad"})
+    assert caught.value.field == field, case
+    # Nothing but the dispatcher's own bookkeeping was written.
+    assert [c for c in calls if not c.startswith("dynamodb.")] == []
+    if secret is not None:
+        operation_id = peek_operation_id({"body": body}, "exec-bad")
+        recorded = json.dumps(
+            [store.get_operation(operation_id), store.audit_trail(operation_id)], default=str
+        )
+        printed = capsys.readouterr()
+        for text in (
+            str(caught.value),
+            json.dumps(caught.value.to_dict()),
+            recorded,
+            printed.out,
+            printed.err,
+        ):
+            assert secret not in text, case

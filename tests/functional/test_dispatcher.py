@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import AwsCallFailed, Retryable, UnknownStep, ValidationError
+from dispatcher.errors import AwsCallFailed, Retryable, StepOutputIncomplete, UnknownStep, ValidationError
 from dispatcher.registry import Step
 
 
@@ -137,6 +137,33 @@ def test_output_is_json_safe(dispatcher: Any, registry: Any, seed_input: dict[st
 
     request = dispatcher.handle({"step": "validate_request", "input": seed_input})
     assert dispatcher.handle({"step": "clock", "request": request}) == {"at": "2026-11-25 00:00:00+00:00"}
+
+
+def test_an_output_without_a_declared_field_is_refused_and_recorded(
+    dispatcher: Any, registry: Any, store: Any, seed_input: dict[str, Any]
+) -> None:
+    # GIVEN a poll step that declares the fields its loop reads, and forgets one
+    @registry.register("forgetful_poll")
+    class ForgetfulPoll(Step):
+        """Return no next_poll_seconds."""
+
+        outputs = ("complete", "next_poll_seconds", "target.exists")
+
+        def run(self, ctx: Any) -> dict[str, Any]:
+            return {"complete": False, "target": {}}
+
+    request = dispatcher.handle({"step": "validate_request", "input": seed_input})
+    # WHEN it runs, THEN the dispatcher fails it naming the missing fields (a catchable error,
+    # where AWS would end the whole execution with States.Runtime at the Wait)
+    with pytest.raises(StepOutputIncomplete) as caught:
+        dispatcher.handle({"step": "forgetful_poll", "request": request})
+    assert "next_poll_seconds, target.exists" in str(caught.value)
+    trail = store.audit_trail("op-test002")
+    assert (trail[-1]["step"], trail[-1]["event"], trail[-1]["error_type"]) == (
+        "forgetful_poll",
+        "failed",
+        "StepOutputIncomplete",
+    )
 
 
 def test_lambda_handler_entry_point_reports_unknown_step(

@@ -16,7 +16,7 @@ import pytest
 
 from infra.build_template import build_template, render
 from infra.state_machine import build_definition, to_mermaid
-from tests.contract import contract_registry, missing_builtin_steps
+from tests.contract import contract_registry
 
 pytestmark = pytest.mark.template
 
@@ -55,10 +55,6 @@ def test_a_change_shows_up_as_a_diff() -> None:
 
 
 def test_the_documented_command_reproduces_the_golden_copy_from_a_checkout(tmp_path: Path) -> None:
-    missing = missing_builtin_steps()
-    if missing:
-        pytest.skip(f"the built-in steps are not all merged yet ({', '.join(missing)}); the golden copy is "
-                    "built from the contract's stand-ins until then")  # fmt: skip
     output = tmp_path / "template.json"
     subprocess.run(
         [sys.executable, "infra/build_template.py", "-o", str(output)], cwd=ROOT, check=True, timeout=120

@@ -29,8 +29,6 @@ from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
 __all__ = ["faithful_rds"]
 
-pytestmark = pytest.mark.postgres
-
 TARGET = "orders-dev"
 EXECUTION = "arn:aws:states:us-west-2:123456789012:execution:aurora-restore:"
 #: The source cluster's master user, which the restored cluster keeps.

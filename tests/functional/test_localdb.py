@@ -12,8 +12,6 @@ import pytest
 
 from aurora_restore.localdb import local_postgres
 
-pytestmark = pytest.mark.postgres
-
 
 def connect_error(server: Any, *, user: str, password: str, tls: Any) -> str:
     """'' when the login works, else the error's class name."""
@@ -73,6 +71,7 @@ def test_passwords_are_checked(postgres_server: Any) -> None:
     )
 
 
+@pytest.mark.postgres  # starts a server of its own, not through the fixture
 def test_a_server_stops_cleanly_and_leaves_nothing_behind() -> None:
     # GIVEN a second, short-lived server
     with local_postgres(superuser="other") as server:

@@ -22,8 +22,6 @@ from tests.functional.pg_world import (
     fast_step,
 )
 
-pytestmark = pytest.mark.postgres
-
 PRODUCTION_SCHEMA = """
 CREATE ROLE app_owner NOLOGIN;
 CREATE SCHEMA sales AUTHORIZATION app_owner;

@@ -51,13 +51,42 @@ def test_lock_is_exclusive_reentrant_and_released_by_its_owner_only(store: Any) 
     assert store.release_lock("eu-central-1", "orders-dev", "op-b") is False
     assert store.lock_holder("eu-central-1", "orders-dev")["lock_owner"] == "op-a"
     assert store.release_lock("eu-central-1", "orders-dev", "op-a") is True
+    assert store.lock_holder("eu-central-1", "orders-dev") is None
     store.acquire_lock("eu-central-1", "orders-dev", "op-b")
+    assert store.lock_holder("eu-central-1", "orders-dev")["lock_owner"] == "op-b"
+
+
+def test_taking_a_lock_writes_one_item_naming_its_owner(store: Any, clients: Any, settings: Any) -> None:
+    store.acquire_lock("eu-central-1", "Orders-Dev", "op-a")
+
+    # The lock is one item of the state table, keyed by the target whatever its case in the request.
+    key = {"operation_id": {"S": "lock#eu-central-1#orders-dev"}}
+    response = clients("dynamodb").get_item(TableName=settings.state_table, Key=key, ConsistentRead=True)
+    item = response["Item"]
+    assert item["lock_owner"] == {"S": "op-a"}
+    assert item["target_region"] == {"S": "eu-central-1"}
+    assert item["target_cluster_id"] == {"S": "Orders-Dev"}
+    assert store.lock_holder("eu-central-1", "orders-dev")["lock_owner"] == "op-a"
+    assert store.lock_holder("eu-central-1", "orders-stg") is None
 
 
 def test_locks_on_other_targets_are_independent(store: Any) -> None:
-    store.acquire_lock("eu-central-1", "orders-dev", "op-a")
-    store.acquire_lock("eu-west-1", "orders-dev", "op-b")
-    store.acquire_lock("eu-central-1", "orders-stg", "op-c")
+    targets = [("eu-central-1", "orders-dev", "op-a"), ("eu-west-1", "orders-dev", "op-b"),
+               ("eu-central-1", "orders-stg", "op-c")]  # fmt: skip
+    for region, cluster, owner in targets:
+        store.acquire_lock(region, cluster, owner)
+    assert [store.lock_holder(region, cluster)["lock_owner"] for region, cluster, _ in targets] == [
+        "op-a",
+        "op-b",
+        "op-c",
+    ]
+    # Each target still refuses a second owner, and releasing one leaves the others held.
+    with pytest.raises(TargetLocked):
+        store.acquire_lock("eu-west-1", "orders-dev", "op-a")
+    assert store.release_lock("eu-central-1", "orders-dev", "op-a") is True
+    assert store.lock_holder("eu-central-1", "orders-dev") is None
+    assert store.lock_holder("eu-west-1", "orders-dev")["lock_owner"] == "op-b"
+    assert store.lock_holder("eu-central-1", "orders-stg")["lock_owner"] == "op-c"
 
 
 def test_force_release_is_audited_on_the_holders_trail(store: Any) -> None:

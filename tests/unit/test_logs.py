@@ -28,6 +28,18 @@ def test_secret_named_keys_are_redacted_at_any_depth() -> None:
     assert data["password"] == "hunter2", "redact must not change its input"
 
 
+def test_a_secret_id_names_the_secret_its_value_stays_hidden() -> None:
+    # GetSecretValue's SecretId is which secret was read (the IAM check and the plan need it);
+    # the value fields of a Secrets Manager call stay redacted.
+    call = {"SecretId": "aurora-restore/orders-dev/app", "SecretString": "hunter2", "ClientRequestToken": "t"}
+    clean = logs.redact(call)
+    assert clean == {
+        "SecretId": "aurora-restore/orders-dev/app",
+        "SecretString": "***",
+        "ClientRequestToken": "***",
+    }
+
+
 def test_passwords_inside_urls_are_scrubbed() -> None:
     assert logs.redact("postgresql://app:s3cr3t@db:5432/x") == "postgresql://app:***@db:5432/x"
 

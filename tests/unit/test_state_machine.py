@@ -16,7 +16,7 @@ from infra.state_machine import (
     to_mermaid,
     transitions,
 )
-from tests.contract import CONTRACT, contract_registry
+from tests.contract import contract_registry, contract_steps
 
 pytestmark = pytest.mark.template
 
@@ -50,7 +50,7 @@ def tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_keeps_the_seed_state_names_and_adds_the_contracts(definition: dict[str, Any]) -> None:
     names = set(definition["States"])
     assert set(SEED_STATES) <= names
-    assert {row.state_name for row in CONTRACT} <= names
+    assert {step.state_name for step in contract_steps()} <= names
     assert {"ChooseStrategy", "NeedsSwap", "IsDeleteComplete", "WaitForSwap", "RefreshSucceeded"} <= names
 
 
@@ -62,13 +62,15 @@ def test_first_state_normalises_the_raw_input(definition: dict[str, Any]) -> Non
         "execution_id.$": "$$.Execution.Id",
         "input.$": "$",
     }
-    assert first["ResultPath"] == "$.request"
+    # The output is the validated request alone: the raw input is dropped, not carried twice.
+    assert first["ResultSelector"] == {"request.$": "$"}
+    assert first["ResultPath"] == "$"
 
 
 def test_every_task_invokes_the_dispatcher_with_its_step_and_what_it_reads(
     definition: dict[str, Any],
 ) -> None:
-    by_state = {row.state_name: row for row in CONTRACT}
+    by_state = {step.state_name: step for step in contract_steps()}
     for name, state in tasks(definition).items():
         row = by_state[name]
         expected = {"step": row.name, "execution_id.$": "$$.Execution.Id"}
@@ -76,13 +78,19 @@ def test_every_task_invokes_the_dispatcher_with_its_step_and_what_it_reads(
             expected.update({"input.$": "$"} if key == "$" else {f"{key}.$": f"$.{key}"})
         assert state["Resource"] == DISPATCHER_ARN_PLACEHOLDER, name
         assert state["Parameters"] == expected, name
-        assert state["ResultPath"] == f"$.{row.result_key}", name
+        if name == definition["StartAt"]:
+            assert (state["ResultPath"], state["ResultSelector"]) == ("$", {f"{row.result_key}.$": "$"})
+        else:
+            assert state["ResultPath"] == f"$.{row.result_key}", name
 
 
 def test_no_state_overwrites_the_request_or_the_whole_data(definition: dict[str, Any]) -> None:
+    # Only the first state replaces the whole data: with {"request": <validated request>}.
+    replacing = [n for n, s in tasks(definition).items() if s.get("ResultPath") in (None, "$")]
+    assert replacing == ["ValidateRequest"]
+    assert tasks(definition)["ValidateRequest"]["ResultSelector"] == {"request.$": "$"}
     writers = [n for n, s in tasks(definition).items() if s["ResultPath"] == "$.request"]
-    assert writers == ["ValidateRequest"]
-    assert all(s.get("ResultPath") not in (None, "$") for s in tasks(definition).values())
+    assert writers == []
 
 
 def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, Any]) -> None:
@@ -194,7 +202,7 @@ def test_every_transition_lands_on_a_state_and_every_state_is_reachable(definiti
 
 def test_the_builtin_pipeline_is_declared_once() -> None:
     assert PIPELINE.failure_step == "handle_failure"
-    assert [row.name for row in CONTRACT if row.name != "handle_failure"] == [
+    assert [step.name for step in contract_steps() if step.name != "handle_failure"] == [
         "validate_request",
         "snapshot_check",
         "copy_snapshot",

@@ -63,7 +63,10 @@ def test_the_dispatcher_runs_on_a_current_python_on_arm64_with_tracing(template:
     assert function["TracingConfig"] == {"Mode": "Active"}
     assert function["Code"] == "build/lambda.zip"  # what `aws cloudformation package` uploads
     assert function["LoggingConfig"] == {"LogGroup": {"Ref": "DispatcherLogGroup"}}
-    assert function["VpcConfig"]["Fn::If"][0] == "InVpc"
+    assert function["VpcConfig"] == {
+        "SubnetIds": {"Ref": "SubnetIds"},
+        "SecurityGroupIds": [{"Fn::GetAtt": ["FunctionSecurityGroup", "GroupId"]}],
+    }
     assert function["KmsKeyArn"] == {"Fn::GetAtt": ["StackKey", "Arn"]}
     log_group = template["Resources"]["DispatcherLogGroup"]["Properties"]
     assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
@@ -245,10 +248,15 @@ def test_deleting_and_renaming_need_the_managed_tag_or_the_named_prefix(template
 
 def test_copies_and_restores_only_in_target_regions_tagged_managed(template: dict[str, Any]) -> None:
     creating = [s for s in statements(template, "DispatcherRole") if {"rds:CopyDBClusterSnapshot", "rds:RestoreDBClusterFromSnapshot", "rds:CreateDBInstance"} & set(actions(s))]  # fmt: skip
-    assert len(creating) == 2
+    assert len(creating) == 3
     for statement in creating:
         condition = statement["Condition"]["StringEquals"]
         assert condition["aws:RequestTag/aurora-restore:managed"] == "true"
+        if statement["Sid"] == "CopySnapshotsOutOfTheSourceRegionsTaggedManaged":
+            # The pre-signed half of a cross-region copy runs in the source region.
+            assert actions(statement) == ["rds:CopyDBClusterSnapshot"]
+            assert condition["aws:RequestedRegion"] == {"Ref": "SourceRegions"}
+            continue
         assert condition["aws:RequestedRegion"]["Fn::If"][0] == "HasTargetRegions"
 
 
@@ -257,6 +265,7 @@ def test_keys_tables_topic_and_secrets_are_named_not_wildcarded(template: dict[s
         {"Ref": "TargetKmsKeyArn"},
         {"Ref": "SourceKmsKeyArns"},
         {"Ref": "ExportKmsKeyArn"},
+        {"Ref": "SecretsKmsKeyArns"},
         {"Fn::GetAtt": ["StackKey", "Arn"]},
     ]
     for statement in statements(template, "DispatcherRole"):
@@ -264,6 +273,16 @@ def test_keys_tables_topic_and_secrets_are_named_not_wildcarded(template: dict[s
         targets = (
             statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         )
+        if statement["Sid"] == "DescribeTheSecretsManagerKeyForRdsManagedSecrets":
+            # The AWS managed key has no ARN the stack knows: it is picked by its alias.
+            assert actions(statement) == ["kms:DescribeKey"]
+            aliases = statement["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"]
+            assert aliases == "alias/aws/secretsmanager"
+            continue
+        if "kms:CreateGrant" in actions(statement):
+            # Grants only for the AWS service acting for the role (RDS), never to a principal.
+            assert actions(statement) == ["kms:CreateGrant"], statement["Sid"]
+            assert statement["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
         if "kms" in services:
             assert all(t in allowed_keys for t in targets) or statement["Resource"] in allowed_keys, (
                 statement["Sid"]
@@ -275,6 +294,35 @@ def test_keys_tables_topic_and_secrets_are_named_not_wildcarded(template: dict[s
         if "secretsmanager" in services:
             text = json.dumps(targets)
             assert "secret:${Prefix}*" in text or "secret:rds!cluster-*" in text, statement["Sid"]
+
+
+def test_the_state_machine_has_the_eight_log_delivery_actions_on_star(template: dict[str, Any]) -> None:
+    # Step Functions' logging guide grants these on "*": they have no resource-level permissions, and
+    # scoping PutResourcePolicy/DescribeResourcePolicies/DescribeLogGroups to log groups fails the
+    # state machine's creation with logging.
+    delivery = [s for s in statements(template, "StateMachineRole") if s["Sid"] == "LogDeliveryHasNoResourceLevelPermissions"]  # fmt: skip
+    assert len(delivery) == 1 and delivery[0]["Resource"] == "*"
+    assert sorted(actions(delivery[0])) == sorted(
+        [
+            "logs:CreateLogDelivery",
+            "logs:GetLogDelivery",
+            "logs:UpdateLogDelivery",
+            "logs:DeleteLogDelivery",
+            "logs:ListLogDeliveries",
+            "logs:PutResourcePolicy",
+            "logs:DescribeResourcePolicies",
+            "logs:DescribeLogGroups",
+        ]
+    )
+
+
+def test_alarms_use_the_stack_key_only_for_this_accounts_alarms(template: dict[str, Any]) -> None:
+    policy = template["Resources"]["StackKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (alarms,) = [s for s in policy if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:aurora-restore-${Stage}-*" in json.dumps(alarms["Condition"]["ArnLike"]["aws:SourceArn"])
+    names = [r["Properties"]["AlarmName"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]  # fmt: skip
+    assert names and all(n["Fn::Sub"][0].startswith("aurora-restore-${Stage}-") for n in names)
 
 
 def test_the_state_machine_may_invoke_only_the_dispatcher(template: dict[str, Any]) -> None:
@@ -394,5 +442,6 @@ def test_rules_use_only_the_functions_cloudformation_allows_in_rules(template: d
     assert set(template["Rules"]) == {
         "ScheduleNeedsAnInput",
         "ExportNeedsARoleAndAKey",
-        "VpcNeedsSecurityGroups",
+        "SubnetsAreInTheVpc",
+        "TlsVerificationNeedsACaBundle",
     }
