@@ -189,3 +189,24 @@ def test_a_failure_after_the_success_was_published_keeps_the_run_succeeded(
     assert cleanups == []
     assert store.get_operation(OPERATION)["status"] == "SUCCEEDED"
     assert store.lock_holder(TARGET_REGION, TARGET) is None
+
+
+def test_a_retry_that_dies_without_an_error_never_reports_the_first_runs_error(
+    dispatcher: Any, seed_input: dict[str, Any], store: Any, inbox: Inbox, cleanups: list[str]
+) -> None:
+    # GIVEN a first execution that failed in the restore, with the error recorded, and was stopped
+    # before its failure handler ran (so its error stays on the item)
+    seed_input = {"body": {**seed_input["body"], "operation_id": OPERATION}}
+    run_fails(dispatcher, seed_input, store, FIRST)
+    # ... and a retry whose Lambda died in its first step (timed out: no error recorded, no cause)
+    store.step_started(OPERATION, "validate_request", RETRY)
+    store.audit(OPERATION, "started", step="validate_request", execution_id=RETRY)
+    data = {**seed_input, "error": {"Error": "Lambda.Unknown"}}
+    # WHEN the retry's failure handler runs
+    output = fail(dispatcher, data, RETRY)
+    # THEN its message names the retry's own failure, not the first run's restore error
+    [delivery] = inbox.deliveries()
+    assert delivery.message["failed_step"] == "validate_request"
+    assert delivery.message["error"]["type"] == "Lambda.Unknown"
+    assert "boom" not in delivery.message["error"]["message"]
+    assert output["failed_step"] == "validate_request"
