@@ -18,7 +18,7 @@ import structlog
 from dispatcher import aws, logs, tracing
 from dispatcher.aws import Clients
 from dispatcher.context import StepContext
-from dispatcher.errors import AuroraRestoreError, Retryable, StepOutputIncomplete, UnknownStep
+from dispatcher.errors import AuroraRestoreError, StepOutputIncomplete, UnknownStep
 from dispatcher.registry import Registry, Step, load_builtin_steps, missing_outputs
 from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.settings import Settings
@@ -113,7 +113,7 @@ class Dispatcher:
             error = aws.translate(raw_error)
             duration_ms = int((time.perf_counter() - started) * 1000)
             detail = error_detail(error)
-            self._record_failure(operation_id, step.name, detail, duration_ms)
+            self._record_failure(operation_id, step.name, detail, duration_ms, execution_id)
             self.log.error(
                 "step failed", duration_ms=duration_ms, error_type=detail["type"], error=detail["message"]
             )
@@ -137,24 +137,33 @@ class Dispatcher:
 
         A throttled or failing table must not surface as botocore's ``ClientError``: the state
         machine retries only ``Retryable``, so a throttle that outlived botocore's retries would
-        otherwise fail the whole refresh. The failure step records best effort: a table that
-        refuses writes must not stop the failure from being reported.
+        otherwise fail the whole refresh. The failure step records best effort, throttled or not: a
+        table that refuses writes, even one throttled without end, must not stop the failure from
+        being reported (the state's Retry would only meet the same table again, then give up
+        with nobody told).
         """
         try:
             yield
         except Exception as raw_error:
             error = aws.translate(raw_error)
-            if step.records_best_effort and not isinstance(error, Retryable):
+            if step.records_best_effort:
                 self.log.error("could not record the step in the state table", record_error=str(error))
                 return
             if error is raw_error:
                 raise
             raise error from raw_error
 
-    def _record_failure(self, operation_id: str, step: str, detail: dict[str, Any], duration_ms: int) -> None:
+    def _record_failure(
+        self,
+        operation_id: str,
+        step: str,
+        detail: dict[str, Any],
+        duration_ms: int,
+        execution_id: str | None = None,
+    ) -> None:
         # Recording must never hide the step's own error: a broken table is logged, not raised.
         try:
-            self.store.step_failed(operation_id, step, detail, duration_ms)
+            self.store.step_failed(operation_id, step, detail, duration_ms, execution_id)
             self.store.audit(
                 operation_id,
                 "failed",

@@ -1,9 +1,11 @@
 """Operation state, audit trail and per-target locks in DynamoDB.
 
 - ``aurora-restore-state`` (key ``operation_id``): one item per operation with its status,
-  current step, request, per-step results and timestamps. Target locks live in the same table
-  under keys ``lock#<region>#<cluster-id>``, which no operation id can collide with (``#`` is not
-  allowed in operation ids). Copy claims live there too, under
+  current step, request, per-step results and timestamps, and under ``executions.<name>`` each
+  execution's own outcome (final status, what it published, what it cleaned up): an
+  ``aurora-restore retry`` is a new execution of the same operation and reports for itself.
+  Target locks live in the same table under keys ``lock#<region>#<cluster-id>``, which no
+  operation id can collide with (``#`` is not allowed in operation ids). Copy claims live there too, under
   ``copyclaim#<region>#<hash of source snapshot ARN and key>`` (:meth:`Store.claim_copy`).
 - ``aurora-restore-audit`` (key ``operation_id``, sort key ``event_id``): one item per event,
   ordered in time by the sort key, expiring through the ``expires_at`` TTL attribute.
@@ -38,6 +40,30 @@ def copy_claim_key(region: str, source_arn: str, kms_key: str) -> str:
     """Key of the claim item for copies of ``source_arn`` into ``region`` with ``kms_key``."""
     digest = hashlib.sha256(f"{source_arn}\n{kms_key}".encode()).hexdigest()[:16]
     return f"copyclaim#{region}#{digest}"
+
+
+#: The record of an execution that has no id (a step invoked outside Step Functions).
+NO_EXECUTION = "no-execution"
+
+
+def execution_name(execution_id: str | None) -> str:
+    """The execution's name: the last part of its ARN (what ``start-execution --name`` gave).
+
+    Execution names are unique per state machine (and an operation's executions all run on one),
+    so the name keys an execution's record on the operation's state item.
+    """
+    if not execution_id:
+        return NO_EXECUTION
+    return execution_id.rsplit(":", 1)[-1] or NO_EXECUTION
+
+
+def execution_record(item: dict[str, Any] | None, execution_id: str | None) -> dict[str, Any]:
+    """What the state item holds about one execution (``executions.<name>``); {} when nothing."""
+    executions = (item or {}).get("executions")
+    if not isinstance(executions, dict):
+        return {}
+    record = executions.get(execution_name(execution_id))
+    return record if isinstance(record, dict) else {}
 
 
 def _iso(moment: datetime) -> str:
@@ -122,36 +148,91 @@ class Store:
             {":output": redact(output), ":ms": duration_ms},
         )
 
-    def step_failed(self, operation_id: str, step: str, error: dict[str, Any], duration_ms: int) -> None:
-        """Keep the step's error on the state item; the status stays RUNNING (a retry may follow)."""
+    def step_failed(
+        self,
+        operation_id: str,
+        step: str,
+        error: dict[str, Any],
+        duration_ms: int,
+        execution_id: str | None = None,
+    ) -> None:
+        """Keep the step's error on the state item; the status stays RUNNING (a retry may follow).
+
+        The error names the execution it happened in, so a retry never reports the error of the
+        run before it.
+        """
+        recorded = {**error, "step": step}
+        if execution_id:
+            recorded["execution_id"] = execution_id
         self._update(
             operation_id,
             "SET last_error = :error, step_durations_ms.#step = :ms",
             {"#step": step},
-            {":error": redact({**error, "step": step}), ":ms": duration_ms},
+            {":error": redact(recorded), ":ms": duration_ms},
         )
 
-    def finish(self, operation_id: str, status: str, *, error: dict[str, Any] | None = None) -> None:
-        """Set the final status (SUCCEEDED or FAILED)."""
-        names: dict[str, str] = {"#status": "status"}
+    def finish(
+        self,
+        operation_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+        execution_id: str | None = None,
+    ) -> None:
+        """Set the final status (SUCCEEDED or FAILED) of the operation and of this execution.
+
+        The top-level ``status`` is the latest execution's: a retry that succeeds after a failed
+        run leaves SUCCEEDED and no ``error``; each execution's own outcome stays under
+        ``executions.<name>`` (see :meth:`record_execution`).
+        """
+        names: dict[str, str] = {"#status": "status", "#error": "error"}
         values: dict[str, Any] = {":status": status, ":finished": _iso(self._clock())}
-        expression = "SET #status = :status, finished_at = :finished"
         if error is not None:
-            expression += ", #error = :error"
-            names["#error"] = "error"
+            expression = "SET #status = :status, finished_at = :finished, #error = :error"
             values[":error"] = redact(error)
+        else:
+            expression = "SET #status = :status, finished_at = :finished REMOVE #error"
         self._update(operation_id, expression, names, values)
+        if execution_id is not None:
+            self.record_execution(
+                operation_id,
+                execution_id,
+                status=status,
+                finished_at=values[":finished"],
+                error=redact(error) if error is not None else None,
+            )
 
-    def record_notification(self, operation_id: str, status: str, record: dict[str, Any]) -> None:
-        """Keep what was published for ``status`` under ``notifications.<status>`` on the state item.
+    def record_notification(
+        self, operation_id: str, status: str, record: dict[str, Any], *, execution_id: str | None = None
+    ) -> None:
+        """Keep what this execution published for ``status`` under ``executions.<name>.notifications``.
 
-        The notifying steps read it back before publishing, so a retried invocation does not
-        send a second message.
+        The notifying steps read it back before publishing, so a retried invocation of the same
+        execution does not send a second message, while a new execution of the operation (an
+        ``aurora-restore retry``) reports its own outcome.
         """
         item = self.get_operation(operation_id) or {}
-        notifications = item.get("notifications")
-        merged = {**(notifications if isinstance(notifications, dict) else {}), status: record}
-        self._update(operation_id, "SET notifications = :notifications", {}, {":notifications": merged})
+        previous = execution_record(item, execution_id).get("notifications")
+        merged = {**(previous if isinstance(previous, dict) else {}), status: record}
+        self.record_execution(operation_id, execution_id, notifications=merged)
+
+    def record_execution(self, operation_id: str, execution_id: str | None, **fields: Any) -> None:
+        """Merge ``fields`` into this execution's record, ``executions.<execution name>``.
+
+        One writer per execution (its steps run one at a time), so a read-merge-write is safe; the
+        whole map is written because DynamoDB cannot create a map and a key inside it in one update.
+        """
+        item = self.get_operation(operation_id) or {}
+        executions = item.get("executions")
+        executions = dict(executions) if isinstance(executions, dict) else {}
+        name = execution_name(execution_id)
+        record = executions.get(name)
+        record = dict(record) if isinstance(record, dict) else {}
+        record.update({k: v for k, v in fields.items() if v is not None})
+        if execution_id:
+            record["execution_id"] = execution_id
+        executions[name] = record
+        self._update(operation_id, "SET executions = :executions", {}, {":executions": redact(executions)})
 
     def _update(
         self, operation_id: str, expression: str, names: dict[str, str], values: dict[str, Any]

@@ -7,10 +7,15 @@ The failure may have happened in the very first state, so the input may hold no 
 only the raw execution input (the seed's ``{"body": {...}}``, the same fields unwrapped, or
 anything at all). Everything is read defensively; nothing missing makes this step raise.
 
-In order: work out which step failed and why; clean up what this operation left behind (unless
+In order: work out which step failed and why; clean up what this execution left behind (unless
 the restore had already completed); mark the state item FAILED; release the target lock if this
-operation holds it; publish one failure notification (a retry does not publish again). After this
-state the execution goes to a Fail state, so it ends FAILED.
+operation holds it; publish one failure notification (a retried invocation does not publish
+again). After this state the execution goes to a Fail state, so it ends FAILED.
+
+Everything is kept per execution (operation id plus execution name): ``aurora-restore retry``
+runs the operation again as a new execution, and that execution cleans up and reports for itself.
+One execution never sends both outcomes: when it already published SUCCEEDED (only closing the
+operation failed afterwards), this handler keeps it SUCCEEDED and publishes nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dispatcher import aws
 from dispatcher.errors import Retryable
 from dispatcher.registry import Step, register, registry
 from dispatcher.request import RestoreRequest, derive_operation_id, peek_operation_id, unwrap
-from dispatcher.store import STATUS_FAILED, STATUS_SUCCEEDED
+from dispatcher.store import STATUS_FAILED, STATUS_SUCCEEDED, execution_record
 from steps.lib import notify
 
 if TYPE_CHECKING:
@@ -34,6 +39,9 @@ if TYPE_CHECKING:
 ERROR_KEY = "error"
 #: The step whose failure means the refresh itself had completed: nothing may be cleaned up then.
 SUCCESS_NOTIFICATION_STEP = "sns_notification"
+#: The pipeline's last step before the success notification: its output in the data means the
+#: refresh itself had completed.
+LAST_STEP_BEFORE_SUCCESS = "archive_snapshot"
 
 
 def run_cleanup(ctx: StepContext, data: dict[str, Any]) -> list[str]:
@@ -74,13 +82,21 @@ class HandleFailure(Step):
         operation_id = ctx.operation_id
         target = describe_target(data, request)
         item = ctx.store.get_operation(operation_id) or {}
-        error = describe_error(data.get(ERROR_KEY), item)
-        failed_step = self.failed_step(ctx, item)
-        restore_completed = failed_step == SUCCESS_NOTIFICATION_STEP or item.get("status") == STATUS_SUCCEEDED
+        execution = execution_record(item, ctx.execution_id)
+        if notify.previous_notification(item, STATUS_SUCCEEDED, ctx.execution_id) is not None:
+            return self.already_succeeded(ctx, data, request, store)
+        error = describe_error(data.get(ERROR_KEY), item, ctx.execution_id)
+        trail = ctx.store.audit_trail(operation_id)
+        failed_step = self.failed_step(ctx, item, trail)
+        restore_completed = (
+            failed_step == SUCCESS_NOTIFICATION_STEP
+            or execution.get("status") == STATUS_SUCCEEDED
+            or _reached_success(data)
+        )
 
-        previous = notify.previous_notification(item, STATUS_FAILED)
+        previous = notify.previous_notification(item, STATUS_FAILED, ctx.execution_id)
         if previous is not None:
-            # A retry after the notification went out: the clean-up ran then; do not run it again.
+            # This execution's handler ran before and notified: the clean-up ran then; not again.
             cleanup = {
                 "cleaned_up": list(previous.get("cleaned_up") or []),
                 "cleanup_error": previous.get("cleanup_error"),
@@ -89,22 +105,12 @@ class HandleFailure(Step):
         else:
             cleanup = self.clean_up(ctx, data, request=request, restore_completed=restore_completed)
 
+        replaced = describe_replaced_target(ctx, request, trail) if request is not None else None
         recorded_error = {**error, "step": failed_step}
-        ctx.store.finish(operation_id, STATUS_FAILED, error=recorded_error)
-        if request is not None:
-            refused = len(store.errors)
-            lock = notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
-            if len(store.errors) > refused:
-                cluster_id, region = request.target_cluster_id.lower(), request.target_region
-                unlock = f"aurora-restore unlock {cluster_id} --region {region}"
-                lock = {
-                    "released": False,
-                    "holder": None,
-                    "lock": f"could not be released (the state table refused it); release it with: {unlock}",
-                }
-        else:
-            lock = {"released": False, "holder": None, "lock": "not taken: the request was never validated"}
+        ctx.store.finish(operation_id, STATUS_FAILED, error=recorded_error, execution_id=ctx.execution_id)
+        lock = release_lock(ctx, request, store)
 
+        started_at = execution_started_at(trail, ctx.execution_id) or item.get("started_at")
         if previous is not None:
             ctx.log.info(
                 "failure notification already sent; not sending again", message_id=previous["message_id"]
@@ -122,13 +128,14 @@ class HandleFailure(Step):
                     "error": error,
                     "restore_completed": restore_completed,
                     **cleanup,
+                    **({"replaced_target": replaced} if replaced else {}),
                     "lock": lock["lock"],
                     "lock_released": lock["released"],
                     "request_valid": request is not None,
                     "step_durations_ms": notify.step_durations(item),
-                    "started_at": item.get("started_at"),
+                    "started_at": started_at,
                     "failed_at": notify.iso(ctx.clock()),
-                    "elapsed_seconds": notify.seconds_since(item.get("started_at"), ctx.clock()),
+                    "elapsed_seconds": notify.seconds_since(started_at, ctx.clock()),
                     "store_errors": list(store.errors),
                 }
             )
@@ -158,23 +165,82 @@ class HandleFailure(Step):
         }
 
     # -- the parts, in the order they run ---------------------------------------------------------
-    def failed_step(self, ctx: StepContext, item: dict[str, Any]) -> str | None:
+    def failed_step(self, ctx: StepContext, item: dict[str, Any], trail: list[dict[str, Any]]) -> str | None:
         """The step that failed: the dispatcher's ``last_error.step``, else the last step started.
 
         The dispatcher records ``last_error`` when a step raises; a Lambda that timed out or ran
         out of memory records nothing, and by now ``current_step`` says ``handle_failure``, so
-        the audit trail's last ``started`` event of another step tells instead.
+        the audit trail's last ``started`` event of another step tells instead. Both are read
+        for this execution only: a retry never reports the step where the run before it failed.
         """
-        last_error = item.get("last_error")
-        if isinstance(last_error, dict):
-            step = last_error.get("step")
-            if isinstance(step, str) and step and step != self.name:
-                return step
-        for event in reversed(ctx.store.audit_trail(ctx.operation_id)):
+        last_error = own_last_error(item, ctx.execution_id)
+        step = last_error.get("step")
+        if isinstance(step, str) and step and step != self.name:
+            return step
+        for event in reversed(trail):
             step = event.get("step")
-            if event.get("event") == "started" and isinstance(step, str) and step and step != self.name:
+            if (
+                event.get("event") == "started"
+                and _same_execution(event.get("execution_id"), ctx.execution_id)
+                and isinstance(step, str)
+                and step
+                and step != self.name
+            ):
                 return step
         return None
+
+    def already_succeeded(
+        self,
+        ctx: StepContext,
+        data: dict[str, Any],
+        request: RestoreRequest | None,
+        store: BestEffortStore,
+    ) -> dict[str, Any]:
+        """This execution published SUCCEEDED, then closing the operation failed: keep it SUCCEEDED.
+
+        The refresh completed and subscribers were told so; a FAILED message now would contradict
+        it. The handler finishes what the success step could not (final status, lock) and says in
+        its output, the audit trail and the log what went wrong after the success.
+        """
+        operation_id = ctx.operation_id
+        error = describe_error(data.get(ERROR_KEY), {}, ctx.execution_id)
+        ctx.store.finish(operation_id, STATUS_SUCCEEDED, execution_id=ctx.execution_id)
+        lock = release_lock(ctx, request, store)
+        ctx.store.audit(
+            operation_id,
+            "closed_after_success",
+            step=self.name,
+            error_type=error["type"],
+            lock=lock["lock"],
+        )
+        ctx.log.warning(
+            "closing the operation failed after the success notification; kept SUCCEEDED, no FAILED sent",
+            error_type=error["type"],
+            lock=lock["lock"],
+        )
+        return {
+            "status": STATUS_SUCCEEDED,
+            "operation_id": operation_id,
+            "failed_step": SUCCESS_NOTIFICATION_STEP,
+            "error_type": error["type"],
+            "error_message": error["message"],
+            "restore_completed": True,
+            "cleaned_up": [],
+            "cleanup_error": None,
+            "cleanup_skipped": "the refresh had completed and its success was published",
+            "lock_released": lock["released"],
+            "lock": lock["lock"],
+            "store_errors": list(store.errors),
+            "notification": {
+                "sent": False,
+                "already_sent": True,
+                "message_id": None,
+                "subject": None,
+                "topic_arn": None,
+                "reason": "this execution already published SUCCEEDED; a FAILED message would contradict it",
+                "error": None,
+            },
+        }
 
     def clean_up(
         self,
@@ -240,7 +306,9 @@ class HandleFailure(Step):
             ctx.log.error("failure notification could not be published", error=text)
             ctx.store.audit(operation_id, "notification_failed", step=self.name, error=text[:500])
             return {"sent": False, "error": text}
-        ctx.store.record_notification(operation_id, STATUS_FAILED, {**record, **cleanup})
+        ctx.store.record_notification(
+            operation_id, STATUS_FAILED, {**record, **cleanup}, execution_id=ctx.execution_id
+        )
         ctx.store.audit(
             operation_id,
             "failed_notified",
@@ -265,10 +333,12 @@ class HandleFailure(Step):
 class BestEffortStore:
     """The store as the failure handler uses it: a table that refuses a call does not stop the report.
 
-    Throttling (``Retryable``) still raises, so the state's Retry tries again; any other error of
-    a store call is logged, kept in :attr:`errors` for the notification, and the call answers
-    "nothing" (no item, no trail, not released). With a broken table a retried handler cannot
-    see that it already notified, and may notify twice; without this it would not notify at all.
+    Any error of a store call, throttling included (botocore has retried it already), is logged,
+    kept in :attr:`errors` for the notification, and the call answers "nothing" (no item, no
+    trail, not released). Raising throttling to the state's Retry would only meet the same table
+    again and, when the throttling does not end, fail the execution with nobody told. With a
+    broken table a retried handler cannot see that it already notified, and may notify twice;
+    without this it would not notify at all.
     """
 
     #: What a refused call answers, by method; anything else answers None.
@@ -290,8 +360,6 @@ class BestEffortStore:
                 return attribute(*args, **kwargs)
             except Exception as raw_error:
                 error = aws.translate(raw_error)
-                if isinstance(error, Retryable):
-                    raise error from raw_error
                 text = notify.scrub_text(f"{name}: {type(error).__name__}: {error}")[:300]
                 self.errors.append(text)
                 self._log.error("the state table refused the failure handler", call=name, error=text)
@@ -373,7 +441,7 @@ def describe_target(data: dict[str, Any], request: RestoreRequest | None) -> dic
     }
 
 
-def describe_error(error: Any, item: dict[str, Any]) -> dict[str, Any]:
+def describe_error(error: Any, item: dict[str, Any], execution_id: str | None = None) -> dict[str, Any]:
     """``type``, ``message`` and Step Functions' error ``name``; never the stack trace.
 
     The type and message come from the Lambda cause's ``errorType``/``errorMessage``; a plain
@@ -397,8 +465,7 @@ def describe_error(error: Any, item: dict[str, Any]) -> dict[str, Any]:
             message = json.dumps(rest, default=str) if rest else None
     elif cause is not None and message is None:
         message = str(cause)
-    recorded = item.get("last_error")
-    last_error: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    last_error = own_last_error(item, execution_id)
     error_type = error_type or name or last_error.get("type") or "UnknownError"
     if not message:
         message = last_error.get("message") or f"Step Functions reported {name or 'an error'} with no cause"
@@ -408,6 +475,75 @@ def describe_error(error: Any, item: dict[str, Any]) -> dict[str, Any]:
         "message": notify.scrub_text(str(message)[: notify.ERROR_MESSAGE_MAX])[: notify.ERROR_MESSAGE_MAX],
         "name": notify.one_line(name)[:256] if name else None,
     }
+
+
+def own_last_error(item: dict[str, Any], execution_id: str | None) -> dict[str, Any]:
+    """The dispatcher's ``last_error`` when this execution recorded it (or it names none), else {}."""
+    recorded = item.get("last_error")
+    if not isinstance(recorded, dict):
+        return {}
+    return recorded if _same_execution(recorded.get("execution_id"), execution_id) else {}
+
+
+def _same_execution(recorded: Any, execution_id: str | None) -> bool:
+    """True unless both name an execution and they differ (old records name none)."""
+    return not recorded or not execution_id or recorded == execution_id
+
+
+def execution_started_at(trail: list[dict[str, Any]], execution_id: str | None) -> str | None:
+    """When this execution's first step started, from the audit trail; None when unknown."""
+    if not execution_id:
+        return None
+    for event in trail:
+        if event.get("event") == "started" and event.get("execution_id") == execution_id:
+            at = event.get("at")
+            return at if isinstance(at, str) else None
+    return None
+
+
+def release_lock(ctx: StepContext, request: RestoreRequest | None, store: BestEffortStore) -> dict[str, Any]:
+    """Release the target's lock if this operation holds it; say how to free it when the table refuses."""
+    if request is None:
+        return {"released": False, "holder": None, "lock": "not taken: the request was never validated"}
+    refused = len(store.errors)
+    lock = notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
+    if len(store.errors) > refused:
+        cluster_id, region = request.target_cluster_id.lower(), request.target_region
+        unlock = f"aurora-restore unlock {cluster_id} --region {region}"
+        lock = {
+            "released": False,
+            "holder": None,
+            "lock": f"could not be released (the state table refused it); release it with: {unlock}",
+        }
+    return lock
+
+
+def describe_replaced_target(
+    ctx: StepContext, request: RestoreRequest, trail: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Under delete-first, what this operation destroyed, kept and left; None when it deleted nothing."""
+    if request.strategy != "delete-first":
+        return None
+    from steps.lib.cleanup import describe_delete_first
+
+    try:
+        return describe_delete_first(ctx, request, trail)
+    except Exception as raw_error:
+        # The report must go out even when RDS cannot be asked; say what is unknown.
+        error = aws.translate(raw_error)
+        text = notify.scrub_text(f"{type(error).__name__}: {error}"[:500])
+        return {"summary": f"what remains of {request.target_cluster_id} could not be read: {text}"}
+
+
+def _reached_success(data: dict[str, Any]) -> bool:
+    """True when the data holds the output of the step just before the success notification.
+
+    Read from the execution data, not the state table: with a table that refuses every call the
+    handler must still know that the refresh had completed and leave the restored cluster alone.
+    """
+    if LAST_STEP_BEFORE_SUCCESS not in registry:
+        return False
+    return isinstance(data.get(registry.get(LAST_STEP_BEFORE_SUCCESS).result_key), dict)
 
 
 def _without_traceback(text: str) -> str:

@@ -70,6 +70,14 @@ class RestoreSnapshot(Step):
         )
 
         cluster = describe_cluster(rds, cluster_id)
+        if cluster is None and swap_required:
+            # A retry after an earlier execution's swap already renamed this operation's cluster
+            # in: that cluster is the restore (restoring again would collide with its instances'
+            # names); the swap step then only finishes what is left (the old cluster's deletion).
+            moved_in = describe_cluster(rds, request.target_cluster_id)
+            if moved_in is not None and made_by(moved_in, request.operation_id):
+                cluster_id, cluster = request.target_cluster_id, moved_in
+                ctx.log.info("adopting this operation's cluster, already swapped in", cluster_id=cluster_id)
         if cluster is None:
             cluster = self._restore(ctx, rds, request, snapshot, copy, cluster_id, placement)
         else:

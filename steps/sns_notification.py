@@ -3,14 +3,18 @@
 The last Task of a successful run. It receives the whole execution data (``$`` -> ``input``),
 publishes one JSON message to the stack's topic (fields in ``docs/notifications.md``), marks the
 state item SUCCEEDED and releases the target's lock. Publishing comes first: if it fails, the
-operation is still open and the failure handler reports it.
+operation is still open and the failure handler reports it. Once the success is published the
+run has succeeded: a lock that cannot be released afterwards is reported (step output, state item,
+audit trail, log, with the command that frees it) and does not turn the run into a failure, so
+subscribers never get a FAILED message after the SUCCEEDED one.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import ValidationError
+from dispatcher import aws
+from dispatcher.errors import Retryable, ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.request import RestoreRequest
 from dispatcher.store import STATUS_SUCCEEDED
@@ -48,7 +52,7 @@ class SendNotification(Step):
         operation_id = ctx.operation_id
         item = ctx.store.get_operation(operation_id)
 
-        previous = notify.previous_notification(item, STATUS_SUCCEEDED)
+        previous = notify.previous_notification(item, STATUS_SUCCEEDED, ctx.execution_id)
         if previous is not None:
             ctx.log.info(
                 "success notification already sent; not sending again", message_id=previous["message_id"]
@@ -60,8 +64,8 @@ class SendNotification(Step):
             endpoint = message["endpoint"]
             notification = self.send(ctx, request, message)
 
-        ctx.store.finish(operation_id, STATUS_SUCCEEDED)
-        lock = notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
+        ctx.store.finish(operation_id, STATUS_SUCCEEDED, execution_id=ctx.execution_id)
+        lock = self.release_lock(ctx, request)
         return {
             "status": STATUS_SUCCEEDED,
             "sent": notification["sent"],
@@ -74,6 +78,38 @@ class SendNotification(Step):
             "lock_released": lock["released"],
             "lock": lock["lock"],
         }
+
+    def release_lock(self, ctx: StepContext, request: RestoreRequest) -> dict[str, Any]:
+        """Release the target's lock; a table that refuses is reported, never raised.
+
+        The success is published and the state item says SUCCEEDED by now: raising would send the
+        execution to the failure handler, whose FAILED message would contradict the first one.
+        Throttling is the one exception: it goes to the state's Retry, which runs this step again
+        without publishing again (the message is recorded); if the throttling outlasts the Retry,
+        the failure handler finds this execution's SUCCEEDED message, keeps the operation
+        SUCCEEDED, tries the lock once more and publishes nothing.
+        """
+        try:
+            return notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
+        except Exception as raw_error:
+            error = aws.translate(raw_error)
+            if isinstance(error, Retryable):
+                raise error from raw_error
+            text = notify.scrub_text(f"{type(error).__name__}: {error}"[:300])
+            unlock = (
+                f"aurora-restore unlock {request.target_cluster_id.lower()} --region {request.target_region}"
+            )
+            lock = f"could not be released ({text}); release it with: {unlock}"
+            ctx.log.error("the target lock could not be released after a successful refresh", error=text)
+            for record in (
+                lambda: ctx.store.audit(ctx.operation_id, "lock_release_failed", step=self.name, error=text),
+                lambda: ctx.store.record_execution(ctx.operation_id, ctx.execution_id, lock_error=lock),
+            ):
+                try:
+                    record()
+                except Exception as exc:  # The same table: the log line above is what remains.
+                    ctx.log.error("could not record the lock problem", record_error=str(exc)[:300])
+            return {"released": False, "holder": None, "lock": lock}
 
     def send(self, ctx: StepContext, request: RestoreRequest, message: dict[str, Any]) -> dict[str, Any]:
         """Publish and record, or say plainly that no topic is configured."""
@@ -92,7 +128,10 @@ class SendNotification(Step):
         )
         # Recorded right after publishing: a retry reads it and does not publish again.
         ctx.store.record_notification(
-            operation_id, STATUS_SUCCEEDED, {**record, "endpoint": message["endpoint"]}
+            operation_id,
+            STATUS_SUCCEEDED,
+            {**record, "endpoint": message["endpoint"]},
+            execution_id=ctx.execution_id,
         )
         ctx.store.audit(
             operation_id,

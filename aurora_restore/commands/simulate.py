@@ -93,6 +93,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--logs", action="store_true", help="also print the Lambda's log lines (JSON) to stderr as they come"
     )
+    parser.add_argument(
+        "--retry",
+        nargs=argparse.REMAINDER,
+        metavar="OPTION",
+        help="after the first execution ends, run 'aurora-restore retry' of the operation in the same world "
+        "(same operation id, a new execution); must come last: the options after it (--fault, --polls, "
+        "--outcome) apply to the retry only. The report holds both executions; the exit status is the "
+        "retry's",
+    )
+
+
+def _retry_parser() -> argparse.ArgumentParser:
+    """The options that may follow --retry: what the retry's execution meets."""
+    parser = argparse.ArgumentParser(prog="aurora-restore simulate ... --retry", add_help=False)
+    parser.add_argument("--polls", default="")
+    parser.add_argument("--outcome", default="")
+    parser.add_argument("--fault", action="append", default=[])
+    return parser
+
+
+def build_retry_options(words: list[str]) -> Any:
+    """The retry's scenario from the words after --retry; ValueError names what is not allowed."""
+    from aurora_restore.simulate.hooks import parse_fault, parse_outcome, parse_polls
+    from aurora_restore.simulate.rehearsal import RetryOptions
+
+    parsed, unknown = _retry_parser().parse_known_args(words)
+    if unknown:
+        raise ValueError(
+            f"--retry {' '.join(unknown)}: after --retry only --fault, --polls and --outcome may follow "
+            "(they apply to the retry); put the other options before --retry"
+        )
+    polls = parse_polls(parsed.polls)
+    outcome = parse_outcome(parsed.outcome)
+    return RetryOptions(
+        faults=[parse_fault(spec) for spec in parsed.fault],
+        copy_polls=polls.get("copy", 0),
+        restore_polls=polls.get("restore", 0),
+        delete_polls=polls.get("delete", 0),
+        copy_outcome=outcome.get("copy", "available"),
+        restore_outcome=outcome.get("restore", "available"),
+    )
 
 
 def _misuse(message: str) -> int:
@@ -163,6 +204,7 @@ def build_options(args: argparse.Namespace) -> Any:
         time_scale=args.time_scale,
         timeout_seconds=args.timeout,
         log_stream=sys.stderr if args.logs else None,
+        retry=build_retry_options(args.retry) if getattr(args, "retry", None) is not None else None,
     )
 
 
@@ -176,7 +218,11 @@ def run(args: argparse.Namespace) -> int:
         options = build_options(args)
     except (ValueError, OSError) as exc:
         return _misuse(str(exc))
-    rehearsal = Rehearsal(options, progress=None if args.json else _print_progress)
+    rehearsal = Rehearsal(
+        options,
+        progress=None if args.json else _print_progress,
+        on_retry=None if args.json else _print_retry_header,
+    )
     if not args.json:
         _print_header(rehearsal)
     try:
@@ -187,7 +233,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print_summary(report)
-    return EXIT_SUCCEEDED if report.status == "SUCCEEDED" else EXIT_FAILED
+        if report.retry is not None:
+            print(f"\nThe retry ({report.retry.execution_name}):", end="")
+            print_summary(report.retry)
+    return EXIT_SUCCEEDED if report.final.status == "SUCCEEDED" else EXIT_FAILED
 
 
 def _print_header(rehearsal: Any) -> None:
@@ -203,6 +252,10 @@ def _print_header(rehearsal: Any) -> None:
             f"{request.target_cluster_id} ({request.target_region}), strategy {request.strategy}"
         )
     print("AWS is moto in this process; no AWS account is used.\n", flush=True)
+
+
+def _print_retry_header(name: str) -> None:
+    print(f"\nRetrying the operation as execution {name} (aurora-restore retry), in the world left behind\n")
 
 
 def _print_progress(change: str, run: StateRun) -> None:

@@ -256,23 +256,35 @@ FAULTED = "_aurora_restore_faulted"
 
 @dataclass
 class FaultInjector:
-    """Answers the named calls with AWS errors (``before-send``, so botocore retries them)."""
+    """Answers the named calls with AWS errors (``before-send``, so botocore retries them).
+
+    Faults on the same operation compose in the order given: each attempt of the call is answered
+    by the first fault not yet exhausted, and only by it (``rds.X=Throttling*2`` then
+    ``rds.X=AccessDenied`` is two throttles, then denied). botocore calls every ``before-send``
+    handler and keeps the first response, so one handler per operation decides for all its faults:
+    with one handler per fault, a later exhausted fault would clear the mark that keeps moto from
+    carrying out the call an earlier fault answered, and moto would run a call the client was told
+    failed.
+    """
 
     faults: list[Fault]
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def register(self, add_hook: Callable[[str, Any], None]) -> None:
-        """Install on the dispatcher's clients."""
+        """Install on the dispatcher's clients: one handler per faulted operation."""
+        by_event: dict[str, list[Fault]] = {}
         for fault in self.faults:
-            add_hook(f"before-send.{fault.event_service}.{fault.operation}", self._handler(fault))
+            by_event.setdefault(f"before-send.{fault.event_service}.{fault.operation}", []).append(fault)
+        for event_name, faults in by_event.items():
+            add_hook(event_name, self._handler(faults))
 
-    def _handler(self, fault: Fault) -> Callable[..., Any]:
+    def _handler(self, faults: list[Fault]) -> Callable[..., Any]:
         def send(request: Any, **_: Any) -> Any:
             with self._lock:
+                fault = next((f for f in faults if not f.exhausted()), None)
                 # botocore sends the same request object again on a retry: mark every attempt.
-                inject = not fault.exhausted()
-                setattr(request, FAULTED, inject)
-                if not inject:
+                setattr(request, FAULTED, fault is not None)
+                if fault is None:
                     return None
                 fault.injected += 1
             return error_response(fault, request.url)

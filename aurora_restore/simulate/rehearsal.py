@@ -88,6 +88,24 @@ class Options:
     settings: dict[str, str] = field(default_factory=dict)
     #: Where the Lambda's log lines go (None keeps them in the report object only).
     log_stream: Any = None
+    #: Run ``aurora-restore retry`` of the operation after the first execution ends, in the same
+    #: world, with these scenario options (None: no retry).
+    retry: RetryOptions | None = None
+
+
+@dataclass
+class RetryOptions:
+    """What the retry's execution meets (``simulate --retry --fault ... --outcome ...``).
+
+    The first execution's faults, polls and outcomes do not carry over: the retry meets only these.
+    """
+
+    faults: list[Fault] = field(default_factory=list)
+    copy_polls: int = 0
+    restore_polls: int = 0
+    delete_polls: int = 0
+    copy_outcome: str = "available"
+    restore_outcome: str = "available"
 
 
 @dataclass
@@ -115,9 +133,24 @@ class Report:
     #: and the execution's history events: Step Functions' limits are 262,144 and 25,000.
     max_state_bytes: int = 0
     history_events: int = 0
+    #: The execution's name (the operation id, or ``<operation id>-retry-1`` for a retry).
+    execution_name: str = ""
+    #: The retry's own report, when the rehearsal ran one (``--retry``).
+    retry: Report | None = None
+
+    @property
+    def final(self) -> Report:
+        """The report of the last execution: the retry's when there was one."""
+        return self.retry.final if self.retry is not None else self
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON data."""
+        """The report as JSON data (a retry's report under ``retry``, in the same shape)."""
+        report = self._execution_dict()
+        if self.retry is not None:
+            report["retry"] = self.retry._execution_dict()
+        return report
+
+    def _execution_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "error": self.error,
@@ -136,6 +169,7 @@ class Report:
             "database": self.database,
             "max_state_bytes": self.max_state_bytes,
             "history_events": self.history_events,
+            "execution_name": self.execution_name,
         }
 
 
@@ -193,6 +227,38 @@ def _stack_region_of(raw_input: Any, world: World) -> str:
     if isinstance(region, str) and re.match(r"^[a-z]{2}(?:-[a-z]+)+-\d$", region):
         return region
     return (world.regions or ["us-east-1"])[0]
+
+
+@dataclass
+class _Scenario:
+    """One execution's progress script and fault injector."""
+
+    script: ProgressScript
+    injector: FaultInjector
+
+
+#: How ``aurora-restore retry`` names the first retry of an operation (``operator.retry``).
+RETRY_SUFFIX = "-retry-1"
+
+
+def retry_execution(operation_id: str, raw_input: Any) -> tuple[str, Any]:
+    """The execution name and input ``aurora-restore retry`` would start for this operation.
+
+    The same request, with the operation id written into it (so the retry never derives another),
+    under the name ``<operation id>-retry-1``.
+    """
+    from aurora_restore.operator import with_operation_id
+
+    if not isinstance(raw_input, dict):
+        raise RehearsalError("--retry needs an input object: aurora-restore retry refuses anything else")
+    document = with_operation_id(raw_input, operation_id)
+    try:
+        RestoreRequest.from_event(document)
+    except Exception as exc:
+        raise RehearsalError(
+            f"--retry: aurora-restore retry refuses this operation's input: it is not a valid request ({exc})"
+        ) from None
+    return operation_id + RETRY_SUFFIX, document
 
 
 def execution_name(raw_input: Any) -> str:
@@ -289,9 +355,16 @@ def _shared_boto_session() -> Any:
 class Rehearsal:
     """Runs one execution of the generated state machine against a moto world; see the module doc."""
 
-    def __init__(self, options: Options, progress: Callable[[str, StateRun], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: Options,
+        progress: Callable[[str, StateRun], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
         self.options = options
         self._progress = progress
+        #: Told the retry's execution name just before a ``--retry`` execution starts.
+        self._on_retry = on_retry
 
     def request(self) -> RestoreRequest | None:
         """The validated request, or None when the input is invalid (the rehearsal shows how it fails)."""
@@ -319,6 +392,11 @@ class Rehearsal:
         options = self.options
         world = self.world()
         request = self.request()
+        if options.retry is not None and request is None:
+            raise RehearsalError(
+                "--retry needs a valid request: aurora-restore retry refuses an operation whose input "
+                "does not validate"
+            )
         stack_region = request.target_region if request else _stack_region_of(options.input, world)
         definition = options.definition or load_definition(options.registry)
         started = time.monotonic()
@@ -361,22 +439,15 @@ class Rehearsal:
                 handler._dispatcher = handler.Dispatcher(registry=options.registry)
             app = handler.get_dispatcher()
             app.clients._session = _shared_boto_session()
-            script = ProgressScript(
-                copy_polls=options.copy_polls,
-                restore_polls=options.restore_polls,
-                delete_polls=options.delete_polls,
-                copy_outcome=options.copy_outcome,
-                restore_outcome=options.restore_outcome,
-            )
-            bridge = engine.InProcessLambda(
-                engine.function_arn(stack_region, ACCOUNT), before=script.step_invoked
-            )
-            script.current_step = lambda: bridge.current_step
-            recorder = CallRecorder(current_step=lambda: bridge.current_step)
-            injector = FaultInjector(list(options.faults))
+            recorder = CallRecorder(current_step=lambda: self._bridge_step())
             recorder.register(app.clients.add_hook)
-            injector.register(app.clients.add_hook)
-            script.register(app.clients.add_hook)
+            first = self._scenario(options.faults, options, app.clients.add_hook)
+            self._scenario_now = first
+            bridge = engine.InProcessLambda(
+                engine.function_arn(stack_region, ACCOUNT),
+                before=lambda event: self._scenario_now.script.step_invoked(event),
+            )
+            self._bridge = bridge
             if request is not None:
                 database.install_emulation(app.clients.add_hook, own)
             stack.enter_context(bridge.installed())
@@ -391,38 +462,90 @@ class Rehearsal:
                 definition=text,
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/aurora-restore-rehearsal-states",
             )["stateMachineArn"]
-            execution_arn = sfn.start_execution(
-                stateMachineArn=machine_arn,
-                name=execution_name(options.input),
-                input=json.dumps(options.input),
-            )["executionArn"]
-            history = self._follow(sfn, execution_arn)
-            operation_id = self._operation_id(history, execution_arn)
 
-            from dispatcher.store import Store
+            def execute(
+                name: str, document: Any, scenario: _Scenario, before: dict[str, Any], since: float
+            ) -> Report:
+                """Start one execution, follow it to its end, and report it."""
+                self._scenario_now = scenario
+                # Each execution reports its own largest state data and history length.
+                meter.max_state_bytes = 0
+                meter.events.clear()
+                calls_before = len(recorder.calls)
+                logs_before = len(sink.lines)
+                execution_arn = sfn.start_execution(
+                    stateMachineArn=machine_arn, name=name, input=json.dumps(document)
+                )["executionArn"]
+                history = self._follow(sfn, execution_arn)
+                operation_id = self._operation_id(history, execution_arn)
 
-            store = Store(own("dynamodb", stack_region), STATE_TABLE, AUDIT_TABLE)
-            return Report(
-                status=history.status,
-                error=history.failure() if history.status != "SUCCEEDED" else None,
-                operation_id=operation_id,
-                execution_arn=execution_arn,
-                states=history.states,
-                state_item=store.get_operation(operation_id),
-                audit=store.audit_trail(operation_id),
-                notifications=self._notifications(own("sqs", stack_region), queue_url),
-                aws_calls=recorder.calls,
-                world_before=world_before,
-                world_after=describe_world(own, regions),
-                faults=injector.summary(),
-                duration=time.monotonic() - started,
-                definition_states=state_names(definition),
-                locks=self._locks(own("dynamodb", stack_region)),
-                lambda_logs=sink.lines,
-                database=database.describe(),
-                max_state_bytes=meter.max_state_bytes,
-                history_events=meter.history_events,
-            )
+                from dispatcher.store import Store
+
+                store = Store(own("dynamodb", stack_region), STATE_TABLE, AUDIT_TABLE)
+                return Report(
+                    status=history.status,
+                    error=history.failure() if history.status != "SUCCEEDED" else None,
+                    operation_id=operation_id,
+                    execution_arn=execution_arn,
+                    states=history.states,
+                    state_item=store.get_operation(operation_id),
+                    audit=store.audit_trail(operation_id),
+                    notifications=self._notifications(own("sqs", stack_region), queue_url),
+                    aws_calls=recorder.calls[calls_before:],
+                    world_before=before,
+                    world_after=describe_world(own, regions),
+                    faults=scenario.injector.summary(),
+                    duration=time.monotonic() - since,
+                    definition_states=state_names(definition),
+                    locks=self._locks(own("dynamodb", stack_region)),
+                    lambda_logs=sink.lines[logs_before:],
+                    database=database.describe(),
+                    max_state_bytes=meter.max_state_bytes,
+                    history_events=meter.history_events,
+                    execution_name=name,
+                )
+
+            report = execute(execution_name(options.input), options.input, first, world_before, started)
+            if options.retry is not None:
+                name, document = retry_execution(report.operation_id, options.input)
+                second = self._scenario(options.retry.faults, options.retry, app.clients.add_hook)
+                if self._on_retry is not None:
+                    self._on_retry(name)
+                report.retry = execute(name, document, second, report.world_after, time.monotonic())
+            return report
+
+    # -- what each execution meets -----------------------------------------------------------------
+    _bridge: Any = None
+    _scenario_now: _Scenario
+
+    def _bridge_step(self) -> str | None:
+        return self._bridge.current_step if self._bridge is not None else None
+
+    def _scenario(self, faults: list[Fault], polls: Any, add_hook: Callable[[str, Any], None]) -> _Scenario:
+        """Faults and in-progress states for one execution; their hooks act only while it runs.
+
+        botocore hooks cannot be taken off a client, so each execution's are registered behind a
+        switch: the retry meets its own ``--fault``/``--polls``/``--outcome``, not the first run's.
+        """
+        script = ProgressScript(
+            copy_polls=polls.copy_polls,
+            restore_polls=polls.restore_polls,
+            delete_polls=polls.delete_polls,
+            copy_outcome=polls.copy_outcome,
+            restore_outcome=polls.restore_outcome,
+        )
+        script.current_step = self._bridge_step
+        scenario = _Scenario(script=script, injector=FaultInjector(list(faults)))
+
+        def while_current(event_name: str, hook: Any) -> None:
+            def handler(**kwargs: Any) -> Any:
+                return hook(**kwargs) if self._scenario_now is scenario else None
+
+            add_hook(event_name, handler)
+
+        scenario.injector.register(while_current)
+        script.register(while_current)
+        return scenario
 
     # -- the stack the template would have made ----------------------------------------------------
     def _make_stack(self, own: Any, region: str) -> tuple[str, str]:

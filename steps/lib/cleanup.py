@@ -18,17 +18,16 @@ from dispatcher.errors import UnsafeTarget, ValidationError
 from dispatcher.request import RestoreRequest
 from steps.lib import names
 from steps.lib.clusters import (
-    RETIRED_BY_TAG,
-    RETIRED_FROM_TAG,
     delete_cluster_and_instances,
     is_renaming,
     made_by,
-    rename_cluster,
+    rename_back,
     retired_by,
     same_id,
     status_of,
 )
 from steps.lib.safety import describe_cluster, ensure_replaceable
+from steps.lib.snapshots import describe_snapshot
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -104,10 +103,7 @@ def _put_old_target_back(
             f"the old target {retired_id} is {status or 'busy'}; rename it back to {target_id} "
             "once it is available"
         ]
-    rds.remove_tags_from_resource(
-        ResourceName=retired["DBClusterArn"], TagKeys=[RETIRED_BY_TAG, RETIRED_FROM_TAG]
-    )
-    rename_cluster(ctx, rds, retired_id, target_id, region=request.target_region)
+    rename_back(ctx, rds, retired, target_id, region=request.target_region)
     return [f"renamed the old target {retired_id} back to {target_id}"]
 
 
@@ -162,3 +158,75 @@ def _remove_temporary_clusters(
                 "settle; delete it by hand"
             )
     return lines
+
+
+def describe_delete_first(
+    ctx: StepContext, request: RestoreRequest, trail: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Under delete-first, what the operation destroyed, what it kept and what is left of the target.
+
+    The delete-first strategy destroys the target before the restore, so a failure after that
+    leaves the environment without its database: the failure notification must say so plainly.
+    What was deleted comes from the audit trail (every deletion is audited), the rest from RDS as
+    it is now. Returns None when nothing of the target was deleted.
+    """
+    target_id = request.target_cluster_id
+    instances = [
+        str(event.get("instance_id"))
+        for event in trail
+        if event.get("event") == "instance_deleted" and same_id(event.get("cluster_id"), target_id)
+    ]
+    cluster_deleted = any(
+        event.get("event") == "cluster_delete_started" and same_id(event.get("cluster_id"), target_id)
+        for event in trail
+    )
+    if not instances and not cluster_deleted:
+        return None
+    rds = ctx.aws("rds", request.target_region)
+    deleted = [f"instance {i} of {target_id}" for i in dict.fromkeys(instances)]
+    if cluster_deleted:
+        deleted.append(f"the cluster {target_id}")
+
+    final_id = (
+        None if request.skip_final_snapshot else names.final_snapshot_id(target_id, request.operation_id)
+    )
+    if final_id is None:
+        kept = "nothing: the request set skip_final_snapshot, so no final snapshot was taken"
+    elif not cluster_deleted:
+        kept = f"no final snapshot yet ({final_id} is taken only when the cluster itself is deleted)"
+    else:
+        snapshot = describe_snapshot(rds, final_id)
+        kept = (
+            f"the final snapshot {final_id} ({snapshot.get('Status')})"
+            if snapshot is not None
+            else f"the final snapshot {final_id} is not (or no longer) in {request.target_region}"
+        )
+
+    now = describe_cluster(rds, target_id)
+    if now is None:
+        remains = (
+            f"no cluster is named {target_id} now: the environment has no database until a retry succeeds"
+        )
+        if final_id and cluster_deleted:
+            remains += f" or {final_id} is restored by hand"
+    else:
+        members = [m.get("DBInstanceIdentifier") for m in now.get("DBClusterMembers") or []]
+        whose = (
+            "this operation's restored cluster" if made_by(now, request.operation_id) else "the old target"
+        )
+        status = status_of(now) or "unknown"
+        if members:
+            remains = f"{target_id} is {whose} ({status}) with instances {', '.join(map(str, members))}"
+        else:
+            remains = (
+                f"{target_id} is {whose} ({status}) with no instances: nothing can connect to it "
+                "(retry the operation, or restore the final snapshot by hand: see the runbook)"
+            )
+    summary = f"deleted {'; '.join(deleted)}. Kept: {kept}. Left: {remains}."
+    return {
+        "deleted": deleted,
+        "final_snapshot_id": final_id if cluster_deleted else None,
+        "kept": kept,
+        "remains": remains,
+        "summary": summary,
+    }

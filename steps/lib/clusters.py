@@ -170,3 +170,27 @@ def rename_cluster(ctx: StepContext, rds: Any, cluster_id: str, new_cluster_id: 
     )
     audit(ctx, "cluster_renamed", cluster_id=cluster_id, new_cluster_id=new_cluster_id, region=region)
     ctx.log.warning("cluster renamed", cluster_id=cluster_id, new_cluster_id=new_cluster_id)
+
+
+def rename_back(ctx: StepContext, rds: Any, retired: dict[str, Any], target_id: str, *, region: str) -> None:
+    """Put a renamed-away old target back under ``target_id``, its tags matching what happened.
+
+    The ``retired-*`` tags come off first, so a cluster back under its name never carries them.
+    If the rename is then refused, the tags go back on: the cluster is still the retired one, and
+    both the clean-up and the runbook's query find it by them. Tags stay with a cluster across a
+    rename (RDS's rename documentation), so their order does not depend on the rename finishing.
+    """
+    arn = retired["DBClusterArn"]
+    retired_id = retired["DBClusterIdentifier"]
+    tags = {
+        key: value for key, value in tags_of(retired).items() if key in (RETIRED_BY_TAG, RETIRED_FROM_TAG)
+    }
+    rds.remove_tags_from_resource(ResourceName=arn, TagKeys=[RETIRED_BY_TAG, RETIRED_FROM_TAG])
+    try:
+        rename_cluster(ctx, rds, retired_id, target_id, region=region)
+    except Exception:
+        try:
+            rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        except Exception as exc:  # The rename's error is the one to report; this one is logged.
+            ctx.log.error("could not put the retired tags back", cluster_id=retired_id, error=str(exc)[:300])
+        raise

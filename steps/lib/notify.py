@@ -3,8 +3,10 @@
 What goes out is described field by field in ``docs/notifications.md``. Two rules hold for every
 message: it carries no secret (values under secret-named keys are redacted, and secret-looking
 ``key=value`` pairs in free text such as error messages are masked), and a retried invocation
-does not publish a second time (what was published is kept on the state item under
-``notifications.<status>`` and read back before publishing).
+does not publish a second time (what an execution published is kept on the state item under
+``executions.<execution name>.notifications.<status>`` and read back before publishing). The
+record is per execution, not per operation: an ``aurora-restore retry`` runs the same operation
+as a new execution, and that execution reports its own outcome, once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import ValidationError
 from dispatcher.logs import redact, scrub_text
+from dispatcher.store import execution_name, execution_record
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -115,9 +118,11 @@ def topic_region(topic_arn: str) -> str:
     return match["region"]
 
 
-def previous_notification(state_item: dict[str, Any] | None, status: str) -> dict[str, Any] | None:
-    """What an earlier invocation already published for ``status``, or None."""
-    notifications = (state_item or {}).get("notifications")
+def previous_notification(
+    state_item: dict[str, Any] | None, status: str, execution_id: str | None
+) -> dict[str, Any] | None:
+    """What an earlier invocation of this execution already published for ``status``, or None."""
+    notifications = execution_record(state_item, execution_id).get("notifications")
     if not isinstance(notifications, dict):
         return None
     record = notifications.get(status)
@@ -134,9 +139,10 @@ def publish(
 ) -> dict[str, Any]:
     """Publish ``message`` (already cleaned) as JSON to the stack's topic; return the record kept.
 
-    A FIFO topic gets a deduplication id per operation and status, so even a retry that lost
-    track of the first publish (a crash between publishing and recording) sends nothing twice
-    within SNS's five-minute deduplication window.
+    A FIFO topic gets a deduplication id per execution and status, so even a retried invocation
+    that lost track of the first publish (a crash between publishing and recording) sends nothing
+    twice within SNS's five-minute deduplication window, while a retry of the operation (a new
+    execution) is not mistaken for a duplicate.
     """
     topic_arn = ctx.settings.topic_arn
     region = topic_region(topic_arn)
@@ -149,7 +155,10 @@ def publish(
     }
     if topic_arn.endswith(".fifo"):
         kwargs["MessageGroupId"] = one_line(operation_id) or UNKNOWN
-        kwargs["MessageDeduplicationId"] = hashlib.sha256(f"{operation_id}#{status}".encode()).hexdigest()
+        execution = execution_name(ctx.execution_id)
+        kwargs["MessageDeduplicationId"] = hashlib.sha256(
+            f"{operation_id}#{execution}#{status}".encode()
+        ).hexdigest()
     response = ctx.aws("sns", region).publish(**kwargs)
     return {
         "message_id": response["MessageId"],

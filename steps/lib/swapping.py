@@ -31,6 +31,7 @@ from steps.lib.clusters import (
     is_failed,
     is_renaming,
     made_by,
+    rename_back,
     rename_cluster,
     retired_by,
     status_of,
@@ -142,9 +143,15 @@ def advance_swap(ctx: StepContext, previous: dict[str, Any] | None) -> dict[str,
     rds = ctx.aws("rds", request.target_region)
     operation_id = request.operation_id
     ids_target = request.target_cluster_id
+    temporary = names.temporary_cluster_id(ids_target, operation_id)
+    restored = str(restore.get("cluster_id") or temporary)
+    if restore.get("swap_required", True) and restored.lower() == ids_target.lower():
+        # The restore adopted this operation's cluster already swapped in by an earlier execution
+        # (a retry): the swap is past its renames; observing the usual names finds where it stands.
+        restored = temporary
     ids = Names(
         target=ids_target,
-        new=str(restore.get("cluster_id") or names.temporary_cluster_id(ids_target, operation_id)),
+        new=restored,
         retired=names.retired_cluster_id(request.target_cluster_id, operation_id),
     )
     source = {
@@ -290,10 +297,7 @@ def _undo(ctx: StepContext, rds: Any, ids: Names, world: World, reason: str) -> 
             cluster_id=ids.target,
         )
     try:
-        rds.remove_tags_from_resource(
-            ResourceName=retired["DBClusterArn"], TagKeys=[RETIRED_BY_TAG, RETIRED_FROM_TAG]
-        )
-        rename_cluster(ctx, rds, ids.retired, ids.target, region=request.target_region)
+        rename_back(ctx, rds, retired, ids.target, region=request.target_region)
     except Exception as exc:
         return SwapFailed(
             f"{reason}; renaming the old target {ids.retired} back to {ids.target} failed too ({exc}): "

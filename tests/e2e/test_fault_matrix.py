@@ -1,9 +1,10 @@
 """The fault matrix (tests/e2e/fault_matrix.py): AWS operations x classes of error, end to end.
 
 The normal run takes a sample: every operation once with a permanent error (the classes in turn),
-and each transient class on every operation at once (one rehearsal per class, each call failing
-twice, inside botocore's budget); ``tox -e slow``
-runs every operation with every class, one rehearsal each. Both print the count of cases run and
+each transient class on every operation at once (one rehearsal per class, each call failing
+twice, inside botocore's budget), and two failed first runs retried (one retry meeting the fault
+again, one not). ``tox -e slow`` runs every operation with every class, one rehearsal each, and
+every operation's permanent failure retried both ways. All print the count of cases run and
 passed, and a table of every rehearsal.
 """
 
@@ -65,6 +66,7 @@ def test_fault_matrix_sample(
     outcomes = run_all(runs, rehearse, seed_input, capsys, "Fault matrix, sample")
     # THEN every case ended as it must (the table above says which did not, and why)
     covered = {(c.service, c.operation, c.kind) for o in outcomes for c in o.run.cases}
+    assert {o.run.retry for o in outcomes} >= set(fault_matrix.RETRY_OUTCOMES)
     assert {kind for _, _, kind in covered} == set(fault_matrix.CLASSES)
     assert {(s, o) for s, o, _ in covered} == set(operations)
     failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
@@ -84,6 +86,32 @@ def test_fault_matrix_exhaustive(
     assert len(outcomes) == len(operations) * len(fault_matrix.CLASSES)
     if os.environ.get(fault_matrix.DOC_VARIABLE):
         # python -m tests.e2e.fault_matrix: keep the table in the docs.
-        Path(os.environ[fault_matrix.DOC_VARIABLE]).write_text(fault_matrix.document(outcomes))
+        table = fault_matrix.summary(outcomes, title=fault_matrix.EXHAUSTIVE_TITLE)
+        fault_matrix.write_section(
+            Path(os.environ[fault_matrix.DOC_VARIABLE]), fault_matrix.EXHAUSTIVE_TITLE, table
+        )
+    failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
+    assert failed == [], "\n".join(failed)
+
+
+@pytest.mark.slow
+def test_fault_matrix_retry_exhaustive(
+    faithful_rds: None,
+    rehearse: Callable[..., Report],
+    seed_input: dict[str, Any],
+    operations: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN every operation whose permanent error fails the first run; WHEN the operation is
+    # retried, meeting the same fault again or none
+    runs = fault_matrix.retry_cases(operations)
+    outcomes = run_all(runs, rehearse, seed_input, capsys, fault_matrix.RETRY_TITLE)
+    # THEN each retry reported its own outcome once and left nothing it made behind
+    assert {o.run.retry for o in outcomes} == set(fault_matrix.RETRY_OUTCOMES)
+    if os.environ.get(fault_matrix.DOC_VARIABLE):
+        table = fault_matrix.summary(outcomes, title=fault_matrix.RETRY_TITLE)
+        fault_matrix.write_section(
+            Path(os.environ[fault_matrix.DOC_VARIABLE]), fault_matrix.RETRY_TITLE, table
+        )
     failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
     assert failed == [], "\n".join(failed)

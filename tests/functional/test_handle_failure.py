@@ -377,7 +377,7 @@ def test_no_secret_reaches_the_message_the_state_item_or_the_output(
     assert SECRET not in delivery.raw_message
     assert SECRET not in json.dumps(output)
     assert SECRET not in json.dumps(store.get_operation(OPERATION)["error"])
-    assert SECRET not in json.dumps(store.get_operation(OPERATION)["notifications"])
+    assert SECRET not in json.dumps(store.get_operation(OPERATION)["executions"])
     assert "Invalid type for parameter MasterUserPassword, value: ***" in delivery.message["error"]["message"]
     assert "postgresql://admin:***@db:5432/app" in delivery.message["error"]["message"]
     assert delivery.message["cleaned_up"] == ["deleted temporary cluster x (token=***)"]

@@ -429,6 +429,16 @@ def test_simulate_command_misuse_exits_2_with_a_clear_message(tmp_path: Any, cap
     assert "cannot read it" in capsys.readouterr().err
     assert main(["simulate", "--fault", "rds.Nope=Throttling"]) == 2
     assert "rds has no operation 'Nope'" in capsys.readouterr().err
+    # Only the retry's own scenario may follow --retry; its values are checked like the first run's.
+    assert main(["simulate", "--retry", "--json"]) == 2
+    assert "after --retry only --fault, --polls and --outcome may follow" in capsys.readouterr().err
+    assert main(["simulate", "--retry", "--outcome", "restore=melted"]) == 2
+    assert "--outcome 'restore=melted'" in capsys.readouterr().err
+    # A retry needs a request aurora-restore retry would accept.
+    invalid = tmp_path / "invalid.json"
+    invalid.write_text(json.dumps({"body": {"target_cluster_id": "orders-dev"}}))
+    assert main(["simulate", "--input", str(invalid), "--retry"]) == 2
+    assert "--retry needs a valid request" in capsys.readouterr().err
 
 
 class CreateStep(Step):

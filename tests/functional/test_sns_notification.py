@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 
 from dispatcher.errors import AwsCallFailed, ValidationError
 from dispatcher.settings import Settings
+from dispatcher.store import execution_record
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
@@ -156,7 +157,10 @@ def test_success_message_subject_attributes_state_and_lock(
     item = store.get_operation(OPERATION)
     assert item["status"] == "SUCCEEDED"
     assert item["finished_at"]
-    assert item["notifications"]["SUCCEEDED"]["message_id"] == delivery.message_id
+    assert (
+        execution_record(item, EXECUTION_ID)["notifications"]["SUCCEEDED"]["message_id"]
+        == delivery.message_id
+    )
     assert item["results"]["sns_notification"]["message_id"] == delivery.message_id
     assert store.lock_holder(TARGET_REGION, TARGET) is None
     notified = [e for e in store.audit_trail(OPERATION) if e["event"] == "notified"]

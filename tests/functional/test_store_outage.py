@@ -97,12 +97,24 @@ def test_the_failure_is_reported_even_when_the_table_refuses_everything(
     assert {"GetItem", "UpdateItem", "DeleteItem"} <= set(refused)
 
 
-def test_a_throttled_table_makes_the_failure_handler_retry_rather_than_guess(
+def test_a_table_throttled_without_end_still_gets_the_failure_reported_once(
     app: Dispatcher, clients: Any
 ) -> None:
+    # GIVEN a validated request, then a state and audit table that throttle every call (past
+    # botocore's retries, without end: the state's Retry would only meet it again)
+    inbox = Inbox(clients)
     data: dict[str, Any] = {"body": request(operation_id=OPERATION).to_dict()}
     data["request"] = validate(app)
     data["error"] = {"Error": "RestoreFailed", "Cause": "{}"}
-    refuse(clients, ("GetItem",), "ThrottlingException")
-    with pytest.raises(Retryable):
-        app.handle({"step": "handle_failure", "execution_id": EXECUTION, "input": data})
+    refuse(clients, ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"), "ThrottlingException")
+    # WHEN the failure handler runs
+    output = app.handle({"step": "handle_failure", "execution_id": EXECUTION, "input": data})
+    # THEN it does not raise into a Retry that ends with nobody told: one FAILED message goes out,
+    # saying the table throttled and how to free the lock
+    messages = inbox.receive()
+    assert len(messages) == 1
+    message = json.loads(json.loads(messages[0]["Body"])["Message"])
+    assert message["status"] == "FAILED"
+    assert message["store_errors"] and all("Throttling" in line for line in message["store_errors"])
+    assert "aurora-restore unlock orders-dev --region us-west-2" in message["lock"]
+    assert output["notification"]["sent"] is True

@@ -241,6 +241,30 @@ def test_a_failed_second_rename_renames_the_old_target_back_and_raises_swap_fail
     assert cluster_ids(clients) == sorted([TARGET, NEW])
 
 
+def test_an_undo_whose_rename_back_is_refused_keeps_the_retired_tags_the_runbook_finds(
+    swap: Swap, clients: Any, mutations: Any
+) -> None:
+    # GIVEN RDS refuses every further rename once the old target was renamed away
+    def refuse_renames(params: dict[str, Any], **kwargs: Any) -> Any:
+        if params["body"].get("NewDBClusterIdentifier"):
+            return client_error("ModifyDBCluster", "InvalidDBClusterStateFault", "cluster is busy")()
+        return None
+
+    first = swap.start()
+    rds(clients).meta.events.register("before-call.rds.ModifyDBCluster", refuse_renames)
+    # WHEN the second rename fails and the undo's rename back fails too
+    with pytest.raises(SwapFailed) as caught:
+        swap.poll(first)
+    # THEN the error says the old target stays renamed away, and that cluster still carries the
+    # retired tags: the runbook's query (by aurora-restore:retired-by) and the clean-up find it
+    assert "failed too" in str(caught.value) and RETIRED in str(caught.value)
+    retired = describe(clients, RETIRED)
+    assert retired is not None
+    assert tags(clients, retired).get(RETIRED_BY_TAG) == OPERATION
+    assert tags(clients, retired).get(RETIRED_FROM_TAG) == TARGET
+    assert describe(clients, TARGET) is None
+
+
 def test_throttling_on_the_second_rename_is_retried_without_undoing_the_first(
     swap: Swap, clients: Any
 ) -> None:
