@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aurora_restore.history import ExecutionHistory, StateRun, read_new_events
-from dispatcher.request import RestoreRequest, unwrap
+from refresh.request import RestoreRequest, unwrap
 
 #: Stack outputs the commands read, with the other spellings a template might use.
 OUTPUT_KEYS: dict[str, tuple[str, ...]] = {

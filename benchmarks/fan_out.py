@@ -24,7 +24,7 @@ import os
 import threading
 from typing import Any
 
-from dispatcher.request import MANAGED_TAG
+from refresh.request import MANAGED_TAG
 
 SOURCE_REGION = "us-east-1"
 TARGET_REGION = "us-west-2"

@@ -34,7 +34,7 @@ from importlib import resources
 from moto import mock_aws
 from aurora_restore.simulate.world import default_world, seed
 from dispatcher.aws import Clients
-from dispatcher.request import RestoreRequest
+from refresh.request import RestoreRequest
 
 raw = json.loads(resources.files("aurora_restore").joinpath("examples/seed-input.json").read_text())
 request = RestoreRequest.from_event(raw)

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from dispatcher.aws import Clients
-    from dispatcher.request import RestoreRequest
     from dispatcher.settings import Settings
     from dispatcher.store import Store
+    from refresh.request import RestoreRequest
 
 
 def utc_now() -> datetime:

@@ -20,9 +20,9 @@ from dispatcher.aws import Clients
 from dispatcher.context import StepContext
 from dispatcher.errors import AuroraRestoreError, StepOutputIncomplete, UnknownStep
 from dispatcher.registry import Registry, Step, load_builtin_steps, missing_outputs
-from dispatcher.request import RestoreRequest, peek_operation_id
 from dispatcher.settings import Settings
 from dispatcher.store import Store
+from refresh.request import RestoreRequest, peek_operation_id
 
 _cold_start = True
 

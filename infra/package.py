@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "build" / "lambda.zip"
 #: The code the function runs (the handler is dispatcher.handler.lambda_handler).
-PACKAGES = ("dispatcher", "steps")
+PACKAGES = ("dispatcher", "refresh", "steps")
 #: Must match LAMBDA_RUNTIME and LAMBDA_ARCHITECTURE in infra/build_template.py.
 PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")

@@ -56,7 +56,7 @@ from typing import Any
 
 from troposphere import AWSHelperFn, If, NoValue, Ref, Sub
 
-from dispatcher.request import MANAGED_TAG
+from refresh.request import MANAGED_TAG
 
 #: Actions that IAM cannot scope to a resource (X-Ray, CloudWatch Logs log delivery for Step
 #: Functions); the only mutating actions that may have ``"Resource": "*"``. The eight log

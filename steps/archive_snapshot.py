@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.aws import error_code, translate
 from dispatcher.errors import Retryable, UnsafeTarget
 from dispatcher.registry import Step, register
-from dispatcher.request import OPERATION_TAG
+from refresh.request import OPERATION_TAG
 from steps.lib import names
 from steps.lib.polling import iso_time
 from steps.lib.snapshots import (
@@ -34,7 +34,7 @@ from steps.snapshot_check import check_export_settings
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
-    from dispatcher.request import RestoreRequest
+    from refresh.request import RestoreRequest
 
 DEFAULT_KEEP_COPIES = 3
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import RestoreFailed, UnsafeTarget
 from dispatcher.registry import Step, register
+from refresh.safety import describe_cluster
 from steps.lib.clusters import describe_instance, endpoints, is_failed, made_by, status_of
 from steps.lib.restoring import ensure_instances
-from steps.lib.safety import describe_cluster
 from steps.lib.waiting import poll_fields
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.aws import error_code
 from dispatcher.errors import CopyFailed, Retryable
 from dispatcher.registry import Step, register
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
 from dispatcher.store import STATUS_RUNNING
+from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from steps.lib.polling import iso_time, poll_fields
 from steps.lib.snapshots import (
@@ -51,7 +51,7 @@ from steps.lib.snapshots import (
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
-    from dispatcher.request import RestoreRequest
+    from refresh.request import RestoreRequest
 
 #: Tags kept free on a copy for the archive's restored-* tags and other operations' used-by marks.
 TAG_SLOTS_KEPT_FREE = 10

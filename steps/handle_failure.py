@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from dispatcher import aws
 from dispatcher.errors import Retryable
 from dispatcher.registry import Step, register, registry
-from dispatcher.request import RestoreRequest, derive_operation_id, peek_operation_id, unwrap
 from dispatcher.store import STATUS_FAILED, STATUS_SUCCEEDED, execution_record
+from refresh.request import RestoreRequest, derive_operation_id, peek_operation_id, unwrap
 from steps.lib import notify
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import ResourceBusy, ValidationError
 from dispatcher.registry import Step, register
+from refresh.safety import describe_cluster
 from steps.lib import names
 from steps.lib.clusters import (
     SOURCE_SNAPSHOT_TAG,
@@ -29,12 +30,11 @@ from steps.lib.restoring import (
     resolve_placement,
     resource_tags,
 )
-from steps.lib.safety import describe_cluster
 from steps.lib.waiting import poll_fields
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
-    from dispatcher.request import RestoreRequest
+    from refresh.request import RestoreRequest
 
 
 @register("restore_snapshot", state_name="RestoreSnapshot")

@@ -28,9 +28,10 @@ from dispatcher import tracing
 from dispatcher.aws import error_code
 from dispatcher.errors import DatabaseSetupFailed, UnsafeTarget, ValidationError
 from dispatcher.registry import Step, register
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
 from dispatcher.settings import split_endpoint
-from dispatcher.users_spec import check_secret_prefix, validate_users_spec
+from refresh.request import MANAGED_TAG, OPERATION_TAG
+from refresh.safety import describe_cluster, is_managed, tags_of
+from refresh.users_spec import check_secret_prefix, validate_users_spec
 from steps.lib.db_users import Changes, Script, SpecApplier, existing_login_roles, run_scripts
 from steps.lib.master_password import (
     RDS_MANAGED,
@@ -46,7 +47,6 @@ from steps.lib.pg_connect import (
     connect,
     tls_context,
 )
-from steps.lib.safety import describe_cluster, is_managed, tags_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -17,14 +17,14 @@ from dispatcher.aws import error_code
 from dispatcher.errors import SnapshotNotFound, ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.settings import PREFIX
-from steps.lib.restoring import check_new_target_placement, target_placement
-from steps.lib.safety import (
+from refresh.safety import (
     check_members_replaceable,
     check_replaceable,
     describe_cluster,
     is_managed,
     member_descriptions,
 )
+from steps.lib.restoring import check_new_target_placement, target_placement
 from steps.lib.snapshots import (
     ENGINE,
     copy_reason,
@@ -35,8 +35,8 @@ from steps.lib.snapshots import (
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
-    from dispatcher.request import RestoreRequest
     from dispatcher.settings import Settings
+    from refresh.request import RestoreRequest
 
 
 @register("snapshot_check", state_name="SnapshotCheck")

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from dispatcher import aws
 from dispatcher.errors import Retryable, ValidationError
 from dispatcher.registry import Step, register
-from dispatcher.request import RestoreRequest
 from dispatcher.store import STATUS_SUCCEEDED
+from refresh.request import RestoreRequest
+from refresh.safety import describe_cluster
 from steps.lib import notify
-from steps.lib.safety import describe_cluster
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import ValidationError
 from dispatcher.registry import Step, register
-from dispatcher.request import RestoreRequest, peek_operation_id
-from dispatcher.users_spec import check_secret_prefix
+from refresh.request import RestoreRequest, peek_operation_id
+from refresh.safety import describe_cluster
+from refresh.users_spec import check_secret_prefix
 from steps.lib.pg_connect import check_ca_bundle
 from steps.lib.restoring import check_new_target_placement
-from steps.lib.safety import describe_cluster
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext

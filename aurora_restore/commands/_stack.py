@@ -38,7 +38,7 @@ def add_stack_arguments(parser: argparse.ArgumentParser, *, region_help: str | N
 
 def operation_id(text: str) -> str:
     """An operation id as typed on the command line; refused at once when it cannot be one."""
-    from dispatcher.request import OPERATION_ID_PATTERN
+    from refresh.request import OPERATION_ID_PATTERN
 
     if not OPERATION_ID_PATTERN.match(text):
         raise argparse.ArgumentTypeError(

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     raw = read_request(args.input)
     # Before any AWS call: an input over the size the state machine can carry is refused here.
-    from dispatcher.request import check_input_size
+    from refresh.request import check_input_size
 
     check_input_size(raw)
     stack = connect(args)

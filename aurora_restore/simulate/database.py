@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from aurora_restore.simulate.world import ClusterSpec, World
-    from dispatcher.request import RestoreRequest
+    from refresh.request import RestoreRequest
 
 T = TypeVar("T")
 

@@ -39,7 +39,7 @@ from aurora_restore.simulate.hooks import (
     moto_skips_faulted_requests,
 )
 from aurora_restore.simulate.world import ACCOUNT, SeededWorld, World, default_world, describe_world, seed
-from dispatcher.request import RestoreRequest, peek_operation_id
+from refresh.request import RestoreRequest, peek_operation_id
 
 #: The placeholder every Task's Resource carries (CloudFormation's DefinitionSubstitutions).
 FUNCTION_PLACEHOLDER = "${DispatcherFunctionArn}"

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.request import MANAGED_TAG, RestoreRequest
+from refresh.request import MANAGED_TAG, RestoreRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable

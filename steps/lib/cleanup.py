@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import translate
 from dispatcher.errors import UnsafeTarget, ValidationError
-from dispatcher.request import RestoreRequest
+from refresh.request import RestoreRequest
+from refresh.safety import describe_cluster, ensure_replaceable
 from steps.lib import names
 from steps.lib.clusters import (
     delete_cluster_and_instances,
@@ -26,7 +27,6 @@ from steps.lib.clusters import (
     same_id,
     status_of,
 )
-from steps.lib.safety import describe_cluster, ensure_replaceable
 from steps.lib.snapshots import describe_snapshot
 
 if TYPE_CHECKING:

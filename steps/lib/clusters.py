@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
-from steps.lib.safety import tags_of
+from refresh.request import MANAGED_TAG, OPERATION_TAG
+from refresh.safety import tags_of
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import DatabaseSetupFailed
-from dispatcher.users_spec import parse_valid_until
+from refresh.users_spec import parse_valid_until
 from steps.lib.pgsql import qualified, quote_ident, quote_literal, scram_verifier
 
 if TYPE_CHECKING:

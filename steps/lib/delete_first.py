@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from refresh.safety import describe_cluster, ensure_replaceable
 from steps.lib import names
 from steps.lib.clusters import delete_cluster_and_instances, made_by, status_of
-from steps.lib.safety import describe_cluster, ensure_replaceable
 from steps.lib.waiting import poll_fields
 
 if TYPE_CHECKING:

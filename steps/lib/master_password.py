@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import error_code
 from dispatcher.errors import DatabaseSetupFailed, ResourceBusy, UnsafeTarget
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
-from dispatcher.users_spec import secret_name_of
-from steps.lib.safety import describe_cluster, tags_of
+from refresh.request import MANAGED_TAG, OPERATION_TAG
+from refresh.safety import describe_cluster, tags_of
+from refresh.users_spec import secret_name_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable

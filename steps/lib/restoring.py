@@ -19,14 +19,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import UnsafeTarget, ValidationError
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
+from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from steps.lib.clusters import audit, describe_instance, made_by, same_id
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
-    from dispatcher.request import RestoreRequest
     from dispatcher.settings import Settings
+    from refresh.request import RestoreRequest
 
 #: Request fields a new target cannot do without: the setting and stack parameter that can supply them.
 NEW_TARGET_NEEDS = {

@@ -21,9 +21,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
 from dispatcher.store import STATUS_RUNNING
-from steps.lib.safety import tags_of
+from refresh.request import MANAGED_TAG, OPERATION_TAG
+from refresh.safety import tags_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import SwapFailed
+from refresh.safety import describe_cluster, ensure_replaceable
 from steps.lib import names
 from steps.lib.clusters import (
     RETIRED_BY_TAG,
@@ -36,7 +37,6 @@ from steps.lib.clusters import (
     retired_by,
     status_of,
 )
-from steps.lib.safety import describe_cluster, ensure_replaceable
 from steps.lib.waiting import poll_fields
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import pytest
 
 from aurora_restore.simulate.rehearsal import Options, Rehearsal, Report
 from aurora_restore.simulate.world import SecretSpec, World, default_world
-from dispatcher.request import RestoreRequest
+from refresh.request import RestoreRequest
 
 HERE = Path(__file__).parent
 #: The e2e tests collected before any -m/-k deselection (the coverage test judges only a full run),

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.aws import THROTTLING_CODES, TRANSIENT_CODES
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest
+from refresh.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest
 
 #: Calls the pipeline can do without (see the module doc): their permanent errors end SUCCEEDED.
 OPTIONAL = {("rds", "ListTagsForResource"), ("dynamodb", "DeleteItem")}

@@ -12,7 +12,7 @@ from typing import Any
 
 from aurora_restore.simulate.hooks import parse_fault
 from aurora_restore.simulate.world import default_world
-from dispatcher.request import RestoreRequest
+from refresh.request import RestoreRequest
 from tests.e2e.conftest import seed_request
 
 #: Calls that only read, and the bookkeeping every failed run makes.

@@ -15,7 +15,7 @@ import pytest
 
 from aurora_restore.simulate.hooks import parse_fault
 from aurora_restore.simulate.world import default_world
-from dispatcher.request import OPERATION_TAG, RestoreRequest
+from refresh.request import OPERATION_TAG, RestoreRequest
 from tests.e2e.conftest import APP_ROLE, REPORTING_ROLE, seed_request, with_users
 
 #: Steps every successful swap runs, each recorded as succeeded in the audit trail.

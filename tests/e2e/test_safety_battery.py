@@ -20,7 +20,7 @@ import pytest
 from aurora_restore.simulate.hooks import parse_fault
 from aurora_restore.simulate.rehearsal import Report
 from aurora_restore.simulate.world import ClusterSpec, World, default_world
-from dispatcher.request import MANAGED_TAG, RestoreRequest
+from refresh.request import MANAGED_TAG, RestoreRequest
 from tests.functional.replace_world import faithful_rds
 
 __all__ = ["faithful_rds"]

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from aurora_restore.simulate.engine import HISTORY_EVENT_LIMIT, STATE_DATA_LIMIT_BYTES
-from dispatcher.request import MAX_REQUEST_BYTES, RestoreRequest, json_size
-from dispatcher.users_spec import MAX_INLINE_SQL_BYTES, MAX_ITEMS
+from refresh.request import MAX_REQUEST_BYTES, RestoreRequest, json_size
+from refresh.users_spec import MAX_INLINE_SQL_BYTES, MAX_ITEMS
 from tests.e2e.conftest import seed_request
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from aurora_restore.localdb import LocalPostgres, RdsMasterPasswordEmulation
 from dispatcher import logs
 from dispatcher.context import StepContext
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest, parse_request
 from dispatcher.settings import Settings
+from refresh.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest, parse_request
 
 REGION = "eu-central-1"
 OPERATION = "op-dbusers-1"

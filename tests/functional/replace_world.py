@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest
+from refresh.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest
 
 SOURCE_REGION = "us-east-1"
 TARGET_REGION = "us-west-2"

@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSResponse
 
 from dispatcher.context import StepContext
 from dispatcher.logs import get_logger
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest
+from refresh.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest
 
 SOURCE_REGION = "us-east-1"
 TARGET_REGION = "us-west-2"

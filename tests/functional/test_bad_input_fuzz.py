@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.errors import AuroraRestoreError, ValidationError
-from dispatcher.request import FIELDS, parse_request, peek_operation_id
+from refresh.request import FIELDS, parse_request, peek_operation_id
 
 GOOD = {
     "snapshot_id": "rds:orders-2026-11-20-02-00",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import PollTimeout, RestoreFailed, UnsafeTarget
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
+from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from tests.functional.replace_world import (
     OPERATION,

@@ -8,7 +8,7 @@ import pytest
 
 from dispatcher import logs
 from dispatcher.context import StepContext
-from dispatcher.request import OPERATION_TAG
+from refresh.request import OPERATION_TAG
 from steps.lib import names
 from steps.lib.cleanup import cleanup_after_failure
 from steps.lib.clusters import RETIRED_BY_TAG

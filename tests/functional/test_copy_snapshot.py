@@ -9,8 +9,8 @@ from unittest import mock
 import pytest
 
 from dispatcher.errors import CopyFailed, Retryable
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
 from dispatcher.settings import Settings
+from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib.names import copy_snapshot_id
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.snapshot_world import (

@@ -14,8 +14,8 @@ import pytest
 
 from dispatcher.errors import RestoreFailed, Retryable
 from dispatcher.registry import Step
-from dispatcher.request import derive_operation_id
 from dispatcher.settings import Settings
+from refresh.request import derive_operation_id
 from steps import handle_failure
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
@@ -512,7 +512,7 @@ def test_with_the_real_clean_up_the_temporary_cluster_goes_and_the_target_stays(
 ) -> None:
     """No seam: the handler calls steps.lib.cleanup itself (skipped until that module is merged)."""
     pytest.importorskip("steps.lib.cleanup")
-    from dispatcher.request import MANAGED_TAG, OPERATION_TAG
+    from refresh.request import MANAGED_TAG, OPERATION_TAG
     from steps.lib.names import temporary_cluster_id
 
     # GIVEN a swap run that restored beside the existing target, then failed before the swap

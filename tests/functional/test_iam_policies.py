@@ -19,8 +19,8 @@ import pytest
 
 from aurora_restore.simulate.rehearsal import Options, Rehearsal, Report
 from aurora_restore.simulate.world import ACCOUNT, SecretSpec, World, default_world
-from dispatcher.request import RestoreRequest
 from infra.build_template import build_template
+from refresh.request import RestoreRequest
 from tests import iam_check
 
 SECRETS_PREFIX = "aurora-restore/"

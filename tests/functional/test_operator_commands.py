@@ -742,9 +742,9 @@ def refresh_stack(
     from aurora_restore.simulate.world import default_world, seed
     from dispatcher.aws import Clients
     from dispatcher.handler import Dispatcher
-    from dispatcher.request import RestoreRequest
     from dispatcher.settings import Settings
     from infra.state_machine import build_definition
+    from refresh.request import RestoreRequest
 
     request = RestoreRequest.from_event(json.loads(SEED_INPUT.read_text()))
     region = request.target_region

@@ -57,7 +57,7 @@ def test_the_documented_command_builds_a_zip_for_lambda_on_arm64(tmp_path: Path,
     with zipfile.ZipFile(output) as archive:
         names = archive.namelist()
         top = {n.split("/")[0] for n in names}
-        assert {"dispatcher", "steps", "asyncpg", "structlog", "aws_xray_sdk"} <= top
+        assert {"dispatcher", "refresh", "steps", "asyncpg", "structlog", "aws_xray_sdk"} <= top
         assert not {"boto3", "botocore", "s3transfer"} & top
         assert "dispatcher/handler.py" in names
         shared = [n for n in names if n.startswith("asyncpg/") and n.endswith(".so")]

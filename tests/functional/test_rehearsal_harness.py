@@ -19,7 +19,7 @@ from aurora_restore.simulate.world import WorldError, default_world, parse_world
 from dispatcher.aws import Clients
 from dispatcher.errors import CopyFailed, ResourceBusy
 from dispatcher.registry import Registry, Step, load_builtin_steps
-from dispatcher.request import RestoreRequest
+from refresh.request import RestoreRequest
 
 FN = "${DispatcherFunctionArn}"
 CATCH_ALL = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RefreshFailed"}]

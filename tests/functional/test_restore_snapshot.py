@@ -8,8 +8,8 @@ import pytest
 
 from dispatcher.errors import AwsCallFailed, ResourceBusy, Retryable, UnsafeTarget, ValidationError
 from dispatcher.handler import Dispatcher
-from dispatcher.request import MANAGED_TAG, OPERATION_TAG
 from dispatcher.settings import Settings
+from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from steps.lib.clusters import SOURCE_SNAPSHOT_TAG
 from tests.functional.replace_world import (

@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 
 from dispatcher.errors import SnapshotNotFound, TargetLocked, UnsafeTarget, ValidationError
-from dispatcher.request import MANAGED_TAG
 from dispatcher.settings import Settings
+from refresh.request import MANAGED_TAG
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.snapshot_world import (
     ACCOUNT,

@@ -9,8 +9,8 @@ import pytest
 
 from dispatcher.errors import PollTimeout, Retryable, SwapFailed, UnsafeTarget
 from dispatcher.handler import Dispatcher
-from dispatcher.request import OPERATION_TAG
 from dispatcher.settings import Settings
+from refresh.request import OPERATION_TAG
 from steps.lib import names
 from steps.lib.clusters import RETIRED_BY_TAG, RETIRED_FROM_TAG
 from tests.functional.replace_world import (

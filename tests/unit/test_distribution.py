@@ -13,7 +13,7 @@ def test_every_folder_of_modules_is_a_package() -> None:
     # modules works from the checkout and is missing after a normal install.
     missing = sorted(
         str(folder.relative_to(ROOT))
-        for root in ("dispatcher", "steps", "infra", "aurora_restore")
+        for root in ("dispatcher", "refresh", "steps", "infra", "aurora_restore")
         for folder in {module.parent for module in (ROOT / root).rglob("*.py")}
         if "__pycache__" not in folder.parts and not (folder / "__init__.py").exists()
     )

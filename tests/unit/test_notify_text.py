@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatcher.errors import ValidationError
-from dispatcher.request import derive_operation_id
+from refresh.request import derive_operation_id
 from steps.handle_failure import describe_error, describe_target, resolve_operation_id
 from steps.lib import notify
 

@@ -150,7 +150,7 @@ def test_a_table_cuts_its_last_column_to_the_width() -> None:
 
 def test_operation_ids_are_new_each_time_and_valid_execution_names() -> None:
     from aurora_restore.operator import new_operation_id
-    from dispatcher.request import OPERATION_ID_PATTERN
+    from refresh.request import OPERATION_ID_PATTERN
 
     ids = {new_operation_id(T0) for _ in range(500)}
     assert len(ids) == 500

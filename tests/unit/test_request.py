@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import ValidationError
-from dispatcher.request import RestoreRequest, derive_operation_id, parse_request
+from refresh.request import RestoreRequest, derive_operation_id, parse_request
 
 GOOD = {
     "operation_id": "op-test002",

@@ -8,7 +8,7 @@ import pytest
 
 from dispatcher.errors import UnsafeTarget
 from dispatcher.settings import Settings
-from steps.lib.safety import check_replaceable
+from refresh.safety import check_replaceable
 
 MANAGED = [{"Key": "aurora-restore:managed", "Value": "true"}]
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import ValidationError
-from dispatcher.request import parse_request
-from dispatcher.users_spec import check_secret_prefix, validate_users_spec
+from refresh.request import parse_request
+from refresh.users_spec import check_secret_prefix, validate_users_spec
 
 ARN = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:aurora-restore/app_rw-AbCdEf"
 

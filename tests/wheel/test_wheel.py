@@ -26,7 +26,7 @@ pytestmark = pytest.mark.wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What the checkout ships: every importable package folder under these roots must be in the wheel.
-SHIPPED_ROOTS = ("dispatcher", "steps", "infra", "aurora_restore")
+SHIPPED_ROOTS = ("dispatcher", "refresh", "steps", "infra", "aurora_restore")
 #: Only the ``dev`` extra has these; the installed command must not need any of them. (cfn-lint is
 #: left out: moto's ``server`` extra, which the rehearsal needs, installs it too.)
 DEV_ONLY = ("troposphere", "pytest", "hypothesis", "mypy", "ruff", "tox")
@@ -109,7 +109,7 @@ def test_the_wheel_holds_every_package_and_the_examples(wheel: Path) -> None:
 
 def test_the_installed_command_imports_the_wheel_and_no_dev_dependency(installed: Path, outside: Path) -> None:
     probe = (
-        "import importlib.util, json, aurora_restore, dispatcher, steps, infra;"
+        "import importlib.util, json, aurora_restore, dispatcher, refresh, steps, infra;"
         f"print(json.dumps({{'file': aurora_restore.__file__, 'dev': [m for m in {DEV_ONLY!r} "
         "if importlib.util.find_spec(m)]}))"
     )

@@ -22,7 +22,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import UnsafeTarget
-from dispatcher.request import MANAGED_TAG
+from refresh.request import MANAGED_TAG
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext

@@ -355,7 +355,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     storage = _choice(fields, "master_password_storage", MASTER_PASSWORD_STORAGE, "rds-managed")
     users = fields.get("users")
     if users is not None:
-        from dispatcher.users_spec import validate_users_spec
+        from refresh.users_spec import validate_users_spec
 
         users = validate_users_spec(users)
     retention = _retention(fields.get("retention", {"keep_copies": 3}))
