@@ -21,6 +21,7 @@ from typing import Any
 
 from aurora_restore.history import ExecutionHistory, StateRun, read_new_events
 from refresh.request import RestoreRequest, unwrap
+from refresh.target_lock import force_release_lock, lock_holder
 
 #: Stack outputs the commands read, with the other spellings a template might use.
 OUTPUT_KEYS: dict[str, tuple[str, ...]] = {
@@ -375,7 +376,7 @@ class OperationStatus:
 
 def lock_state(stack: DeployedStack, target_cluster_id: str, target_region: str) -> LockState:
     """Who holds the target's lock now."""
-    holder = stack.store.lock_holder(target_region, target_cluster_id)
+    holder = lock_holder(stack.store, target_region, target_cluster_id)
     if holder is None:
         return LockState(target_cluster_id, target_region)
     return LockState(
@@ -568,7 +569,7 @@ class LockInfo:
 def lock_info(stack: DeployedStack, target_cluster_id: str, region: str) -> LockInfo:
     """The lock item and its holder's operation and execution."""
     store = stack.store
-    holder = store.lock_holder(region, target_cluster_id)
+    holder = lock_holder(store, region, target_cluster_id)
     if holder is None:
         return LockInfo(None)
     owner = str(holder.get("lock_owner", ""))
@@ -593,7 +594,7 @@ def caller(stack: DeployedStack) -> str:
 
 def unlock(stack: DeployedStack, target_cluster_id: str, region: str, *, reason: str) -> str | None:
     """Release the lock (audited on the holder's trail); returns the operation that held it."""
-    released: str | None = stack.store.force_release_lock(
+    released: str | None = force_release_lock(stack.store,
         region, target_cluster_id, released_by=caller(stack), reason=reason
     )
     return released

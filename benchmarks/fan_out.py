@@ -214,7 +214,7 @@ def report(results: dict[str, Any]) -> str:
         f"Target (one copy whatever N): **{'met' if results['met'] else 'MISSED'}**"
         + (
             ". Simultaneous copy steps are serialised by a claim in the state table (a conditional put "
-            "keyed by target region, source snapshot ARN and key, `Store.claim_copy`): the first copies, "
+            "keyed by target region, source snapshot ARN and key, `refresh.copy_claims`): the first copies, "
             "the others reuse the claimed copy before it exists and `check_copy_status` waits for it"
             if results["met"]
             else (

@@ -1,26 +1,24 @@
-"""Operation state, audit trail and per-target locks in DynamoDB.
+"""Operation state and audit trail in DynamoDB.
 
 - ``aurora-restore-state`` (key ``operation_id``): one item per operation with its status,
   current step, request, per-step results and timestamps, and under ``executions.<name>`` each
   execution's own outcome (final status, what it published, what it cleaned up): an
   ``aurora-restore retry`` is a new execution of the same operation and reports for itself.
-  Target locks live in the same table under keys ``lock#<region>#<cluster-id>``, which no
-  operation id can collide with (``#`` is not allowed in operation ids). Copy claims live there too, under
-  ``copyclaim#<region>#<hash of source snapshot ARN and key>`` (:meth:`Store.claim_copy`).
+  The refresh keeps its target locks and copy claims in the same table, under keys that contain
+  ``#`` so no operation id can collide with them (:mod:`refresh.target_lock`,
+  :mod:`refresh.copy_claims`); this module offers them conditional writes and knows no key.
 - ``aurora-restore-audit`` (key ``operation_id``, sort key ``event_id``): one item per event,
   ordered in time by the sort key, expiring through the ``expires_at`` TTL attribute.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import TargetLocked
 from dispatcher.logs import redact
 
 if TYPE_CHECKING:
@@ -29,17 +27,6 @@ if TYPE_CHECKING:
 STATUS_RUNNING = "RUNNING"
 STATUS_SUCCEEDED = "SUCCEEDED"
 STATUS_FAILED = "FAILED"
-
-
-def lock_key(region: str, cluster_id: str) -> str:
-    """Key of the lock item for a target cluster (ids are case-insensitive in RDS)."""
-    return f"lock#{region}#{cluster_id.lower()}"
-
-
-def copy_claim_key(region: str, source_arn: str, kms_key: str) -> str:
-    """Key of the claim item for copies of ``source_arn`` into ``region`` with ``kms_key``."""
-    digest = hashlib.sha256(f"{source_arn}\n{kms_key}".encode()).hexdigest()[:16]
-    return f"copyclaim#{region}#{digest}"
 
 
 #: The record of an execution that has no id (a step invoked outside Step Functions).
@@ -66,7 +53,8 @@ def execution_record(item: dict[str, Any] | None, execution_id: str | None) -> d
     return record if isinstance(record, dict) else {}
 
 
-def _iso(moment: datetime) -> str:
+def iso_time(moment: datetime) -> str:
+    """UTC ISO 8601 with microseconds and a Z: sorts as text in time order."""
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -134,7 +122,7 @@ class Store:
                 ":step": step,
                 ":execution": execution_id or "",
                 ":running": STATUS_RUNNING,
-                ":now": _iso(self._clock()),
+                ":now": iso_time(self._clock()),
                 ":empty": {},
             },
         )
@@ -186,7 +174,7 @@ class Store:
         ``executions.<name>`` (see :meth:`record_execution`).
         """
         names: dict[str, str] = {"#status": "status", "#error": "error"}
-        values: dict[str, Any] = {":status": status, ":finished": _iso(self._clock())}
+        values: dict[str, Any] = {":status": status, ":finished": iso_time(self._clock())}
         if error is not None:
             expression = "SET #status = :status, finished_at = :finished, #error = :error"
             values[":error"] = redact(error)
@@ -237,7 +225,7 @@ class Store:
     def _update(
         self, operation_id: str, expression: str, names: dict[str, str], values: dict[str, Any]
     ) -> None:
-        values = {**values, ":updated": _iso(self._clock())}
+        values = {**values, ":updated": iso_time(self._clock())}
         if " REMOVE " in expression:
             head, tail = expression.split(" REMOVE ", 1)
             expression = f"{head}, updated_at = :updated REMOVE {tail}"
@@ -269,8 +257,8 @@ class Store:
             "operation_id": operation_id,
             # ISO time first so the sort key orders events in time; the suffix keeps two
             # events in the same microsecond apart.
-            "event_id": f"{_iso(now)}#{secrets.token_hex(3)}",
-            "at": _iso(now),
+            "event_id": f"{iso_time(now)}#{secrets.token_hex(3)}",
+            "at": iso_time(now),
             "event": event,
             "step": step,
             "expires_at": int((now + self._ttl).timestamp()),
@@ -295,162 +283,60 @@ class Store:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    # -- target locks -------------------------------------------------------------------------
-    def acquire_lock(self, region: str, cluster_id: str, operation_id: str) -> None:
-        """Take the target's lock for ``operation_id``; taking it again as its owner is a no-op."""
-        key = lock_key(region, cluster_id)
-        item = {
-            "operation_id": key,
-            "lock_owner": operation_id,
-            "target_region": region,
-            "target_cluster_id": cluster_id,
-            "acquired_at": _iso(self._clock()),
-        }
-        try:
-            self._db.put_item(
-                TableName=self.state_table,
-                Item=self._encode(item),
-                ConditionExpression="attribute_not_exists(operation_id) OR lock_owner = :me",
-                ExpressionAttributeValues={":me": {"S": operation_id}},
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            holder = self.lock_holder(region, cluster_id) or {}
-            raise TargetLocked(
-                f"target {cluster_id} in {region} is locked by operation "
-                f"{holder.get('lock_owner', '?')} since {holder.get('acquired_at', '?')}; wait for it to "
-                "finish, or if it is dead release it with: "
-                f"aurora-restore unlock {cluster_id.lower()} --region {region}",
-                holder=holder.get("lock_owner"),
-                target_cluster_id=cluster_id,
-                target_region=region,
-            ) from None
+    # -- conditional items -----------------------------------------------------------------------
+    # Items beside the operations (the refresh's locks and claims) are written only under a
+    # condition: two operations racing for one item must see exactly one winner. A failed
+    # condition answers False; every other error is raised.
+    def now(self) -> datetime:
+        """The store's clock (tests and the rehearsal fix it)."""
+        return self._clock()
 
-    def lock_holder(self, region: str, cluster_id: str) -> dict[str, Any] | None:
-        """The lock item of the target, or None when it is free."""
-        response = self._db.get_item(
-            TableName=self.state_table,
-            Key={"operation_id": {"S": lock_key(region, cluster_id)}},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return self._decode(item) if item else None
-
-    def release_lock(self, region: str, cluster_id: str, operation_id: str) -> bool:
-        """Release the lock if ``operation_id`` owns it; True when released, False otherwise."""
-        try:
-            self._db.delete_item(
-                TableName=self.state_table,
-                Key={"operation_id": {"S": lock_key(region, cluster_id)}},
-                ConditionExpression="lock_owner = :me",
-                ExpressionAttributeValues={":me": {"S": operation_id}},
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def force_release_lock(
-        self, region: str, cluster_id: str, *, released_by: str, reason: str
-    ) -> str | None:
-        """Operator action: release whoever holds the lock, audited on the holder's trail."""
-        holder = self.lock_holder(region, cluster_id)
-        if holder is None:
-            return None
-        owner = str(holder["lock_owner"])
-        if self.release_lock(region, cluster_id, owner):
-            self.audit(
-                owner,
-                "lock_force_released",
-                step="unlock",
-                target_region=region,
-                target_cluster_id=cluster_id,
-                released_by=released_by,
-                reason=reason,
-            )
-            return owner
-        return None
-
-    # -- copy claims ----------------------------------------------------------------------------
-    def claim_copy(
-        self,
-        *,
-        region: str,
-        source_arn: str,
-        kms_key: str,
-        operation_id: str,
-        copy_id: str,
-        now: datetime,
-    ) -> dict[str, Any]:
-        """Claim the right to copy ``source_arn`` into ``region`` with ``kms_key``; return the claim.
-
-        Several operations deciding at the same moment that no copy exists yet must not all
-        copy: the first conditional put wins, and every other operation gets the winner's claim
-        (``claim_owner``, ``copy_id``, ``claimed_at``) and reuses that copy. Claiming again as
-        its owner (a retry) returns the owner's claim unchanged.
-        """
-        key = copy_claim_key(region, source_arn, kms_key)
-        item = {
-            "operation_id": key,
-            "claim_owner": operation_id,
-            "copy_id": copy_id,
-            "claimed_at": _iso(now),
-            "target_region": region,
-            "source_arn": source_arn,
-            "kms_key": kms_key,
-        }
-        try:
-            self._db.put_item(
-                TableName=self.state_table,
-                Item=self._encode(item),
-                ConditionExpression="attribute_not_exists(operation_id)",
-            )
-            return item
-        except self._db.exceptions.ConditionalCheckFailedException:
-            pass
-        held = self._get(key)
-        if held is None:
-            # Released between our put and our read: claim again.
-            return self.claim_copy(
-                region=region,
-                source_arn=source_arn,
-                kms_key=kms_key,
-                operation_id=operation_id,
-                copy_id=copy_id,
-                now=now,
-            )
-        return held
-
-    def take_over_copy_claim(
-        self, claim: dict[str, Any], *, operation_id: str, copy_id: str, now: datetime
-    ) -> dict[str, Any]:
-        """Take a stale claim from its owner; return the claim as it now stands.
-
-        The update is conditional on the owner still being the one judged stale, so of several
-        operations taking over at once one wins and the others get its claim.
-        """
-        key = str(claim["operation_id"])
-        try:
-            self._db.update_item(
-                TableName=self.state_table,
-                Key={"operation_id": {"S": key}},
-                UpdateExpression="SET claim_owner = :me, copy_id = :copy, claimed_at = :now",
-                ConditionExpression="claim_owner = :old",
-                ExpressionAttributeValues={
-                    ":me": {"S": operation_id},
-                    ":copy": {"S": copy_id},
-                    ":now": {"S": _iso(now)},
-                    ":old": {"S": str(claim["claim_owner"])},
-                },
-            )
-        except self._db.exceptions.ConditionalCheckFailedException:
-            return self._get(key) or claim
-        return {**claim, "claim_owner": operation_id, "copy_id": copy_id, "claimed_at": _iso(now)}
-
-    def _get(self, key: str) -> dict[str, Any] | None:
+    def get_item(self, key: str) -> dict[str, Any] | None:
+        """The item under ``key`` (read consistently), or None."""
         response = self._db.get_item(
             TableName=self.state_table, Key={"operation_id": {"S": key}}, ConsistentRead=True
         )
         item = response.get("Item")
         return self._decode(item) if item else None
+
+    def put_if(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None) -> bool:
+        """Write ``item`` (keyed by its ``operation_id``) if ``condition`` holds; False if not."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.state_table,
+            "Item": self._encode(item),
+            "ConditionExpression": condition,
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = {k: self._value(v) for k, v in values.items()}
+        return self._conditional(self._db.put_item, kwargs)
+
+    def update_if(self, key: str, update: str, condition: str, values: dict[str, Any]) -> bool:
+        """Apply ``update`` to the item under ``key`` if ``condition`` holds; False if not."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.state_table,
+            "Key": {"operation_id": {"S": key}},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": {k: self._value(v) for k, v in values.items()},
+        }
+        return self._conditional(self._db.update_item, kwargs)
+
+    def delete_if(self, key: str, condition: str, values: dict[str, Any]) -> bool:
+        """Delete the item under ``key`` if ``condition`` holds; False if not."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.state_table,
+            "Key": {"operation_id": {"S": key}},
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": {k: self._value(v) for k, v in values.items()},
+        }
+        return self._conditional(self._db.delete_item, kwargs)
+
+    def _conditional(self, call: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
+        try:
+            call(**kwargs)
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
 
 def _plain(value: Any) -> Any:

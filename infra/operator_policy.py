@@ -28,7 +28,7 @@ from troposphere import Sub
 if TYPE_CHECKING:
     from troposphere import AWSHelperFn
 
-#: Attributes of the audit event ``unlock`` writes (``Store.force_release_lock``): the audit
+#: Attributes of the audit event ``unlock`` writes (``refresh.target_lock.force_release_lock``): the audit
 #: table's keys and common fields, and the event's own.
 UNLOCK_AUDIT_ATTRIBUTES = (
     "operation_id",
@@ -42,7 +42,7 @@ UNLOCK_AUDIT_ATTRIBUTES = (
     "released_by",
     "reason",
 )
-#: The state table's lock items (``dispatcher.store.lock_key``).
+#: The state table's lock items (``refresh.target_lock.lock_key``).
 LOCK_KEY_PATTERN = "lock#*"
 #: What parliament reports of these statements, and why they are right as they are
 #: (tests/functional/test_parliament.py).

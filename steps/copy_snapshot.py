@@ -10,7 +10,7 @@ are slow and limited (5 in flight per region), so a copy another operation made,
 of the same source into the same region with the same key is reused instead of copied again.
 
 Operations deciding at the same moment all find no copy yet; a claim in the state table
-(``Store.claim_copy``) lets only one of them copy. The others reuse the claimed copy before it
+(``refresh.copy_claims``) lets only one of them copy. The others reuse the claimed copy before it
 exists (``status`` ``claimed``); ``check_copy_status`` waits for it to appear. A claim whose owner
 is no longer RUNNING, whose copy is unusable, or whose copy never appeared within
 ``COPY_CLAIM_GRACE_SECONDS`` is stale and taken over.
@@ -24,6 +24,7 @@ from dispatcher.aws import error_code
 from dispatcher.errors import CopyFailed, Retryable
 from dispatcher.registry import Step, register
 from dispatcher.store import STATUS_RUNNING
+from refresh.copy_claims import claim_copy, take_over_copy_claim
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from steps.lib.polling import iso_time, poll_fields
@@ -166,7 +167,7 @@ class CopySnapshot(Step):
     def _claim(self, ctx: StepContext, rds: Any, plan: CopyPlan) -> dict[str, Any]:
         """The claim on copying this source here with this key: ours, or another live operation's."""
         now = ctx.clock()
-        claim = ctx.store.claim_copy(
+        claim = claim_copy(ctx.store,
             region=plan.region,
             source_arn=plan.source_arn,
             kms_key=plan.key_tag,
@@ -180,7 +181,7 @@ class CopySnapshot(Step):
         if stale is None:
             return claim
         ctx.log.info("stale copy claim taken over", owner=claim["claim_owner"], why=stale)
-        taken = ctx.store.take_over_copy_claim(
+        taken = take_over_copy_claim(ctx.store,
             claim, operation_id=plan.operation_id, copy_id=plan.copy_id, now=now
         )
         if taken["claim_owner"] == plan.operation_id:

@@ -28,6 +28,7 @@ from dispatcher import aws
 from dispatcher.errors import Retryable
 from dispatcher.registry import Step, register, registry
 from dispatcher.store import STATUS_FAILED, STATUS_SUCCEEDED, execution_record
+from refresh import target_lock
 from refresh.request import RestoreRequest, derive_operation_id, peek_operation_id, unwrap
 from steps.lib import notify
 
@@ -342,7 +343,7 @@ class BestEffortStore:
     """
 
     #: What a refused call answers, by method; anything else answers None.
-    NOTHING: ClassVar[dict[str, Any]] = {"audit_trail": [], "release_lock": False}
+    NOTHING: ClassVar[dict[str, Any]] = {"audit_trail": [], "delete_if": False}
 
     def __init__(self, store: Store, log: Any) -> None:
         self._store = store
@@ -506,10 +507,11 @@ def release_lock(ctx: StepContext, request: RestoreRequest | None, store: BestEf
     if request is None:
         return {"released": False, "holder": None, "lock": "not taken: the request was never validated"}
     refused = len(store.errors)
-    lock = notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
+    lock = target_lock.release_for_report(
+        ctx.store, request.target_region, request.target_cluster_id, ctx.operation_id
+    )
     if len(store.errors) > refused:
-        cluster_id, region = request.target_cluster_id.lower(), request.target_region
-        unlock = f"aurora-restore unlock {cluster_id} --region {region}"
+        unlock = target_lock.unlock_command(request.target_region, request.target_cluster_id)
         lock = {
             "released": False,
             "holder": None,

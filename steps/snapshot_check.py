@@ -24,6 +24,7 @@ from refresh.safety import (
     is_managed,
     member_descriptions,
 )
+from refresh.target_lock import take_lock
 from steps.lib.restoring import check_new_target_placement, target_placement
 from steps.lib.snapshots import (
     ENGINE,
@@ -56,7 +57,7 @@ class SnapshotCheck(Step):
         or ``UnsafeTarget``.
         """
         request = ctx.require_request()
-        ctx.store.acquire_lock(request.target_region, request.target_cluster_id, request.operation_id)
+        take_lock(ctx.store, request.target_region, request.target_cluster_id, request.operation_id)
         check_export_settings(ctx.settings)
         check_scripts_prefix(request, ctx.settings)
 

@@ -17,6 +17,7 @@ from dispatcher import aws
 from dispatcher.errors import Retryable, ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.store import STATUS_SUCCEEDED
+from refresh import target_lock
 from refresh.request import RestoreRequest
 from refresh.safety import describe_cluster
 from steps.lib import notify
@@ -90,15 +91,15 @@ class SendNotification(Step):
         SUCCEEDED, tries the lock once more and publishes nothing.
         """
         try:
-            return notify.release_target_lock(ctx, request.target_region, request.target_cluster_id)
+            return target_lock.release_for_report(
+                ctx.store, request.target_region, request.target_cluster_id, ctx.operation_id
+            )
         except Exception as raw_error:
             error = aws.translate(raw_error)
             if isinstance(error, Retryable):
                 raise error from raw_error
             text = notify.scrub_text(f"{type(error).__name__}: {error}"[:300])
-            unlock = (
-                f"aurora-restore unlock {request.target_cluster_id.lower()} --region {request.target_region}"
-            )
+            unlock = target_lock.unlock_command(request.target_region, request.target_cluster_id)
             lock = f"could not be released ({text}); release it with: {unlock}"
             ctx.log.error("the target lock could not be released after a successful refresh", error=text)
             for record in (

@@ -168,25 +168,6 @@ def publish(
     }
 
 
-def release_target_lock(ctx: StepContext, region: str, cluster_id: str) -> dict[str, Any]:
-    """Release the target's lock if this operation holds it; never another operation's lock.
-
-    Returns ``released`` (bool), ``holder`` (who holds it now, or None) and ``lock``: released,
-    already free, or held by another operation (left alone: an operation that failed with
-    TargetLocked must not free the lock of the operation that is really running).
-    """
-    if ctx.store.release_lock(region, cluster_id, ctx.operation_id):
-        return {"released": True, "holder": None, "lock": "released"}
-    holder = ctx.store.lock_holder(region, cluster_id)
-    owner = str(holder.get("lock_owner")) if holder else None
-    if owner is None:
-        return {"released": False, "holder": None, "lock": "not held"}
-    if owner == ctx.operation_id:
-        # The owner-only delete raced with nothing we know of; say so rather than guess.
-        return {"released": False, "holder": owner, "lock": "still held by this operation"}
-    return {"released": False, "holder": owner, "lock": f"held by operation {owner}; left alone"}
-
-
 def step_durations(state_item: dict[str, Any] | None) -> dict[str, int]:
     """Milliseconds per step, from the state item the dispatcher keeps."""
     durations = (state_item or {}).get("step_durations_ms")

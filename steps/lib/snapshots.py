@@ -12,7 +12,7 @@ adds ``aurora-restore:used-by:<its operation id>``; retention and clean-up never
 whose creator or users are still RUNNING in the state table (:func:`operations_using`).
 
 Copies decided at the same moment are serialised by a claim in the state table
-(:meth:`dispatcher.store.Store.claim_copy`): the operation that claims first copies, the others
+(:mod:`refresh.copy_claims`): the operation that claims first copies, the others
 reuse the claimed copy, even before it exists, for :data:`COPY_CLAIM_GRACE_SECONDS`.
 """
 

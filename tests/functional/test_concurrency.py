@@ -17,6 +17,7 @@ import pytest
 
 from dispatcher.errors import TargetLocked
 from dispatcher.store import STATUS_FAILED, STATUS_RUNNING
+from refresh.target_lock import force_release_lock, lock_holder
 from tests.functional.replace_world import make_cluster
 from tests.functional.snapshot_world import (
     TARGET_REGION,
@@ -135,7 +136,7 @@ def test_two_operations_started_together_only_one_proceeds(
     assert isinstance(error, TargetLocked)
     holder_id = holder["request"]["operation_id"]
     assert holder_id in str(error) and "aurora-restore unlock" in str(error)
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == holder_id
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == holder_id
     # AND the refused operation made no RDS call at all (only its state and lock in DynamoDB)
     assert call_log.of(loser_thread, "rds") == []
     assert call_log.of(winner_thread, "rds")  # the holder did look at RDS
@@ -148,7 +149,7 @@ def test_two_operations_started_together_only_one_proceeds(
     task(dispatcher, caught(loser, error), "handle_failure")
     # THEN it ends FAILED, but the holder's lock, state and target are untouched
     assert store.get_operation(loser["request"]["operation_id"])["status"] == STATUS_FAILED
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == holder_id
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == holder_id
     assert store.get_operation(holder_id)["status"] == STATUS_RUNNING
     after = {
         c["DBClusterIdentifier"] for c in clients("rds", TARGET_REGION).describe_db_clusters()["DBClusters"]
@@ -158,7 +159,7 @@ def test_two_operations_started_together_only_one_proceeds(
     task(dispatcher, holder, "copy_snapshot")
     assert task(dispatcher, holder, "check_copy_status")["complete"] is True
     assert store.get_operation(holder_id)["status"] == STATUS_RUNNING
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == holder_id
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == holder_id
 
 
 def test_many_racing_operations_one_winner(
@@ -176,7 +177,7 @@ def test_many_racing_operations_one_winner(
     assert len(refused) == 4
     assert all(isinstance(result, TargetLocked) for _, result in refused)
     assert all(call_log.of(name, "rds") == [] for name, _ in refused)
-    holder = store.lock_holder(TARGET_REGION, TARGET)["lock_owner"]
+    holder = lock_holder(store, TARGET_REGION, TARGET)["lock_owner"]
     winners = [
         data
         for (_, result), data in zip(outcomes, runs, strict=True)
@@ -201,11 +202,11 @@ def test_a_crashed_operations_lock_is_released_only_by_an_audited_operator_actio
             task(dispatcher, fresh, "snapshot_check")
     # THEN it is refused each time before any RDS call; nothing released the lock silently
     assert [op for _, svc, op in call_log.calls if svc == "rds"] == []
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == "op-crashed"
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == "op-crashed"
     assert not [e for e in store.audit_trail("op-crashed") if e["event"] == "lock_force_released"]
 
     # WHEN an operator releases it, saying who and why
-    released = store.force_release_lock(
+    released = force_release_lock(store,
         TARGET_REGION,
         TARGET,
         released_by="arn:aws:iam::123456789012:user/alice",
@@ -219,7 +220,7 @@ def test_a_crashed_operations_lock_is_released_only_by_an_audited_operator_actio
     assert event[0]["reason"] == "execution was aborted"
     assert event[0]["target_cluster_id"] == TARGET
     task(dispatcher, fresh, "snapshot_check")
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == "op-fresh"
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == "op-fresh"
     # AND the crashed operation cannot take it back behind the new holder's back
     with pytest.raises(TargetLocked, match="op-fresh"):
         task(dispatcher, crashed, "snapshot_check")

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import CopyFailed
-from dispatcher.store import STATUS_FAILED, copy_claim_key
+from dispatcher.store import STATUS_FAILED
+from refresh.copy_claims import claim_copy, copy_claim_key
 from steps.lib.names import copy_snapshot_id
 from steps.lib.snapshots import COPY_CLAIM_GRACE_SECONDS, NO_KEY
 from tests.functional.snapshot_world import (
@@ -48,7 +49,7 @@ def check_then_copy(registry: Any, req: Any, clock: Clock, **kw: Any) -> dict[st
 def owner_claims(store: Any, source: dict[str, Any], operation_id: str = OWNER) -> dict[str, Any]:
     """Another operation (RUNNING) claimed the copy and has not issued CopyDBClusterSnapshot yet."""
     store.step_started(operation_id, "validate_request", None)
-    claim: dict[str, Any] = store.claim_copy(
+    claim: dict[str, Any] = claim_copy(store,
         region=TARGET_REGION,
         source_arn=source["DBClusterSnapshotArn"],
         kms_key=NO_KEY,

@@ -16,6 +16,7 @@ from dispatcher.errors import RestoreFailed, Retryable
 from dispatcher.registry import Step
 from dispatcher.settings import Settings
 from refresh.request import derive_operation_id
+from refresh.target_lock import lock_holder, take_lock
 from steps import handle_failure
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
@@ -96,7 +97,7 @@ def _validated_run(dispatcher: Any, seed_input: dict[str, Any], store: Any) -> d
         {"step": "validate_request", "input": seed_input, "execution_id": EXECUTION_ID}
     )
     store.step_succeeded(OPERATION, "snapshot_check", {"complete": True}, 640)
-    store.acquire_lock(TARGET_REGION, TARGET, OPERATION)
+    take_lock(store, TARGET_REGION, TARGET, OPERATION)
     return {**seed_input, "request": request}
 
 
@@ -151,7 +152,7 @@ def test_a_failed_restore_is_reported_cleaned_up_closed_and_unlocked(
     assert item["status"] == "FAILED"
     assert item["error"]["type"] == "RestoreFailed"
     assert item["error"]["step"] == "restore_snapshot"
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
     events = [e["event"] for e in store.audit_trail(OPERATION)]
     assert "failed_notified" in events
     assert "cleaned_up" in events
@@ -317,7 +318,7 @@ def test_target_locked_does_not_release_the_holders_lock(
     request = dispatcher.handle(
         {"step": "validate_request", "input": seed_input, "execution_id": EXECUTION_ID}
     )
-    store.acquire_lock(TARGET_REGION, TARGET, "op-running")
+    take_lock(store, TARGET_REGION, TARGET, "op-running")
     message = f"target {TARGET} in {TARGET_REGION} is locked by operation op-running"
     _fail_step(store, "snapshot_check", "TargetLocked", message)
     data = {
@@ -328,7 +329,7 @@ def test_target_locked_does_not_release_the_holders_lock(
     # WHEN the failure handler runs
     output = _handle(dispatcher, data)
     # THEN the running operation keeps its lock, and the message says so
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == "op-running"
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == "op-running"
     assert output["lock_released"] is False
     sent = inbox.deliveries()[0].message
     assert sent["lock"] == "held by operation op-running; left alone"
@@ -407,7 +408,7 @@ def test_a_failing_clean_up_is_reported_and_the_notification_still_goes_out(
     assert "DeleteDBCluster failed with InvalidDBClusterStateFault" in sent["cleanup_error"]
     assert output["cleanup_error"] == sent["cleanup_error"]
     assert store.get_operation(OPERATION)["status"] == "FAILED"
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
     assert "cleanup_failed" in [e["event"] for e in store.audit_trail(OPERATION)]
 
 
@@ -426,7 +427,7 @@ def test_a_failed_success_notification_does_not_clean_up_the_finished_refresh(
     sent = inbox.deliveries()[0].message
     assert sent["restore_completed"] is True
     assert "left alone" in sent["cleanup_skipped"]
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
 
 
 def test_without_a_topic_it_says_so_and_still_closes_the_operation(
@@ -439,7 +440,7 @@ def test_without_a_topic_it_says_so_and_still_closes_the_operation(
     assert output["notification"]["sent"] is False
     assert "no topic configured" in output["notification"]["reason"]
     assert store.get_operation(OPERATION)["status"] == "FAILED"
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
 
 
 def test_a_missing_topic_is_reported_without_raising(
@@ -454,7 +455,7 @@ def test_a_missing_topic_is_reported_without_raising(
     assert output["notification"]["sent"] is False
     assert "Publish failed with NotFound" in output["notification"]["error"]
     assert store.get_operation(OPERATION)["status"] == "FAILED"
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
     assert "notification_failed" in [e["event"] for e in store.audit_trail(OPERATION)]
 
 
@@ -479,7 +480,7 @@ def test_throttled_publishing_is_retried_by_the_state_machine_after_closing(
         _handle(dispatcher, data)
     # THEN the state is already FAILED and the lock free, so a retry (or none) leaves nothing hanging
     assert store.get_operation(OPERATION)["status"] == "FAILED"
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
     assert inbox.deliveries() == []
 
 

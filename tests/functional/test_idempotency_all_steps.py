@@ -23,6 +23,7 @@ import pytest
 from dispatcher.errors import AuroraRestoreError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from refresh.target_lock import lock_holder
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.replace_world import faithful_rds, make_cluster
 from tests.functional.snapshot_world import SOURCE_REGION, TARGET_REGION, manual_snapshot
@@ -91,7 +92,7 @@ def world(clients: Any, inbox: Inbox, store: Any, operation_id: str, database: D
         }
     inbox.delivered.extend(inbox.receive())
     seen["notifications"] = len(inbox.delivered)
-    holder = store.lock_holder(TARGET_REGION, TARGET)
+    holder = lock_holder(store, TARGET_REGION, TARGET)
     seen["lock"] = holder["lock_owner"] if holder else None
     # Only the status: the whole item (every step's results) is slow to read back from moto.
     item = (

@@ -27,6 +27,7 @@ import pytest
 from aurora_restore.cli import main
 from dispatcher.errors import CopyFailed
 from dispatcher.registry import Registry, Step
+from refresh.target_lock import lock_holder, release_lock, take_lock
 
 STACK = "aurora-restore-ops"
 REGION = "eu-central-1"
@@ -42,7 +43,7 @@ class TakeLock(Step):
 
     def run(self, ctx: Any) -> dict[str, Any]:
         request = ctx.require_request()
-        ctx.store.acquire_lock(request.target_region, request.target_cluster_id, ctx.operation_id)
+        take_lock(ctx.store, request.target_region, request.target_cluster_id, ctx.operation_id)
         return {"taken": True}
 
 
@@ -94,7 +95,7 @@ class ReleaseLock(Step):
         request = ctx.require_request()
         ctx.store.finish(ctx.operation_id, "SUCCEEDED")
         return {
-            "released": ctx.store.release_lock(
+            "released": release_lock(ctx.store,
                 request.target_region, request.target_cluster_id, ctx.operation_id
             )
         }
@@ -545,18 +546,18 @@ def test_unlock_shows_the_holder_then_releases_and_audits(stack: dict, tmp_path:
     arn = stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"][0]["executionArn"]
     assert _wait(stack["sfn"], arn) == "FAILED"
     store = stack["app"].store
-    assert store.lock_holder(REGION, "orders-dev")["lock_owner"] == "op-ops1"
+    assert lock_holder(store, REGION, "orders-dev")["lock_owner"] == "op-ops1"
     # WHEN the operator unlocks without --yes and no terminal to confirm on: refused
     code, out = cli("unlock", "orders-dev", "--region", REGION, "--stack", STACK)
     assert code == 2
     assert "held by operation  op-ops1" in out
-    assert store.lock_holder(REGION, "orders-dev") is not None
+    assert lock_holder(store, REGION, "orders-dev") is not None
     # WHEN the operator unlocks with --yes
     code, out = cli("unlock", "orders-dev", "--region", REGION, "--stack", STACK, "--yes")
     # THEN the holder was shown, the lock is gone and the release is on the holder's audit trail
     assert code == 0, out
     assert "execution status   FAILED" in out
-    assert store.lock_holder(REGION, "orders-dev") is None
+    assert lock_holder(store, REGION, "orders-dev") is None
     released = [e for e in store.audit_trail("op-ops1") if e["event"] == "lock_force_released"]
     assert len(released) == 1
     assert released[0]["target_cluster_id"] == "orders-dev"
@@ -635,7 +636,7 @@ def test_status_reports_an_aborted_operation_with_its_lock_and_the_command_that_
     # AND the command it printed, run as printed, releases the lock
     released = run_cli(*unlock.split()[1:], "--yes")
     assert released.code == 0, released
-    assert stack["app"].store.lock_holder(REGION, "orders-dev") is None
+    assert lock_holder(stack["app"].store, REGION, "orders-dev") is None
 
 
 def test_status_reports_a_timed_out_operation(timed_stack: dict, tmp_path: Any) -> None:

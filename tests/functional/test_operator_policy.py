@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.store import Store, lock_key
+from dispatcher.store import Store
 from infra.operator_policy import LOCK_KEY_PATTERN, UNLOCK_AUDIT_ATTRIBUTES
+from refresh.target_lock import force_release_lock, lock_key, take_lock
 from tests.contract import contract_template
 
 pytestmark = pytest.mark.template
@@ -94,10 +95,10 @@ def test_the_lock_pattern_matches_the_stores_lock_keys_and_no_operation() -> Non
 
 def test_the_unlock_event_is_within_the_allowed_attributes(store: Store) -> None:
     # GIVEN a lock held by an operation
-    store.acquire_lock("eu-central-1", "orders-dev", "op-orders-dev-1")
+    take_lock(store, "eu-central-1", "orders-dev", "op-orders-dev-1")
 
     # WHEN an operator releases it (what `aurora-restore unlock` does)
-    released = store.force_release_lock(
+    released = force_release_lock(store,
         "eu-central-1", "orders-dev", released_by="arn:aws:iam::123456789012:user/dba", reason="stuck"
     )
 

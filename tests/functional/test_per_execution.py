@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSResponse
 
 from dispatcher.settings import Settings
 from dispatcher.store import execution_record
+from refresh.target_lock import lock_holder, take_lock
 from steps import handle_failure
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
@@ -53,7 +54,7 @@ def cleanups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def run_fails(dispatcher: Any, seed_input: dict[str, Any], store: Any, execution: str) -> dict[str, Any]:
     """One execution: validate, take the lock, fail in the restore; returns the caught data."""
     request = dispatcher.handle({"step": "validate_request", "input": seed_input, "execution_id": execution})
-    store.acquire_lock(TARGET_REGION, TARGET, OPERATION)
+    take_lock(store, TARGET_REGION, TARGET, OPERATION)
     store.step_started(OPERATION, "restore_snapshot", execution)
     store.audit(OPERATION, "started", step="restore_snapshot", execution_id=execution)
     store.step_failed(
@@ -96,7 +97,7 @@ def test_a_retry_that_fails_again_sends_its_own_failed_message_and_cleans_up_its
     assert again["notification"]["already_sent"] is True
     # ... its clean-up ran (once, for it), the lock it took is free, and each execution's outcome is kept
     assert cleanups == [FIRST, RETRY]
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
     item = store.get_operation(OPERATION)
     assert item["status"] == "FAILED"
     assert execution_record(item, FIRST)["status"] == "FAILED"
@@ -147,7 +148,7 @@ def succeeded_run(dispatcher: Any, seed_input: dict[str, Any], store: Any, clien
     )
     seed_input = {"body": {**seed_input["body"], "operation_id": OPERATION}}
     request = dispatcher.handle({"step": "validate_request", "input": seed_input, "execution_id": FIRST})
-    store.acquire_lock(TARGET_REGION, TARGET, OPERATION)
+    take_lock(store, TARGET_REGION, TARGET, OPERATION)
     return {**seed_input, "request": request}
 
 
@@ -177,7 +178,7 @@ def test_a_failure_after_the_success_was_published_keeps_the_run_succeeded(
     # HandleFailure: e.g. the final status write throttled past the state's Retry)
     data = succeeded_run(dispatcher, seed_input, store, clients)
     dispatcher.handle({"step": "sns_notification", "input": data, "execution_id": FIRST})
-    store.acquire_lock(TARGET_REGION, TARGET, OPERATION)  # as if the release had not happened
+    take_lock(store, TARGET_REGION, TARGET, OPERATION)  # as if the release had not happened
     store.step_started(OPERATION, "sns_notification", FIRST)
     cause = json.dumps({"errorType": "Retryable", "errorMessage": "UpdateItem throttled"})
     data["error"] = {"Error": "Retryable", "Cause": cause}
@@ -188,7 +189,7 @@ def test_a_failure_after_the_success_was_published_keeps_the_run_succeeded(
     assert output["status"] == "SUCCEEDED" and output["notification"]["sent"] is False
     assert cleanups == []
     assert store.get_operation(OPERATION)["status"] == "SUCCEEDED"
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
 
 
 def test_a_retry_that_dies_without_an_error_never_reports_the_first_runs_error(

@@ -14,6 +14,7 @@ import pytest
 from dispatcher.errors import UnsafeTarget, ValidationError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from refresh.target_lock import release_lock
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.replace_world import (
     SOURCE_CLUSTER,
@@ -290,7 +291,7 @@ def test_member_instances_matching_the_allowed_pattern_pass(
     app._store = store
     with pytest.raises(UnsafeTarget, match="does not match the allowed-target pattern"):
         app.handle(event("snapshot_check", request=request()))
-    store.release_lock(TARGET_REGION, TARGET, "op-replace-1")
+    release_lock(store, TARGET_REGION, TARGET, "op-replace-1")
     # WHEN it covers the instances too: the target may be replaced
     app = Dispatcher(registry=registry, settings=wide, clients=clients)
     app._store = store
@@ -374,5 +375,5 @@ def test_a_snapshot_used_as_it_is_needs_a_key_the_function_can_use(
     assert mutations.names == []
     # AND once the key is enabled again, the snapshot passes (used as it is)
     kms.enable_key(KeyId=key_id)
-    store.release_lock(TARGET_REGION, TARGET, "op-replace-1")
+    release_lock(store, TARGET_REGION, TARGET, "op-replace-1")
     assert app.handle(event("snapshot_check", request=req))["copy_reason"] is None

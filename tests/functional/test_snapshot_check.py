@@ -12,6 +12,7 @@ import pytest
 from dispatcher.errors import SnapshotNotFound, TargetLocked, UnsafeTarget, ValidationError
 from dispatcher.settings import Settings
 from refresh.request import MANAGED_TAG
+from refresh.target_lock import lock_holder, take_lock
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.snapshot_world import (
     ACCOUNT,
@@ -54,7 +55,7 @@ def test_a_locked_target_is_refused_before_any_rds_call(
     registry: Any, world: Any, settings: Any, clients: Any, store: Any
 ) -> None:
     # GIVEN another operation holds the target's lock
-    store.acquire_lock(TARGET_REGION, TARGET_CLUSTER, "op-other")
+    take_lock(store, TARGET_REGION, TARGET_CLUSTER, "op-other")
     calls = record_calls(clients)
     # WHEN snapshot_check runs
     with pytest.raises(TargetLocked) as caught:
@@ -62,7 +63,7 @@ def test_a_locked_target_is_refused_before_any_rds_call(
     # THEN it names the holder and never talked to RDS
     assert "op-other" in str(caught.value)
     assert calls.names("rds") == []
-    assert store.lock_holder(TARGET_REGION, TARGET_CLUSTER)["lock_owner"] == "op-other"
+    assert lock_holder(store, TARGET_REGION, TARGET_CLUSTER)["lock_owner"] == "op-other"
 
 
 def test_the_lock_is_taken_and_a_second_run_changes_nothing(
@@ -72,7 +73,7 @@ def test_the_lock_is_taken_and_a_second_run_changes_nothing(
     first = check(registry, request(), settings=settings, clients=clients, store=store)
     second = check(registry, request(), settings=settings, clients=clients, store=store)
     assert first == second
-    assert store.lock_holder(TARGET_REGION, TARGET_CLUSTER)["lock_owner"] == OPERATION
+    assert lock_holder(store, TARGET_REGION, TARGET_CLUSTER)["lock_owner"] == OPERATION
     assert calls.mutating("rds") == []
     assert calls.mutating("kms") == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from refresh.target_lock import lock_holder
 from tests.functional.snapshot_world import (
     OPERATION,
     TARGET_REGION,
@@ -65,4 +66,4 @@ def test_the_snapshot_states_run_in_order_and_are_audited(dispatcher: Any, clien
         "check_copy_status",
         "archive_snapshot",
     ]
-    assert store.lock_holder(TARGET_REGION, "orders-dev")["lock_owner"] == OPERATION
+    assert lock_holder(store, TARGET_REGION, "orders-dev")["lock_owner"] == OPERATION

@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 from dispatcher.errors import AwsCallFailed, ValidationError
 from dispatcher.settings import Settings
 from dispatcher.store import execution_record
+from refresh.target_lock import lock_holder, release_lock, take_lock
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
@@ -52,7 +53,7 @@ def _execution_data(dispatcher: Any, seed_input: dict[str, Any], store: Any) -> 
     )
     for step, ms in (("snapshot_check", 812), ("copy_snapshot", 1500), ("restore_snapshot", 2300)):
         store.step_succeeded(OPERATION, step, {"complete": True}, ms)
-    store.acquire_lock(TARGET_REGION, TARGET, OPERATION)
+    take_lock(store, TARGET_REGION, TARGET, OPERATION)
     return {
         **seed_input,
         "request": request,
@@ -162,7 +163,7 @@ def test_success_message_subject_attributes_state_and_lock(
         == delivery.message_id
     )
     assert item["results"]["sns_notification"]["message_id"] == delivery.message_id
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
     notified = [e for e in store.audit_trail(OPERATION) if e["event"] == "notified"]
     assert [e["message_id"] for e in notified] == [delivery.message_id]
     assert output["sent"] is True
@@ -209,7 +210,7 @@ def test_without_a_topic_it_says_so_and_still_closes_the_operation(
         for entry in logs
     )
     assert store.get_operation(OPERATION)["status"] == "SUCCEEDED"
-    assert store.lock_holder(TARGET_REGION, TARGET) is None
+    assert lock_holder(store, TARGET_REGION, TARGET) is None
     assert "notification_skipped" in [e["event"] for e in store.audit_trail(OPERATION)]
 
 
@@ -219,12 +220,12 @@ def test_a_lock_held_by_another_operation_is_left_alone(
     # GIVEN the target's lock belongs to another operation (released and retaken meanwhile)
     _target_cluster(clients)
     data = _execution_data(dispatcher, seed_input, store)
-    store.release_lock(TARGET_REGION, TARGET, OPERATION)
-    store.acquire_lock(TARGET_REGION, TARGET, "op-other")
+    release_lock(store, TARGET_REGION, TARGET, OPERATION)
+    take_lock(store, TARGET_REGION, TARGET, "op-other")
     # WHEN the success step runs
     output = _notify(dispatcher, data)
     # THEN the other operation keeps its lock
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == "op-other"
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == "op-other"
     assert output["lock_released"] is False
     assert "op-other" in output["lock"]
     assert len(inbox.deliveries()) == 1
@@ -243,7 +244,7 @@ def test_a_publishing_failure_leaves_the_operation_open_for_the_failure_handler(
     item = store.get_operation(OPERATION)
     assert item["status"] == "RUNNING"
     assert item["last_error"]["step"] == "sns_notification"
-    assert store.lock_holder(TARGET_REGION, TARGET)["lock_owner"] == OPERATION
+    assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == OPERATION
 
 
 def test_a_malformed_topic_arn_is_named(

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import TargetLocked
+from refresh.target_lock import force_release_lock, lock_holder, release_lock, take_lock
 
 
 def test_state_item_tracks_an_operation(store: Any) -> None:
@@ -42,22 +43,22 @@ def test_audit_trail_is_ordered_and_expires(store: Any) -> None:
 
 
 def test_lock_is_exclusive_reentrant_and_released_by_its_owner_only(store: Any) -> None:
-    store.acquire_lock("eu-central-1", "orders-dev", "op-a")
-    store.acquire_lock("eu-central-1", "orders-dev", "op-a")  # a retry of the owner
+    take_lock(store, "eu-central-1", "orders-dev", "op-a")
+    take_lock(store, "eu-central-1", "orders-dev", "op-a")  # a retry of the owner
     with pytest.raises(TargetLocked) as caught:
-        store.acquire_lock("eu-central-1", "Orders-Dev", "op-b")
+        take_lock(store, "eu-central-1", "Orders-Dev", "op-b")
     assert "op-a" in str(caught.value)
     assert "aurora-restore unlock orders-dev" in str(caught.value)
-    assert store.release_lock("eu-central-1", "orders-dev", "op-b") is False
-    assert store.lock_holder("eu-central-1", "orders-dev")["lock_owner"] == "op-a"
-    assert store.release_lock("eu-central-1", "orders-dev", "op-a") is True
-    assert store.lock_holder("eu-central-1", "orders-dev") is None
-    store.acquire_lock("eu-central-1", "orders-dev", "op-b")
-    assert store.lock_holder("eu-central-1", "orders-dev")["lock_owner"] == "op-b"
+    assert release_lock(store, "eu-central-1", "orders-dev", "op-b") is False
+    assert lock_holder(store, "eu-central-1", "orders-dev")["lock_owner"] == "op-a"
+    assert release_lock(store, "eu-central-1", "orders-dev", "op-a") is True
+    assert lock_holder(store, "eu-central-1", "orders-dev") is None
+    take_lock(store, "eu-central-1", "orders-dev", "op-b")
+    assert lock_holder(store, "eu-central-1", "orders-dev")["lock_owner"] == "op-b"
 
 
 def test_taking_a_lock_writes_one_item_naming_its_owner(store: Any, clients: Any, settings: Any) -> None:
-    store.acquire_lock("eu-central-1", "Orders-Dev", "op-a")
+    take_lock(store, "eu-central-1", "Orders-Dev", "op-a")
 
     # The lock is one item of the state table, keyed by the target whatever its case in the request.
     key = {"operation_id": {"S": "lock#eu-central-1#orders-dev"}}
@@ -66,38 +67,38 @@ def test_taking_a_lock_writes_one_item_naming_its_owner(store: Any, clients: Any
     assert item["lock_owner"] == {"S": "op-a"}
     assert item["target_region"] == {"S": "eu-central-1"}
     assert item["target_cluster_id"] == {"S": "Orders-Dev"}
-    assert store.lock_holder("eu-central-1", "orders-dev")["lock_owner"] == "op-a"
-    assert store.lock_holder("eu-central-1", "orders-stg") is None
+    assert lock_holder(store, "eu-central-1", "orders-dev")["lock_owner"] == "op-a"
+    assert lock_holder(store, "eu-central-1", "orders-stg") is None
 
 
 def test_locks_on_other_targets_are_independent(store: Any) -> None:
     targets = [("eu-central-1", "orders-dev", "op-a"), ("eu-west-1", "orders-dev", "op-b"),
                ("eu-central-1", "orders-stg", "op-c")]  # fmt: skip
     for region, cluster, owner in targets:
-        store.acquire_lock(region, cluster, owner)
-    assert [store.lock_holder(region, cluster)["lock_owner"] for region, cluster, _ in targets] == [
+        take_lock(store, region, cluster, owner)
+    assert [lock_holder(store, region, cluster)["lock_owner"] for region, cluster, _ in targets] == [
         "op-a",
         "op-b",
         "op-c",
     ]
     # Each target still refuses a second owner, and releasing one leaves the others held.
     with pytest.raises(TargetLocked):
-        store.acquire_lock("eu-west-1", "orders-dev", "op-a")
-    assert store.release_lock("eu-central-1", "orders-dev", "op-a") is True
-    assert store.lock_holder("eu-central-1", "orders-dev") is None
-    assert store.lock_holder("eu-west-1", "orders-dev")["lock_owner"] == "op-b"
-    assert store.lock_holder("eu-central-1", "orders-stg")["lock_owner"] == "op-c"
+        take_lock(store, "eu-west-1", "orders-dev", "op-a")
+    assert release_lock(store, "eu-central-1", "orders-dev", "op-a") is True
+    assert lock_holder(store, "eu-central-1", "orders-dev") is None
+    assert lock_holder(store, "eu-west-1", "orders-dev")["lock_owner"] == "op-b"
+    assert lock_holder(store, "eu-central-1", "orders-stg")["lock_owner"] == "op-c"
 
 
 def test_force_release_is_audited_on_the_holders_trail(store: Any) -> None:
-    store.acquire_lock("eu-central-1", "orders-dev", "op-dead")
-    owner = store.force_release_lock("eu-central-1", "orders-dev", released_by="alice", reason="crashed")
+    take_lock(store, "eu-central-1", "orders-dev", "op-dead")
+    owner = force_release_lock(store, "eu-central-1", "orders-dev", released_by="alice", reason="crashed")
     assert owner == "op-dead"
-    assert store.lock_holder("eu-central-1", "orders-dev") is None
+    assert lock_holder(store, "eu-central-1", "orders-dev") is None
     trail = store.audit_trail("op-dead")
     assert trail[-1]["event"] == "lock_force_released"
     assert trail[-1]["released_by"] == "alice"
-    assert store.force_release_lock("eu-central-1", "orders-dev", released_by="alice", reason="x") is None
+    assert force_release_lock(store, "eu-central-1", "orders-dev", released_by="alice", reason="x") is None
 
 
 def test_a_step_start_creates_the_item_and_a_retried_operation_runs_again(store: Any) -> None:

@@ -17,6 +17,7 @@ from botocore.awsrequest import AWSResponse
 from dispatcher.errors import AwsCallFailed, Retryable
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from refresh.target_lock import take_lock
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.snapshot_world import request
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
@@ -77,7 +78,7 @@ def test_the_failure_is_reported_even_when_the_table_refuses_everything(
     inbox = Inbox(clients)
     data: dict[str, Any] = {"body": request(operation_id=OPERATION).to_dict()}
     data["request"] = validate(app)
-    store.acquire_lock(data["request"]["target_region"], data["request"]["target_cluster_id"], OPERATION)
+    take_lock(store, data["request"]["target_region"], data["request"]["target_cluster_id"], OPERATION)
     refused = refuse(
         clients, ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"), "AccessDeniedException"
     )
