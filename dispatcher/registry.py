@@ -35,8 +35,14 @@ class Step:
     #: Keys of the execution's data the step reads, each passed as ``"<key>.$": "$.<key>"``.
     #: ``"$"`` passes the whole execution data as ``input`` (first state, notifications, failure).
     reads: ClassVar[tuple[str, ...]] = ("request",)
-    #: Where its output goes: ``$.<result_key>``. Never ``request``: the request is not overwritten.
+    #: Where its output goes: ``$.<result_key>``. Never ``request`` (the request is not
+    #: overwritten), except for the one step that makes it.
     result_key: ClassVar[str] = ""
+    #: True for the step that turns the execution input into ``$.request``; only it may write there.
+    produces_request: ClassVar[bool] = False
+    #: True for the step that reports the refresh's success: when it fails, the refresh itself had
+    #: completed, so the failure handler must leave the restored cluster alone.
+    final_notification: ClassVar[bool] = False
     #: Fields every successful output has (``a.b`` for nested ones). The template's build proves
     #: each path a Choice, a Wait or Parameters reads against them (an absent path is
     #: ``States.Runtime``, which nothing catches); the dispatcher refuses an output without them.
@@ -129,7 +135,7 @@ class Registry:
                 cls.state_name = "".join(part.capitalize() for part in name.split("_"))
             if not cls.result_key:
                 cls.result_key = name
-            if cls.result_key == "request" and name != "validate_request":
+            if cls.result_key == "request" and not cls.produces_request:
                 raise ValueError(f"step {name!r}: result_key 'request' would overwrite the request")
             self._steps[name] = cls
             return cls

@@ -364,7 +364,7 @@ def _rule_paths(rule: dict[str, Any]) -> list[str]:
 
 def _check_result_key(cls: type[Step]) -> None:
     key = cls.result_key
-    if cls.name == "validate_request":
+    if cls.produces_request:
         return
     if not _RESULT_KEY.fullmatch(key or "") or key in RESERVED_KEYS or key == "request":
         raise PipelineError(

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 #: Where Step Functions puts the caught error (``ResultPath`` of every Catch).
 ERROR_KEY = "error"
-#: The step whose failure means the refresh itself had completed: nothing may be cleaned up then.
-SUCCESS_NOTIFICATION_STEP = "sns_notification"
 #: The pipeline's last step before the success notification: its output in the data means the
 #: refresh itself had completed.
 LAST_STEP_BEFORE_SUCCESS = "archive_snapshot"
@@ -90,7 +88,7 @@ class HandleFailure(Step):
         trail = ctx.store.audit_trail(operation_id)
         failed_step = self.failed_step(ctx, item, trail)
         restore_completed = (
-            failed_step == SUCCESS_NOTIFICATION_STEP
+            (failed_step is not None and failed_step == success_notification_step())
             or execution.get("status") == STATUS_SUCCEEDED
             or _reached_success(data)
         )
@@ -222,7 +220,7 @@ class HandleFailure(Step):
         return {
             "status": STATUS_SUCCEEDED,
             "operation_id": operation_id,
-            "failed_step": SUCCESS_NOTIFICATION_STEP,
+            "failed_step": success_notification_step(),
             "error_type": error["type"],
             "error_message": error["message"],
             "restore_completed": True,
@@ -535,6 +533,14 @@ def describe_replaced_target(
         error = aws.translate(raw_error)
         text = notify.scrub_text(f"{type(error).__name__}: {error}"[:500])
         return {"summary": f"what remains of {request.target_cluster_id} could not be read: {text}"}
+
+
+def success_notification_step() -> str | None:
+    """The step whose failure means the refresh itself had completed: nothing may be cleaned up then.
+
+    Found by its role (``final_notification``), so the handler names no other step.
+    """
+    return next((cls.name for cls in registry if cls.final_notification), None)
 
 
 def _reached_success(data: dict[str, Any]) -> bool:

@@ -33,6 +33,7 @@ class SendNotification(Step):
     reads = ("$",)
     result_key = "notification"
     mutating = True
+    final_notification = True
 
     def operation_id(self, event: dict[str, Any]) -> str | None:
         """The validated request's id (``$.request.operation_id`` inside the whole data)."""

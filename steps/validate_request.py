@@ -24,6 +24,7 @@ class ValidateRequest(Step):
 
     reads = ("$",)
     result_key = "request"
+    produces_request = True
     outputs = tuple(f.name for f in fields(RestoreRequest))
     mutating = False
 
