@@ -55,8 +55,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from steps.lib.master_password import generate_master_password
-from steps.lib.pgsql import quote_ident, quote_literal, scram_verifier
+from steps.setup_db_users.master_password import generate_master_password
+from steps.setup_db_users.pgsql import quote_ident, quote_literal, scram_verifier
 
 PG_BIN_ENV = "AURORA_RESTORE_PG_BIN"
 PG_OS_USER_ENV = "AURORA_RESTORE_PG_OS_USER"

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from dispatcher.context import StepContext
 
 ENTRY_POINT_GROUP = "aurora_restore.steps"
+#: The package of ``steps`` that holds shared helpers, not a step.
+SHARED_PACKAGE = "lib"
 
 
 class Step:
@@ -189,10 +191,14 @@ register = registry.register
 
 
 def load_builtin_steps() -> Registry:
-    """Import every public module of the ``steps`` package, which registers its steps."""
+    """Import every public module and package of ``steps``, which registers its steps.
+
+    A step that needs several modules is a package (its ``__init__`` imports the step); ``lib``
+    holds what several steps share and registers nothing.
+    """
     import steps
 
     for module in pkgutil.iter_modules(steps.__path__):
-        if not module.name.startswith("_") and not module.ispkg:
+        if not module.name.startswith("_") and module.name != SHARED_PACKAGE:
             importlib.import_module(f"steps.{module.name}")
     return registry

@@ -107,7 +107,7 @@ class ExternalPostgres:
 
     def add_master_user(self, username: str, password: str) -> None:
         """Create (or reset) the role that plays the restored cluster's master user."""
-        from steps.lib.pgsql import quote_ident, quote_literal
+        from steps.setup_db_users.pgsql import quote_ident, quote_literal
 
         verb = "ALTER" if self.fetch("SELECT 1 FROM pg_roles WHERE rolname = $1", username) else "CREATE"
         self.execute(
@@ -116,7 +116,7 @@ class ExternalPostgres:
 
     def set_password(self, username: str, password: str) -> None:
         """Give ``username`` a new password (what RDS does when the master password changes)."""
-        from steps.lib.pgsql import quote_ident, quote_literal
+        from steps.setup_db_users.pgsql import quote_ident, quote_literal
 
         self.execute(f"ALTER ROLE {quote_ident(username)} WITH PASSWORD {quote_literal(password)}")
 
@@ -251,7 +251,7 @@ def rehearsal_database(
             "SELECT 1 FROM pg_database WHERE datname = $1", request.database
         ):
             # The restored copy holds production's databases; the request names the one to set up.
-            from steps.lib.pgsql import quote_ident
+            from steps.setup_db_users.pgsql import quote_ident
 
             server.execute(f"CREATE DATABASE {quote_ident(request.database)}")
         yield database

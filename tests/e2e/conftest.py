@@ -88,7 +88,7 @@ def rehearse(
 @pytest.fixture(autouse=True)
 def leave_the_server_as_found(postgres_server: Any) -> Iterator[None]:
     """The session's server is shared with other tests: drop the roles and databases a run made."""
-    from steps.lib.pgsql import quote_ident
+    from steps.setup_db_users.pgsql import quote_ident
 
     roles = {row["rolname"] for row in postgres_server.fetch("SELECT rolname FROM pg_roles")}
     databases = {row["datname"] for row in postgres_server.fetch("SELECT datname FROM pg_database")}

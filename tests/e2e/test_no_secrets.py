@@ -61,7 +61,7 @@ class Secrets:
 def secrets_seen(monkeypatch: pytest.MonkeyPatch, postgres_server: Any) -> Iterator[Secrets]:
     """Remember every master password generated and every raw history event read."""
     import aurora_restore.localdb as localdb
-    import steps.lib.master_password as master_password
+    import steps.setup_db_users.master_password as master_password
 
     seen = Secrets()
     if getattr(postgres_server, "password", None):

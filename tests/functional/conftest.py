@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from steps.lib.pgsql import quote_ident
+from steps.setup_db_users.pgsql import quote_ident
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def template() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def reports(postgres_server: Any) -> Iterator[dict[str, Report]]:
     """Each scenario's rehearsal, run at most once per module (the calls are reused)."""
-    from steps.lib.pgsql import quote_ident
+    from steps.setup_db_users.pgsql import quote_ident
 
     roles = {row["rolname"] for row in postgres_server.fetch("SELECT rolname FROM pg_roles")}
     databases = {row["datname"] for row in postgres_server.fetch("SELECT datname FROM pg_database")}

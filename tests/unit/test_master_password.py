@@ -6,13 +6,13 @@ import pytest
 
 from dispatcher.errors import ValidationError
 from dispatcher.settings import Settings, split_endpoint
-from steps.lib.master_password import (
+from steps.lib.pg_connect import RetryPolicy
+from steps.setup_db_users.master_password import (
     PASSWORD_ALPHABET,
     generate_master_password,
     password_change_pending,
     stack_secret_name,
 )
-from steps.lib.pg_connect import RetryPolicy
 
 MANAGED = {
     "SecretArn": "arn:aws:secretsmanager:eu-central-1:1:secret:rds!cluster-1",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from steps.lib.pgsql import qualified, quote_ident, quote_literal, saslprep, scram_verifier
+from steps.setup_db_users.pgsql import qualified, quote_ident, quote_literal, saslprep, scram_verifier
 
 
 def test_identifiers_are_always_quoted_with_inner_quotes_doubled() -> None:

@@ -32,13 +32,6 @@ from dispatcher.settings import split_endpoint
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from refresh.safety import describe_cluster, is_managed, tags_of
 from refresh.users_spec import check_secret_prefix, validate_users_spec
-from steps.lib.db_users import Changes, Script, SpecApplier, existing_login_roles, run_scripts
-from steps.lib.master_password import (
-    RDS_MANAGED,
-    read_master_password,
-    reset_master_password,
-    wait_until_applied,
-)
 from steps.lib.pg_connect import (
     Endpoint,
     RetryPolicy,
@@ -47,12 +40,19 @@ from steps.lib.pg_connect import (
     connect,
     tls_context,
 )
+from steps.setup_db_users.db_users import Changes, Script, SpecApplier, existing_login_roles, run_scripts
+from steps.setup_db_users.master_password import (
+    RDS_MANAGED,
+    read_master_password,
+    reset_master_password,
+    wait_until_applied,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from dispatcher.context import StepContext
-    from steps.lib.master_password import MasterReset
+    from steps.setup_db_users.master_password import MasterReset
 
 MAX_S3_SCRIPT_BYTES = 10 * 1024 * 1024
 #: Entries kept of each list in the output (roles created, grants...); ``counts`` has their lengths.

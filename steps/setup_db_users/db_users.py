@@ -7,7 +7,7 @@ spec applied — then each script in its own transaction.
 Every action compares the catalogs first (``pg_roles``, ``pg_auth_members``, the ACLs of
 databases, schemas, relations and default privileges) and does only what is missing, so applying
 the same spec again changes nothing and reports nothing. Names are quoted with
-:func:`~steps.lib.pgsql.quote_ident`; passwords go in as SCRAM verifiers, never as text.
+:func:`~steps.setup_db_users.pgsql.quote_ident`; passwords go in as SCRAM verifiers, never as text.
 The connection is passed in; asyncpg is not imported here (it only appears in type hints).
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import DatabaseSetupFailed
 from refresh.users_spec import parse_valid_until
-from steps.lib.pgsql import qualified, quote_ident, quote_literal, scram_verifier
+from steps.setup_db_users.pgsql import qualified, quote_ident, quote_literal, scram_verifier
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
