@@ -16,6 +16,7 @@ from dispatcher.registry import Step, register
 from refresh.request import OPERATION_TAG
 from steps.lib import names
 from steps.lib.polling import iso_time
+from steps.lib.snapshot_export import check_export_settings
 from steps.lib.snapshots import (
     RESTORED_AT_TAG,
     RESTORED_BY_TAG,
@@ -30,7 +31,6 @@ from steps.lib.snapshots import (
     snapshot_tags,
     target_tag_value,
 )
-from steps.snapshot_check import check_export_settings
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext

@@ -26,6 +26,7 @@ from refresh.safety import (
 )
 from refresh.target_lock import take_lock
 from steps.lib.restoring import check_new_target_placement, target_placement
+from steps.lib.snapshot_export import check_export_settings
 from steps.lib.snapshots import (
     ENGINE,
     copy_reason,
@@ -85,23 +86,6 @@ class SnapshotCheck(Step):
         copy = f"copy needed: {output['copy_reason']}" if output.get("copy_reason") else "used as is"
         size = f"{output['snapshot_type']}, {output['size_gb']} GiB"
         return f"{output['identifier']} ({size}), {copy}; target {state}"
-
-
-def check_export_settings(settings: Settings) -> None:
-    """An export bucket without its role or key would only fail after the restore: refuse now."""
-    if not settings.export_bucket:
-        return
-    for name, value in (
-        ("EXPORT_ROLE_ARN", settings.export_role_arn),
-        ("EXPORT_KMS_KEY_ID", settings.export_kms_key_id),
-    ):
-        if not value:
-            raise ValidationError(
-                PREFIX + name,
-                value,
-                f"is required when {PREFIX}EXPORT_BUCKET is set ({settings.export_bucket}); "
-                "set both ExportRoleArn and ExportKmsKeyId on the stack, or clear ExportBucket",
-            )
 
 
 def check_scripts_prefix(request: RestoreRequest, settings: Settings) -> None:
