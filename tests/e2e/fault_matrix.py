@@ -13,7 +13,7 @@ A transient case must end SUCCEEDED, refreshed, with one success notification an
 permanent case must end FAILED with exactly one failure notification, the lock released, the
 state item FAILED, a complete audit trail, the target cluster intact (swap strategy) and nothing
 the tool made left behind. Copies are not orphans: the product keeps every copy it made after a
-failure (``steps.lib.cleanup`` never deletes snapshots); each carries the managed, operation,
+failure (``steps.handle_failure.cleanup`` never deletes snapshots); each carries the managed, operation,
 source-snapshot and target tags, so the next refresh of the target reuses it and
 ``archive_snapshot``'s retention deletes it in time. Final snapshots of deleted clusters are
 backups, kept on purpose.

@@ -9,8 +9,8 @@ import pytest
 from dispatcher import logs
 from dispatcher.context import StepContext
 from refresh.request import OPERATION_TAG
+from steps.handle_failure.cleanup import cleanup_after_failure
 from steps.lib import names
-from steps.lib.cleanup import cleanup_after_failure
 from steps.lib.clusters import RETIRED_BY_TAG
 from tests.functional.replace_world import (
     EXECUTION,

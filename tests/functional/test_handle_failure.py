@@ -1,7 +1,7 @@
 """handle_failure: every Catch lands here; whatever the input, the failure is reported once.
 
-The clean-up itself belongs to ``steps.lib.cleanup`` (tested there); these tests replace the
-handler's one seam to it, ``steps.handle_failure.run_cleanup``, to see what the handler does
+The clean-up itself belongs to ``steps.handle_failure.cleanup`` (tested there); these tests replace the
+handler's one seam to it, ``steps.handle_failure.step.run_cleanup``, to see what the handler does
 with its result, its failure, and when it must not call it at all.
 """
 
@@ -17,7 +17,7 @@ from dispatcher.registry import Step
 from dispatcher.settings import Settings
 from refresh.request import derive_operation_id
 from refresh.target_lock import lock_holder, take_lock
-from steps import handle_failure
+from steps.handle_failure import step as handle_failure
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
@@ -41,7 +41,7 @@ def inbox(clients: Any) -> Inbox:
 
 
 class CleanupSeam:
-    """Stands in for steps.lib.cleanup: records its calls, returns or raises what it is told."""
+    """Stands in for steps.handle_failure.cleanup: records its calls, returns or raises what it is told."""
 
     def __init__(self, lines: list[str] | None = None, error: Exception | None = None) -> None:
         self.lines = lines or []
@@ -511,8 +511,8 @@ def test_the_documented_filter_policy_delivers_failures_only(
 def test_with_the_real_clean_up_the_temporary_cluster_goes_and_the_target_stays(
     dispatcher: Any, seed_input: dict[str, Any], store: Any, inbox: Inbox, clients: Any
 ) -> None:
-    """No seam: the handler calls steps.lib.cleanup itself (skipped until that module is merged)."""
-    pytest.importorskip("steps.lib.cleanup")
+    """No seam: the handler calls steps.handle_failure.cleanup itself (skipped until that module is merged)."""
+    pytest.importorskip("steps.handle_failure.cleanup")
     from refresh.request import MANAGED_TAG, OPERATION_TAG
     from steps.lib.names import temporary_cluster_id
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dispatcher.errors import ValidationError
 from refresh.request import derive_operation_id
-from steps.handle_failure import describe_error, describe_target, resolve_operation_id
+from steps.handle_failure.step import describe_error, describe_target, resolve_operation_id
 from steps.lib import notify
 
 EXECUTION_ID = "arn:aws:states:us-east-1:123456789012:execution:aurora-restore:run-1"
@@ -278,7 +278,7 @@ _inputs = _json | st.fixed_dictionaries(
 
 @given(data=_inputs)
 def test_no_input_makes_the_failure_readers_raise(data: Any) -> None:
-    from steps.handle_failure import valid_request
+    from steps.handle_failure.step import valid_request
 
     operation_id = resolve_operation_id(data, EXECUTION_ID)
     assert operation_id

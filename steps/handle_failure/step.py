@@ -46,10 +46,10 @@ LAST_STEP_BEFORE_SUCCESS = "archive_snapshot"
 def run_cleanup(ctx: StepContext, data: dict[str, Any]) -> list[str]:
     """Remove what this operation left behind; returns one line per thing removed or restored.
 
-    The clean-up itself lives in ``steps.lib.cleanup`` (it knows the replace strategies); this
+    The clean-up itself lives beside this step (``cleanup``) (it knows the replace strategies); this
     function is the single place the failure handler calls it.
     """
-    from steps.lib.cleanup import cleanup_after_failure
+    from steps.handle_failure.cleanup import cleanup_after_failure
 
     cleaned: list[str] = cleanup_after_failure(ctx, data)
     return cleaned
@@ -524,7 +524,7 @@ def describe_replaced_target(
     """Under delete-first, what this operation destroyed, kept and left; None when it deleted nothing."""
     if request.strategy != "delete-first":
         return None
-    from steps.lib.cleanup import describe_delete_first
+    from steps.handle_failure.cleanup import describe_delete_first
 
     try:
         return describe_delete_first(ctx, request, trail)
