@@ -32,7 +32,8 @@ class Step:
 
     #: Registered name; the ``step`` field of the event.
     name: ClassVar[str] = ""
-    #: State name in the state machine (the seed's names where the seed has the state).
+    #: State name in the state machine (what the Step Functions console and the operator CLI
+    #: show); ``@register`` defaults it to the step's name in CamelCase.
     state_name: ClassVar[str] = ""
     #: Keys of the execution's data the step reads, each passed as ``"<key>.$": "$.<key>"``.
     #: ``"$"`` passes the whole execution data as ``input`` (first state, notifications, failure).

@@ -1,8 +1,8 @@
 """The pipeline request: one model, validated before anything touches AWS.
 
-It accepts the seed's input exactly (``{"body": {...}}``) and the same fields unwrapped. Every
-refusal is a :class:`~dispatcher.errors.ValidationError` naming the field, the value and what is
-allowed.
+It accepts the wrapped input that existing callers send (``{"body": {...}}``, the shape of the
+workflow this tool replaces) and the same fields unwrapped. Every refusal is a
+:class:`~dispatcher.errors.ValidationError` naming the field, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class RestoreRequest:
 
     @classmethod
     def from_event(cls, raw: Any, *, execution_id: str | None = None) -> RestoreRequest:
-        """Validate a raw request (the seed's ``{"body": ...}`` or unwrapped) into a request."""
+        """Validate a raw request (wrapped as ``{"body": ...}`` or unwrapped) into a request."""
         return parse_request(raw, execution_id=execution_id)
 
 
@@ -208,7 +208,7 @@ FIELDS: dict[str, str] = {
 
 
 def unwrap(raw: Any) -> dict[str, Any]:
-    """Return the request fields from the seed's ``{"body": ...}`` shape or an unwrapped one."""
+    """Return the request fields from the wrapped ``{"body": ...}`` shape or an unwrapped one."""
     if isinstance(raw, (str, bytes)):
         raw = _json_object(raw, "request")
     if not isinstance(raw, Mapping):

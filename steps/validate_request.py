@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @register("validate_request", state_name="ValidateRequest")
 class ValidateRequest(Step):
-    """Validate the request (seed's {"body": ...} or unwrapped) and record it on the state item."""
+    """Validate the request (wrapped as {"body": ...} or unwrapped) and record it on the state item."""
 
     reads = ("$",)
     result_key = "request"

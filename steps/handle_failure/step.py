@@ -4,7 +4,7 @@ Its input is the whole execution data with Step Functions' error under ``error``
 (``ResultPath: $.error``): ``{"Error": <name>, "Cause": <text>}``, where the cause is usually
 Lambda's JSON ``{"errorMessage", "errorType", "stackTrace"}`` but may be plain text or absent.
 The failure may have happened in the very first state, so the input may hold no ``request``:
-only the raw execution input (the seed's ``{"body": {...}}``, the same fields unwrapped, or
+only the raw execution input (wrapped as ``{"body": {...}}``, the same fields unwrapped, or
 anything at all). Everything is read defensively; nothing missing makes this step raise.
 
 In order: work out which step failed and why; clean up what this execution left behind (unless
@@ -46,7 +46,7 @@ LAST_STEP_BEFORE_SUCCESS = "archive_snapshot"
 def run_cleanup(ctx: StepContext, data: dict[str, Any]) -> list[str]:
     """Remove what this operation left behind; returns one line per thing removed or restored.
 
-    The clean-up itself lives beside this step (``cleanup``) (it knows the replace strategies); this
+    The clean-up itself lives beside this step, in ``cleanup``, which knows the replace strategies; this
     function is the single place the failure handler calls it.
     """
     from steps.handle_failure.cleanup import cleanup_after_failure
