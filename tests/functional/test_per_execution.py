@@ -16,7 +16,7 @@ from botocore.awsrequest import AWSResponse
 from dispatcher.settings import Settings
 from dispatcher.store import execution_record
 from refresh.target_lock import lock_holder, take_lock
-from steps import handle_failure
+from steps.handle_failure import step as handle_failure
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
