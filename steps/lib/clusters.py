@@ -1,6 +1,6 @@
 """What the replace steps do to clusters: read their state, own them by tag, rename and delete.
 
-The safety rules (``steps/lib/safety.py``) decide *whether* a cluster may be renamed or deleted;
+The safety rules (``refresh/safety.py``) decide *whether* a cluster may be renamed or deleted;
 the helpers here only carry it out, and only after the caller has asked those rules. Every
 destructive call is recorded in the audit trail.
 """
