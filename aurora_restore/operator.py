@@ -594,7 +594,7 @@ def caller(stack: DeployedStack) -> str:
 
 def unlock(stack: DeployedStack, target_cluster_id: str, region: str, *, reason: str) -> str | None:
     """Release the lock (audited on the holder's trail); returns the operation that held it."""
-    released: str | None = force_release_lock(stack.store,
-        region, target_cluster_id, released_by=caller(stack), reason=reason
+    released: str | None = force_release_lock(
+        stack.store, region, target_cluster_id, released_by=caller(stack), reason=reason
     )
     return released

@@ -167,7 +167,8 @@ class CopySnapshot(Step):
     def _claim(self, ctx: StepContext, rds: Any, plan: CopyPlan) -> dict[str, Any]:
         """The claim on copying this source here with this key: ours, or another live operation's."""
         now = ctx.clock()
-        claim = claim_copy(ctx.store,
+        claim = claim_copy(
+            ctx.store,
             region=plan.region,
             source_arn=plan.source_arn,
             kms_key=plan.key_tag,
@@ -181,8 +182,8 @@ class CopySnapshot(Step):
         if stale is None:
             return claim
         ctx.log.info("stale copy claim taken over", owner=claim["claim_owner"], why=stale)
-        taken = take_over_copy_claim(ctx.store,
-            claim, operation_id=plan.operation_id, copy_id=plan.copy_id, now=now
+        taken = take_over_copy_claim(
+            ctx.store, claim, operation_id=plan.operation_id, copy_id=plan.copy_id, now=now
         )
         if taken["claim_owner"] == plan.operation_id:
             ctx.store.audit(

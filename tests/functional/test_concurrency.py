@@ -206,7 +206,8 @@ def test_a_crashed_operations_lock_is_released_only_by_an_audited_operator_actio
     assert not [e for e in store.audit_trail("op-crashed") if e["event"] == "lock_force_released"]
 
     # WHEN an operator releases it, saying who and why
-    released = force_release_lock(store,
+    released = force_release_lock(
+        store,
         TARGET_REGION,
         TARGET,
         released_by="arn:aws:iam::123456789012:user/alice",

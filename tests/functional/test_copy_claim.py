@@ -49,7 +49,8 @@ def check_then_copy(registry: Any, req: Any, clock: Clock, **kw: Any) -> dict[st
 def owner_claims(store: Any, source: dict[str, Any], operation_id: str = OWNER) -> dict[str, Any]:
     """Another operation (RUNNING) claimed the copy and has not issued CopyDBClusterSnapshot yet."""
     store.step_started(operation_id, "validate_request", None)
-    claim: dict[str, Any] = claim_copy(store,
+    claim: dict[str, Any] = claim_copy(
+        store,
         region=TARGET_REGION,
         source_arn=source["DBClusterSnapshotArn"],
         kms_key=NO_KEY,

@@ -95,8 +95,8 @@ class ReleaseLock(Step):
         request = ctx.require_request()
         ctx.store.finish(ctx.operation_id, "SUCCEEDED")
         return {
-            "released": release_lock(ctx.store,
-                request.target_region, request.target_cluster_id, ctx.operation_id
+            "released": release_lock(
+                ctx.store, request.target_region, request.target_cluster_id, ctx.operation_id
             )
         }
 

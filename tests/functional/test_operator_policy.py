@@ -98,8 +98,8 @@ def test_the_unlock_event_is_within_the_allowed_attributes(store: Store) -> None
     take_lock(store, "eu-central-1", "orders-dev", "op-orders-dev-1")
 
     # WHEN an operator releases it (what `aurora-restore unlock` does)
-    released = force_release_lock(store,
-        "eu-central-1", "orders-dev", released_by="arn:aws:iam::123456789012:user/dba", reason="stuck"
+    released = force_release_lock(
+        store, "eu-central-1", "orders-dev", released_by="arn:aws:iam::123456789012:user/dba", reason="stuck"
     )
 
     # THEN the one item it wrote carries only attributes the policy's PutItem condition allows
