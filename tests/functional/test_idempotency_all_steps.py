@@ -201,7 +201,7 @@ class Database:
 @pytest.fixture
 def database(postgres_server: Any, pg_database: str, clients: Any) -> Database:
     """The database, its master user as the snapshot has it, and RDS's password changes emulated."""
-    from aurora_restore.localdb import RdsMasterPasswordEmulation
+    from aurora_restore.simulate.localdb import RdsMasterPasswordEmulation
 
     postgres_server.add_master_user(SOURCE_MASTER, SOURCE_PASSWORD)
     RdsMasterPasswordEmulation(postgres_server, clients).install()
