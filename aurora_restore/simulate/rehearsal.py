@@ -414,7 +414,7 @@ class Rehearsal:
             )
             stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
             stack.enter_context(_quiet_moto())
-            stack.enter_context(moto_compat.upstream_fixes())
+            stack.enter_context(moto_compat.corrections())
             stack.enter_context(moto_skips_faulted_requests())
             stack.enter_context(_lambda_logs(sink))
             from dispatcher.aws import Clients

@@ -306,10 +306,10 @@ class LocalAws:
 
     def seed_world(self) -> None:
         """The example's clusters, snapshot and keys, as the reader's accounts have them."""
-        from aurora_restore.simulate.moto_compat import upstream_fixes
+        from aurora_restore.simulate.moto_compat import corrections
         from aurora_restore.simulate.world import load_world, seed
 
-        with upstream_fixes():
+        with corrections():
             seed(load_world(WORLD.read_text(), str(WORLD)), self.client)
         self.seed_network()
         # The on-call role deploy.md attaches the operator policy to.
