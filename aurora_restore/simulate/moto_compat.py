@@ -1,9 +1,11 @@
 """moto corrected where it differs from RDS as documented, for the rehearsal and the tests alike.
 
-Every correction names the RDS (or Step Functions) behaviour it reproduces. :func:`corrections`
-applies them all while a block runs and leaves moto as it was afterwards; the rehearsal enters it
-around every run, and the tests that build an RDS world enter it through their ``faithful_rds``
-fixture, so a step meets the same RDS in both.
+Every correction names the AWS behaviour it reproduces, and is applied only while a block runs
+(moto is as it was afterwards). :func:`corrections` applies them all: the rehearsal enters it
+around every run. The tests enter the block for the service they exercise: ``faithful_rds``
+(:func:`rds_as_documented`), ``atomic_dynamodb_writes`` (:func:`atomic_conditional_writes`), the
+documented commands' test (:func:`change_sets_set_outputs`), so a step meets the same AWS in the
+tests and in the rehearsal. Blocks nest: only the outermost applies and undoes.
 
 Two are fixes moto merged upstream, re-applied only when the installed moto still has the faulty
 code (its source is checked, not its version):
@@ -33,6 +35,14 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
 - Restores (``RestoreDBClusterFromSnapshot``): RDS refuses an identifier another cluster holds
   (``DBClusterAlreadyExistsFault``) and honours ``DeletionProtection=False``. moto overwrites
   the existing cluster and keeps the snapshot's source cluster's protection when told ``False``.
+- Conditional writes (DynamoDB ``PutItem``/``UpdateItem``/``DeleteItem`` with a
+  ``ConditionExpression``): DynamoDB evaluates the condition and writes atomically. moto checks
+  and then writes with nothing held between the two, so two threads can both pass
+  ``attribute_not_exists`` (seen in CI: two of five racing operations "took" one target's lock).
+  A lock around moto's writes gives the same guarantee, so a test judges our locking, not moto's.
+- Change sets (CloudFormation ``ExecuteChangeSet``): AWS sets the stack's outputs from the
+  template the change set applied; moto's ``ChangeSet.apply`` leaves the stack without outputs,
+  which ``aws cloudformation deploy`` followed by ``describe-stacks`` would then miss.
 """
 
 from __future__ import annotations
@@ -40,12 +50,32 @@ from __future__ import annotations
 import contextlib
 import copy as real_copy
 import inspect
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
-#: How many ``corrections()`` blocks are open: only the outermost applies and restores, so a test
-#: fixture and the rehearsal it drives can both ask for them.
-_OPEN: list[int] = [0]
+#: A correction's ``apply``: changes moto and returns the function that undoes the change.
+Apply = Callable[[], Callable[[], None]]
+
+
+def _applied_once(apply: Apply) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A block that applies ``apply`` unless an enclosing block already did (a test's fixture
+    around a rehearsal), and undoes it when the outermost block ends."""
+    depth = [0]
+
+    @contextlib.contextmanager
+    def block() -> Iterator[None]:
+        undo = apply() if depth[0] == 0 else None
+        depth[0] += 1
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+            if undo is not None:
+                undo()
+
+    block.__doc__ = apply.__doc__
+    return block
 
 
 def _arn_parts(identifier: str) -> tuple[str | None, str]:
@@ -138,20 +168,8 @@ def _still_faulty(function: Any, faulty_code: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def corrections() -> Iterator[None]:
-    """moto behaves as RDS documents while the block runs; moto is as it was afterwards.
-
-    Blocks may nest (a test's fixture around a rehearsal): the inner ones change nothing more.
-    """
-    if _OPEN[0]:
-        _OPEN[0] += 1
-        try:
-            yield
-        finally:
-            _OPEN[0] -= 1
-        return
-
+def _apply_rds() -> Callable[[], None]:
+    """RDS (and the Step Functions engine) as documented while the block runs; see the module."""
     from moto.rds.models import DBCluster, RDSBackend
     from moto.stepfunctions.parser import models as parser_models
 
@@ -169,13 +187,67 @@ def corrections() -> Iterator[None]:
         parser_models.StepFunctionsParserBackend.start_execution, "copy.deepcopy(state_machine)"
     ):
         parser_models.copy = _DeepcopyWithoutExecutions()  # type: ignore[assignment]
-    _OPEN[0] += 1
-    try:
-        yield
-    finally:
-        _OPEN[0] -= 1
+
+    def undo() -> None:
         RDSBackend.get_snapshot = saved_get_snapshot  # type: ignore[method-assign]
         RDSBackend.modify_db_cluster = saved_modify  # type: ignore[method-assign]
         RDSBackend.restore_db_cluster_from_snapshot = saved_restore  # type: ignore[method-assign]
         parser_models.copy = saved_copy
         DBCluster.save_automated_backup = saved_backup  # type: ignore[method-assign]
+
+    return undo
+
+
+def _apply_dynamodb() -> Callable[[], None]:
+    """DynamoDB's conditional writes atomic while the block runs, as DynamoDB's are."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    guard = threading.RLock()
+    saved = {name: getattr(DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")}
+
+    def atomic(original: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with guard:
+                return original(self, *args, **kwargs)
+
+        return write
+
+    for name, original in saved.items():
+        setattr(DynamoDBBackend, name, atomic(original))
+
+    def undo() -> None:
+        for name, original in saved.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return undo
+
+
+def _apply_cloudformation() -> Callable[[], None]:
+    """A change set sets its stack's outputs while the block runs, as CloudFormation does."""
+    from moto.cloudformation.models import ChangeSet
+    from moto.cloudformation.parsing import OutputMap
+
+    original = ChangeSet.apply
+
+    def apply(self: Any) -> None:
+        original(self)
+        self.stack.output_map = OutputMap(self.stack.resource_map, self.template_dict, self.stack.stack_id)
+
+    ChangeSet.apply = apply  # type: ignore[method-assign]
+
+    def undo() -> None:
+        ChangeSet.apply = original  # type: ignore[method-assign]
+
+    return undo
+
+
+rds_as_documented = _applied_once(_apply_rds)
+atomic_conditional_writes = _applied_once(_apply_dynamodb)
+change_sets_set_outputs = _applied_once(_apply_cloudformation)
+
+
+@contextlib.contextmanager
+def corrections() -> Iterator[None]:
+    """Every correction while the block runs (the rehearsal's moto); moto is as it was afterwards."""
+    with rds_as_documented(), atomic_conditional_writes(), change_sets_set_outputs():
+        yield

@@ -3,8 +3,8 @@
 moto gets things wrong that matter to replacing a target (renames over a taken name, instances
 left behind by a rename, restores over an existing cluster, ``DeletionProtection=False`` ignored,
 a snapshot taken at creation). The ``faithful_rds`` fixture applies the rehearsal's own
-corrections (:func:`aurora_restore.simulate.moto_compat.corrections`, where each names the RDS
-behaviour it reproduces), so these tests and the rehearsal meet the same RDS. States moto never
+corrections (:func:`aurora_restore.simulate.moto_compat.rds_as_documented`, where each names the
+RDS behaviour it reproduces), so these tests and the rehearsal meet the same RDS. States moto never
 shows (creating, renaming, deleting, failed...) come from :class:`StatusOverlay`, an
 ``after-call`` hook that rewrites what the describe calls return, and faults from ``before-call``
 hooks.
@@ -35,9 +35,9 @@ READ_ONLY_PREFIXES = ("Describe", "List")
 @pytest.fixture
 def faithful_rds() -> Iterator[None]:
     """moto's RDS as RDS documents it, with the rehearsal's corrections, for the test's duration."""
-    from aurora_restore.simulate.moto_compat import corrections
+    from aurora_restore.simulate.moto_compat import rds_as_documented
 
-    with corrections():
+    with rds_as_documented():
         yield
 
 

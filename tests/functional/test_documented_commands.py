@@ -30,7 +30,8 @@ Where moto cannot do what AWS does, and what the test does instead:
   the operation is recorded, the target's lock taken, the audit trail begun. The execution itself
   stays RUNNING until a documented command stops it.
 - moto's change sets do not set the stack's outputs (``ChangeSet.apply`` skips them; AWS sets the
-  outputs of the template the change set applied): corrected while the test runs.
+  outputs of the template the change set applied): corrected while the test runs, by the
+  rehearsal's own correction (``aurora_restore.simulate.moto_compat.change_sets_set_outputs``).
 - moto finds a ``TemplateURL``'s bucket only when its host is ``localhost``: the endpoint is
   ``http://localhost:<port>``.
 - moto does not evaluate IAM: the calls the runbook's ``aurora-restore`` commands make reach the
@@ -57,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from aurora_restore.simulate import moto_compat
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ("docs/deploy.md", "docs/runbook.md", "README.md")
@@ -187,25 +190,6 @@ def moto_server() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
-
-
-@contextlib.contextmanager
-def change_sets_set_outputs() -> Iterator[None]:
-    """moto's ``ChangeSet.apply`` leaves the stack without outputs; AWS sets them (see above)."""
-    from moto.cloudformation.models import ChangeSet
-    from moto.cloudformation.parsing import OutputMap
-
-    original = ChangeSet.apply
-
-    def apply(self: Any) -> None:
-        original(self)
-        self.stack.output_map = OutputMap(self.stack.resource_map, self.template_dict, self.stack.stack_id)
-
-    ChangeSet.apply = apply  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        ChangeSet.apply = original  # type: ignore[method-assign]
 
 
 def copy_checkout(destination: Path) -> Path:
@@ -520,7 +504,7 @@ def test_the_deploy_guide_and_the_runbook_run_as_written(
     checkout = copy_checkout(tmp_path / "aurora-restore")
     stand_in_ca_bundle(checkout / "build" / "global-bundle.pem")
     ran: list[str] = []
-    with moto_server() as endpoint, change_sets_set_outputs():
+    with moto_server() as endpoint, moto_compat.change_sets_set_outputs():
         env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
         local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
         local.seed_world()
@@ -581,7 +565,7 @@ def test_the_readme_runs_as_written(
     checkout = copy_checkout(tmp_path / "aurora-restore")
     stand_in_ca_bundle(checkout / "build" / "global-bundle.pem")
     ran: list[str] = []
-    with moto_server() as endpoint, change_sets_set_outputs():
+    with moto_server() as endpoint, moto_compat.change_sets_set_outputs():
         env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
         local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
         local.seed_world()
