@@ -48,6 +48,13 @@ class Step:
     #: True for the failure step: it must run (and notify) even when the state table refuses the
     #: dispatcher's own records, so those are logged instead of failing the invocation.
     records_best_effort: ClassVar[bool] = False
+    #: The step this one was generated from (a poll loop's check half), placed with it; else None.
+    part_of: ClassVar[type[Step] | None] = None
+
+    @classmethod
+    def derived_steps(cls) -> tuple[type[Step], ...]:
+        """Steps generated from this one, registered with it (a poll loop's check half)."""
+        return ()
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """Do the step's work for ``ctx.request`` and return a JSON-safe result.
@@ -132,6 +139,13 @@ class Registry:
             if cls.result_key == "request" and name != "validate_request":
                 raise ValueError(f"step {name!r}: result_key 'request' would overwrite the request")
             self._steps[name] = cls
+            for derived in cls.derived_steps():
+                existing_part = getattr(self._steps.get(derived.name), "part_of", None)
+                if existing_part is cls:
+                    continue  # a trial stand-in for this loop's half, registered first, stays
+                if existing_part is not None and issubclass(cls, existing_part):
+                    del self._steps[derived.name]  # a subclass of the loop brings its own half
+                self.register(derived.name, state_name=derived.state_name)(derived)
             return cls
 
         return decorate
@@ -158,8 +172,10 @@ class Registry:
         return len(self._steps)
 
     def unregister(self, name: str) -> None:
-        """Remove a step (tests that register an extra step clean up with this)."""
-        self._steps.pop(name, None)
+        """Remove a step and the steps generated from it (tests that register an extra step clean up)."""
+        removed = self._steps.pop(name, None)
+        for other in [n for n, cls in self._steps.items() if removed and cls.part_of is removed]:
+            self._steps.pop(other)
 
     def load_plugins(self) -> list[str]:
         """Import every ``aurora_restore.steps`` entry point once; return the names added."""

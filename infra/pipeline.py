@@ -9,10 +9,9 @@ named here: it sets ``run_after = "<step name>"`` and is inserted after that ste
 The vocabulary:
 
 - :class:`Task` runs one step once.
-- :class:`PollLoop` runs a step that starts slow work (a copy, a restore, a rename), then loops
-  Choice (``$.<result_key>.complete``) -> Wait (``$.<result_key>.next_poll_seconds``) -> check step
-  until the work is complete. The steps end the loop with ``PollTimeout`` past the configured
-  maximum wait (``max_wait_setting``); the state machine's own ``TimeoutSeconds`` is the backstop.
+- :class:`PollLoop` runs a poll loop step (``dispatcher.poll_loop.PollLoopStep``): its start, then
+  Choice (``$.<result_key>.complete``) -> Wait (``$.<result_key>.next_poll_seconds``) -> its check
+  until the work is complete. The class names the states and the bound (``max_wait_setting``).
 - :class:`Branch` runs its stages only when its Choice rule holds; otherwise the pipeline goes on.
 """
 
@@ -31,16 +30,9 @@ class Task:
 
 @dataclass(frozen=True)
 class PollLoop:
-    """A step that starts slow work, then a check step polled until ``$.<result_key>.complete``."""
+    """A poll loop step: its start, then its check until ``$.<result_key>.complete``."""
 
-    start: str
-    check: str
-    #: Name of the Choice state that reads ``$.<result_key>.complete``.
-    choice: str
-    #: Name of the Wait state that reads ``$.<result_key>.next_poll_seconds``.
-    wait: str
-    #: The ``dispatcher.settings.Settings`` field bounding this loop (the steps raise PollTimeout).
-    max_wait_setting: str
+    step: str
 
 
 @dataclass(frozen=True)
@@ -73,13 +65,7 @@ PIPELINE = Pipeline(
     stages=(
         Task("validate_request"),
         Task("snapshot_check"),
-        PollLoop(
-            start="copy_snapshot",
-            check="check_copy_status",
-            choice="IsCopyComplete",
-            wait="WaitForCopy",
-            max_wait_setting="copy_max_wait_seconds",
-        ),
+        PollLoop("copy_snapshot"),
         # delete-first (the seed's order) removes an existing target before restoring under its
         # name; swap (the default) restores beside it and renames after the users are set up.
         Branch(
@@ -91,34 +77,16 @@ PIPELINE = Pipeline(
                 ]
             },
             stages=(
-                PollLoop(
-                    start="delete_target",
-                    check="check_delete_status",
-                    choice="IsDeleteComplete",
-                    wait="WaitForDelete",
-                    max_wait_setting="restore_max_wait_seconds",
-                ),
+                PollLoop("delete_target"),
             ),
         ),
-        PollLoop(
-            start="restore_snapshot",
-            check="check_restore_status",
-            choice="IsRestoreComplete",
-            wait="WaitForRestore",
-            max_wait_setting="restore_max_wait_seconds",
-        ),
+        PollLoop("restore_snapshot"),
         Task("setup_db_users"),
         Branch(
             choice="NeedsSwap",
             when={"Variable": "$.restore.swap_required", "BooleanEquals": True},
             stages=(
-                PollLoop(
-                    start="swap_clusters",
-                    check="check_swap_status",
-                    choice="IsSwapComplete",
-                    wait="WaitForSwap",
-                    max_wait_setting="restore_max_wait_seconds",
-                ),
+                PollLoop("swap_clusters"),
             ),
         ),
         Task("archive_snapshot"),

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import retryable_error_names
+from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import Registry, Step, load_builtin_steps
 from infra.pipeline import (
     EXECUTION_MARGIN_SECONDS,
@@ -85,7 +86,7 @@ def build_definition(
     stages = place_steps(pipeline, steps)
     failure = _step(steps, pipeline.failure_step)
     check_reads(stages, steps, pipeline)
-    timeouts = compute_timeouts(stages)
+    timeouts = compute_timeouts(stages, steps)
 
     states = _States()
     _emit(stages, pipeline.succeeded_state, steps, pipeline, timeouts, states)
@@ -177,19 +178,41 @@ def check_error_handling(definition: dict[str, Any]) -> None:
 
 # -- placing the steps ---------------------------------------------------------------------------
 def declared_steps(pipeline: Pipeline) -> list[str]:
-    """Every step the declaration names, in order (the failure step last)."""
+    """Every step the declaration names, in order (the failure step last).
+
+    A poll loop is named once; its check half is registered and placed with it.
+    """
     return [*_stage_steps(pipeline.stages), pipeline.failure_step]
+
+
+def pipeline_steps(pipeline: Pipeline, registry: Registry) -> list[type[Step]]:
+    """Every step of the pipeline in order, each poll loop's check half after its start."""
+    ordered: list[type[Step]] = []
+    for name in declared_steps(pipeline):
+        cls = registry.get(name)
+        ordered.append(cls)
+        if issubclass(cls, PollLoopStep):
+            ordered.append(registry.get(cls.check_name))
+    return ordered
 
 
 def _stage_steps(stages: tuple[Stage, ...]) -> Iterator[str]:
     for stage in stages:
-        if isinstance(stage, Task):
+        if isinstance(stage, (Task, PollLoop)):
             yield stage.step
-        elif isinstance(stage, PollLoop):
-            yield stage.start
-            yield stage.check
         else:
             yield from _stage_steps(stage.stages)
+
+
+def _loop_step(registry: Registry, stage: PollLoop) -> type[PollLoopStep]:
+    """The poll loop class ``stage`` names; a plain step there is an error naming what to change."""
+    cls = _step(registry, stage.step)
+    if not issubclass(cls, PollLoopStep):
+        raise PipelineError(
+            f"step {stage.step!r} is declared as a poll loop but {cls.__module__}.{cls.__qualname__} is "
+            "not a PollLoopStep (dispatcher/poll_loop.py); give it start and check, or declare it as a Task"
+        )
+    return cls
 
 
 def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
@@ -212,7 +235,8 @@ def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
                 f"step {cls.name!r} is named in infra/pipeline.py and also sets run_after="
                 f"{cls.run_after!r}; a step is placed one way: drop it from the declaration or drop run_after"
             )
-    unplaced = [cls for cls in registry if cls.name not in declared]
+    # A poll loop's check half is placed with its loop.
+    unplaced = [cls for cls in registry if cls.name not in declared and cls.part_of is None]
     stray = [cls.name for cls in unplaced if not cls.run_after]
     if stray:
         raise PipelineError(
@@ -221,6 +245,9 @@ def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
         )
     stages = pipeline.stages
     placed = set(declared)
+    # Running after a loop's check half is running after the loop.
+    anchors = {cls.name: cls.part_of.name for cls in registry if cls.part_of is not None}
+    placed |= set(anchors)
     pending = sorted(unplaced, key=lambda cls: cls.name)
     while pending:
         progress = [cls for cls in pending if cls.run_after in placed]
@@ -237,7 +264,8 @@ def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
                     f"step {cls.name!r} sets run_after={cls.run_after!r}, but {cls.run_after} ends the "
                     "failure path; nothing runs after it. Run after a step of the refresh instead."
                 )
-            stages = _insert_after(stages, str(cls.run_after), Task(cls.name))
+            anchor = anchors.get(str(cls.run_after), str(cls.run_after))
+            stages = _insert_after(stages, anchor, Task(cls.name))
             placed.add(cls.name)
         pending = [cls for cls in pending if cls.name not in placed]
     return stages
@@ -249,9 +277,7 @@ def _insert_after(stages: tuple[Stage, ...], anchor: str, task: Task) -> tuple[S
         if isinstance(stage, Branch):
             stage = Branch(stage.choice, stage.when, _insert_after(stage.stages, anchor, task))
         out.append(stage)
-        if (isinstance(stage, Task) and stage.step == anchor) or (
-            isinstance(stage, PollLoop) and anchor in (stage.start, stage.check)
-        ):
+        if isinstance(stage, (Task, PollLoop)) and stage.step == anchor:
             out.append(task)
     return tuple(out)
 
@@ -264,7 +290,7 @@ def check_reads(stages: tuple[Stage, ...], registry: Registry, pipeline: Pipelin
     die without the failure handler, its notification or its lock release.
     """
     for cls in registry:
-        if cls.name in declared_steps(pipeline) or cls.run_after:
+        if cls.name in declared_steps(pipeline) or cls.run_after or cls.part_of:
             _check_result_key(cls)
     failure = _step(registry, pipeline.failure_step)
     if tuple(failure.reads) != ("$",):
@@ -296,18 +322,14 @@ def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: W
                 state = {}
             state[cls.result_key] = [cls]
         elif isinstance(stage, PollLoop):
-            start, check = _step(registry, stage.start), _step(registry, stage.check)
+            start = _loop_step(registry, stage)
+            check = _step(registry, start.check_name)
             key = start.result_key
-            if check.result_key != key:
-                raise PipelineError(
-                    f"poll loop {stage.choice}: {start.name} writes $.{start.result_key} but {check.name} "
-                    f"writes $.{check.result_key}; both halves of a loop must write the same key"
-                )
             _require(start.state_name, [f"$.{k}" for k in start.reads if k != "$"], state)
             # The Choice and the Wait are entered after either half; the check after the Wait.
             state[key] = [start, check]
-            _require(stage.choice, [f"$.{key}.complete"], state)
-            _require(stage.wait, [f"$.{key}.next_poll_seconds"], state)
+            _require(start.choice_state, [f"$.{key}.complete"], state)
+            _require(start.wait_state, [f"$.{key}.next_poll_seconds"], state)
             _require(check.state_name, [f"$.{k}" for k in check.reads if k != "$"], state)
         else:
             _require(stage.choice, _rule_paths(stage.when), state)
@@ -390,9 +412,9 @@ class _States(dict[str, dict[str, Any]]):
 
 
 # -- emitting the states -----------------------------------------------------------------------------
-def compute_timeouts(stages: tuple[Stage, ...]) -> Timeouts:
+def compute_timeouts(stages: tuple[Stage, ...], registry: Registry) -> Timeouts:
     """Task timeout, and an execution timeout longer than every bounded wait together."""
-    loops = list(_loops(stages))
+    loops = [_loop_step(registry, stage) for stage in _loops(stages)]
     unknown = sorted({loop.max_wait_setting for loop in loops} - set(MAX_WAIT_LIMITS_SECONDS))
     if unknown:
         raise PipelineError(
@@ -415,7 +437,7 @@ def _entry(stage: Stage, registry: Registry) -> str:
     if isinstance(stage, Task):
         return _step(registry, stage.step).state_name
     if isinstance(stage, PollLoop):
-        return _step(registry, stage.start).state_name
+        return _step(registry, stage.step).state_name
     return stage.choice
 
 
@@ -437,23 +459,24 @@ def _emit(
                 cls, next_state=following, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
         elif isinstance(stage, PollLoop):
-            start, check = _step(registry, stage.start), _step(registry, stage.check)
+            start = _loop_step(registry, stage)
+            check = _step(registry, start.check_name)
             key = start.result_key
             states[start.state_name] = _task_state(
-                start, next_state=stage.choice, timeouts=timeouts, catch_to=failure, pipeline=pipeline
+                start, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
-            states[stage.choice] = {
+            states[start.choice_state] = {
                 "Type": "Choice",
                 "Choices": [{"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": following}],
-                "Default": stage.wait,
+                "Default": start.wait_state,
             }
-            states[stage.wait] = {
+            states[start.wait_state] = {
                 "Type": "Wait",
                 "SecondsPath": f"$.{key}.next_poll_seconds",
                 "Next": check.state_name,
             }
             states[check.state_name] = _task_state(
-                check, next_state=stage.choice, timeouts=timeouts, catch_to=failure, pipeline=pipeline
+                check, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
         else:
             states[stage.choice] = {

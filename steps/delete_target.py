@@ -1,15 +1,18 @@
-"""delete_target: the delete-first strategy's first move, deleting the target before the restore.
+"""delete_target: the delete-first strategy's loop, deleting the target before the restore.
 
 For accounts that cannot hold two clusters at once. The safety rules are applied right before
 anything is deleted; the instances go first, then the cluster, with a final snapshot unless the
-request says ``skip_final_snapshot``. check_delete_status then waits until the name is free.
+request says ``skip_final_snapshot``. The check then waits until the name is free: RDS may refuse
+the cluster's deletion while its instances are still on their way out, so each check asks again
+(after the safety rules, again) until the cluster is deleting, then until it is gone.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.registry import Step, register
+from dispatcher.poll_loop import PollLoopStep
+from dispatcher.registry import register
 from steps.lib.delete_first import advance_delete
 
 if TYPE_CHECKING:
@@ -17,26 +20,38 @@ if TYPE_CHECKING:
 
 
 @register("delete_target", state_name="DeleteRDS")
-class DeleteTarget(Step):
+class DeleteTarget(PollLoopStep):
     """Delete the target's instances, then the target (final snapshot unless skipped)."""
 
     reads = ("request", "snapshot")
     result_key = "delete"
-    outputs = ("complete", "next_poll_seconds")
-    mutating = True
+    check_reads = ("request", "delete")
+    # The check re-issues the cluster's deletion when RDS refused it while instances were deleting.
+    check_mutating = True
+    max_wait_setting = "restore_max_wait_seconds"
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def start(self, ctx: StepContext) -> dict[str, Any]:
         """Start deleting the target (already deleting or gone is fine) and report the poll fields."""
         snapshot = ctx.input("snapshot")
-        source = {
-            "source_cluster_id": snapshot.get("source_cluster_id"),
-            "source_region": snapshot.get("source_region"),
-        }
-        return advance_delete(ctx, None, source=source)
+        return advance_delete(ctx, None, source=_source(snapshot))
+
+    def check(self, ctx: StepContext) -> dict[str, Any]:
+        """Poll the target's deletion; finish deleting the cluster once its instances allow it."""
+        delete = ctx.input("delete")
+        return advance_delete(ctx, delete, source=_source(delete))
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""
+        deleted = ", ".join(output.get("instances_deleted") or []) or "none"
         return (
-            f"{output['cluster_id']}: {output['phase']}, instances deleted: "
-            f"{', '.join(output['instances_deleted']) or 'none'}"
+            f"{output['cluster_id']}: {output['phase']}, complete={output['complete']}, "
+            f"instances deleted: {deleted}"
         )
+
+
+def _source(output: dict[str, Any]) -> dict[str, Any]:
+    """Where the snapshot came from, carried through the loop for the final snapshot's tags."""
+    return {
+        "source_cluster_id": output.get("source_cluster_id"),
+        "source_region": output.get("source_region"),
+    }

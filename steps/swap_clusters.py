@@ -1,15 +1,18 @@
-"""swap_clusters: start putting the restored cluster in the target's place (strategy ``swap``).
+"""swap_clusters: put the restored cluster in the target's place (strategy ``swap``).
 
-Runs after the new cluster is available and its users are set up. It renames the old target
-away (after the safety rules, checked again right now); check_swap_status takes it from there:
-the new cluster takes the name, then the old one is deleted. See ``steps/lib/swapping.py``.
+Runs after the new cluster is available and its users are set up. The start renames the old
+target away (after the safety rules, checked again right now). Each check looks at the target,
+temporary and retired names and does the next thing once RDS has finished the last: rename the
+new cluster in once the old one is renamed away (undoing the first rename if that fails), then
+delete the old cluster, instances first. See ``steps/lib/swapping.py``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.registry import Step, register
+from dispatcher.poll_loop import PollLoopStep
+from dispatcher.registry import register
 from steps.lib.swapping import advance_swap
 
 if TYPE_CHECKING:
@@ -17,17 +20,23 @@ if TYPE_CHECKING:
 
 
 @register("swap_clusters", state_name="SwapClusters")
-class SwapClusters(Step):
-    """Rename the old target away so the restored cluster can take its name."""
+class SwapClusters(PollLoopStep):
+    """Rename the old target away so the restored cluster can take its name, then delete the old one."""
 
     reads = ("request", "snapshot", "restore")
     result_key = "swap"
-    outputs = ("complete", "next_poll_seconds")
-    mutating = True
+    check_reads = ("request", "snapshot", "restore", "swap")
+    # Renames and deletes as the swap advances; a retried check never repeats an action.
+    check_mutating = True
+    max_wait_setting = "restore_max_wait_seconds"
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def start(self, ctx: StepContext) -> dict[str, Any]:
         """Start the swap; returns ``phase``, ``old_cluster_id``, ``new_cluster_id`` and the poll fields."""
         return advance_swap(ctx, None)
+
+    def check(self, ctx: StepContext) -> dict[str, Any]:
+        """Poll the swap and take its next step once RDS has finished the last one."""
+        return advance_swap(ctx, ctx.input("swap"))
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from dispatcher.registry import Registry, Step, load_builtin_steps
 from infra.pipeline import PIPELINE
-from infra.state_machine import declared_steps
+from infra.state_machine import pipeline_steps
 
 
 def contract_registry() -> Registry:
@@ -31,7 +31,7 @@ def contract_steps() -> list[type[Step]]:
     itself requires.
     """
     registry = load_builtin_steps()
-    return [registry.get(name) for name in declared_steps(PIPELINE)]
+    return pipeline_steps(PIPELINE, registry)
 
 
 def contract_template(**options: Any) -> dict[str, Any]:

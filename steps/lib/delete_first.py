@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from steps.lib import names
 from steps.lib.clusters import delete_cluster_and_instances, made_by, status_of
+from steps.lib.polling import step_poll_fields
 from steps.lib.safety import describe_cluster, ensure_replaceable
-from steps.lib.waiting import poll_fields
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -66,7 +66,7 @@ def advance_delete(
         "source_cluster_id": source.get("source_cluster_id") or "",
         "source_region": source.get("source_region") or request.source_region,
         "note": note,
-        **poll_fields(
+        **step_poll_fields(
             ctx,
             previous,
             complete=gone,

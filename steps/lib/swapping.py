@@ -36,8 +36,8 @@ from steps.lib.clusters import (
     retired_by,
     status_of,
 )
+from steps.lib.polling import step_poll_fields
 from steps.lib.safety import describe_cluster, ensure_replaceable
-from steps.lib.waiting import poll_fields
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -364,7 +364,7 @@ def _output(
         "actions": actions,
         "note": "" if complete else note,
         **connection,
-        **poll_fields(
+        **step_poll_fields(
             ctx,
             previous,
             complete=complete,
