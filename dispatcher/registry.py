@@ -199,10 +199,13 @@ register = registry.register
 
 
 def load_builtin_steps() -> Registry:
-    """Import every public module of the ``steps`` package, which registers its steps."""
+    """Import every public module and step package of ``steps``, which registers its steps.
+
+    ``steps.lib`` holds what several steps share and registers nothing.
+    """
     import steps
 
     for module in pkgutil.iter_modules(steps.__path__):
-        if not module.name.startswith("_") and not module.ispkg:
+        if not module.name.startswith("_") and module.name != "lib":
             importlib.import_module(f"steps.{module.name}")
     return registry

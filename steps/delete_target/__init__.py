@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import register
-from steps.lib.delete_first import advance_delete
+from steps.delete_target.deleting import advance_delete
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext

@@ -4,7 +4,8 @@ Runs after the new cluster is available and its users are set up. The start rena
 target away (after the safety rules, checked again right now). Each check looks at the target,
 temporary and retired names and does the next thing once RDS has finished the last: rename the
 new cluster in once the old one is renamed away (undoing the first rename if that fails), then
-delete the old cluster, instances first. See ``steps/lib/swapping.py``.
+delete the old cluster, instances first. The phases are worked out in ``swapping.py`` beside
+this module.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import register
-from steps.lib.swapping import advance_swap
+from steps.swap_clusters.swapping import advance_swap
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext

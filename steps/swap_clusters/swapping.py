@@ -1,4 +1,4 @@
-"""The swap strategy's one routine, shared by swap_clusters and check_swap_status.
+"""The swap strategy's one routine, run by both halves of the swap_clusters loop.
 
 Phases, in order, each started by one action and finished when RDS says so:
 

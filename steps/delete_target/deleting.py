@@ -1,4 +1,4 @@
-"""The delete-first strategy's one routine, shared by delete_target and check_delete_status.
+"""The delete-first strategy's one routine, run by both halves of the delete_target loop.
 
 Each call looks at the target as it is now and does what is next: apply the safety rules, delete
 the instances, delete the cluster (with a final snapshot unless the request skips it), and report
