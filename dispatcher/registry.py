@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dispatcher.errors import UnknownStep
@@ -43,8 +44,15 @@ class Step:
     outputs: ClassVar[tuple[str, ...]] = ()
     #: False for steps that only read (checks, polls); the idempotency test runs the others twice.
     mutating: ClassVar[bool] = True
-    #: For third-party steps: the built-in step after which this one runs.
+    #: Where the step runs, for built-in and third-party steps alike: right after the step named
+    #: here (after the whole loop when it names either half of a poll loop). ``infra/pipeline.py``
+    #: derives the pipeline from these.
     run_after: ClassVar[str | None] = None
+    #: Set when the step (with the steps placed after it by others) runs only when a Choice holds.
+    run_when: ClassVar[RunWhen | None] = None
+    #: ``"first"`` for the step that takes the raw input, ``"failure"`` for the one every Catch
+    #: goes to; None for the others, which set ``run_after``.
+    pipeline_role: ClassVar[str | None] = None
     #: True for the failure step: it must run (and notify) even when the state table refuses the
     #: dispatcher's own records, so those are logged instead of failing the invocation.
     records_best_effort: ClassVar[bool] = False
@@ -90,6 +98,17 @@ class Step:
         parts = [f"{k}={v}" for k, v in output.items() if isinstance(v, (str, int, float, bool))]
         text = ", ".join(parts)
         return text if len(text) <= 300 else text[:297] + "..."
+
+
+@dataclass(frozen=True)
+class RunWhen:
+    """A step's condition: its stage runs only when ``rule`` (an ASL Choice rule, no ``Next``) holds.
+
+    ``choice`` names the Choice state; when the rule does not hold the pipeline goes on past it.
+    """
+
+    choice: str
+    rule: dict[str, Any]
 
 
 def missing_outputs(declared: tuple[str, ...], output: Any) -> list[str]:

@@ -1,4 +1,4 @@
-"""The state machine definition, generated from the registered steps and ``infra/pipeline.py``.
+"""The state machine definition, generated from the registered steps and where each says it runs.
 
 Every Task invokes the one dispatcher function (``Resource`` is the ``${DispatcherFunctionArn}``
 placeholder, filled by the template's ``DefinitionSubstitutions`` or by the local rehearsal) with
@@ -28,13 +28,14 @@ from dispatcher.registry import Registry, Step, load_builtin_steps
 from infra.pipeline import (
     EXECUTION_MARGIN_SECONDS,
     MAX_WAIT_LIMITS_SECONDS,
-    PIPELINE,
     TASK_TIMEOUT_SECONDS,
     Branch,
     Pipeline,
+    PipelineError,
     PollLoop,
     Stage,
     Task,
+    derive_pipeline,
 )
 
 if TYPE_CHECKING:
@@ -61,8 +62,7 @@ _RESULT_KEY = re.compile(r"[a-z][a-z0-9_]*")
 _STATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,79}")
 
 
-class PipelineError(ValueError):
-    """The registered steps and ``infra/pipeline.py`` do not fit together; says what to change."""
+__all__ = ["PipelineError", "build_definition", "pipeline_steps", "to_mermaid"]
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,16 @@ class Timeouts:
     execution_seconds: int
 
 
-def build_definition(
-    registry: Registry | None = None, *, pipeline: Pipeline = PIPELINE, comment: str | None = None
-) -> dict[str, Any]:
+def build_definition(registry: Registry | None = None, *, comment: str | None = None) -> dict[str, Any]:
     """The state machine definition (ASL, as a dict) for the steps in ``registry``.
 
     ``None`` means the built-in steps (``load_builtin_steps()``). Every Task's ``Resource`` is
-    ``"${DispatcherFunctionArn}"``. Raises :class:`PipelineError` when a declared step is not
-    registered, a registered step is not placed, or a state would read a path nothing wrote.
+    ``"${DispatcherFunctionArn}"``. Raises :class:`PipelineError` when the steps' placements do not
+    make one pipeline or a state would read a path nothing wrote.
     """
     steps = registry if registry is not None else load_builtin_steps()
-    stages = place_steps(pipeline, steps)
+    pipeline = derive_pipeline(steps)
+    stages = pipeline.stages
     failure = _step(steps, pipeline.failure_step)
     check_reads(stages, steps, pipeline)
     timeouts = compute_timeouts(stages, steps)
@@ -185,10 +184,10 @@ def declared_steps(pipeline: Pipeline) -> list[str]:
     return [*_stage_steps(pipeline.stages), pipeline.failure_step]
 
 
-def pipeline_steps(pipeline: Pipeline, registry: Registry) -> list[type[Step]]:
+def pipeline_steps(registry: Registry) -> list[type[Step]]:
     """Every step of the pipeline in order, each poll loop's check half after its start."""
     ordered: list[type[Step]] = []
-    for name in declared_steps(pipeline):
+    for name in declared_steps(derive_pipeline(registry)):
         cls = registry.get(name)
         ordered.append(cls)
         if issubclass(cls, PollLoopStep):
@@ -215,73 +214,6 @@ def _loop_step(registry: Registry, stage: PollLoop) -> type[PollLoopStep]:
     return cls
 
 
-def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
-    """The declared stages with every third-party step (``run_after``) inserted where it asks.
-
-    A step inserted after one half of a poll loop runs after the whole loop (after the work is
-    complete); several steps after the same one run in name order.
-    """
-    declared = declared_steps(pipeline)
-    missing = [name for name in declared if name not in registry]
-    if missing:
-        raise PipelineError(
-            f"infra/pipeline.py names step(s) nobody registered: {', '.join(missing)}; registered steps: "
-            f"{', '.join(registry.names()) or '(none)'}. Register a class for each with @register in steps/, "
-            "or remove it from the pipeline declaration."
-        )
-    for cls in registry:
-        if cls.name in declared and cls.run_after:
-            raise PipelineError(
-                f"step {cls.name!r} is named in infra/pipeline.py and also sets run_after="
-                f"{cls.run_after!r}; a step is placed one way: drop it from the declaration or drop run_after"
-            )
-    # A poll loop's check half is placed with its loop.
-    unplaced = [cls for cls in registry if cls.name not in declared and cls.part_of is None]
-    stray = [cls.name for cls in unplaced if not cls.run_after]
-    if stray:
-        raise PipelineError(
-            f"registered step(s) not in the pipeline: {', '.join(stray)}. Name each in infra/pipeline.py "
-            "(built-in steps) or set run_after = '<step name>' on the class (third-party steps)."
-        )
-    stages = pipeline.stages
-    placed = set(declared)
-    # Running after a loop's check half is running after the loop.
-    anchors = {cls.name: cls.part_of.name for cls in registry if cls.part_of is not None}
-    placed |= set(anchors)
-    pending = sorted(unplaced, key=lambda cls: cls.name)
-    while pending:
-        progress = [cls for cls in pending if cls.run_after in placed]
-        if not progress:
-            names = ", ".join(f"{cls.name} (run_after={cls.run_after!r})" for cls in pending)
-            raise PipelineError(
-                f"cannot place step(s) {names}: run_after must name a registered step of the pipeline; "
-                f"steps: {', '.join(sorted(placed))}"
-            )
-        # Later insertions go right after the anchor, so insert in reverse to keep name order.
-        for cls in reversed(progress):
-            if cls.run_after == pipeline.failure_step:
-                raise PipelineError(
-                    f"step {cls.name!r} sets run_after={cls.run_after!r}, but {cls.run_after} ends the "
-                    "failure path; nothing runs after it. Run after a step of the refresh instead."
-                )
-            anchor = anchors.get(str(cls.run_after), str(cls.run_after))
-            stages = _insert_after(stages, anchor, Task(cls.name))
-            placed.add(cls.name)
-        pending = [cls for cls in pending if cls.name not in placed]
-    return stages
-
-
-def _insert_after(stages: tuple[Stage, ...], anchor: str, task: Task) -> tuple[Stage, ...]:
-    out: list[Stage] = []
-    for stage in stages:
-        if isinstance(stage, Branch):
-            stage = Branch(stage.choice, stage.when, _insert_after(stage.stages, anchor, task))
-        out.append(stage)
-        if isinstance(stage, (Task, PollLoop)) and stage.step == anchor:
-            out.append(task)
-    return tuple(out)
-
-
 # -- checking the paths ----------------------------------------------------------------------------
 def check_reads(stages: tuple[Stage, ...], registry: Registry, pipeline: Pipeline) -> None:
     """Refuse a state that reads ``$.<key>`` when some path to it has not written ``<key>``.
@@ -290,8 +222,7 @@ def check_reads(stages: tuple[Stage, ...], registry: Registry, pipeline: Pipelin
     die without the failure handler, its notification or its lock release.
     """
     for cls in registry:
-        if cls.name in declared_steps(pipeline) or cls.run_after or cls.part_of:
-            _check_result_key(cls)
+        _check_result_key(cls)
     failure = _step(registry, pipeline.failure_step)
     if tuple(failure.reads) != ("$",):
         raise PipelineError(
@@ -401,8 +332,8 @@ class _States(dict[str, dict[str, Any]]):
     def __setitem__(self, name: str, state: dict[str, Any]) -> None:
         if name in self:
             raise PipelineError(
-                f"two states are named {name!r}; every step's state_name and every Choice/Wait/end state "
-                "name in infra/pipeline.py must be unique"
+                f"two states are named {name!r}; every state name a step declares (state_name, run_when, "
+                "a loop's choice_state/wait_state) must be unique"
             )
         if not _STATE_NAME.fullmatch(name):
             raise PipelineError(

@@ -43,6 +43,7 @@ DEFAULT_KEEP_COPIES = 3
 class ArchiveSnapshot(Step):
     """Tag the copy with where it was restored, apply retention, and start an S3 export if configured."""
 
+    run_after = "swap_clusters"
     reads = ("request", "copy", "restore")
     result_key = "archive"
     mutating = True

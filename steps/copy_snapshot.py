@@ -71,6 +71,7 @@ TAG_SLOTS_KEPT_FREE = 10
 class CopySnapshot(PollLoopStep):
     """Copy the snapshot into the target region when needed, adopting or reusing existing copies."""
 
+    run_after = "snapshot_check"
     reads = ("request", "snapshot")
     result_key = "copy"
     outputs = ("complete", "next_poll_seconds")

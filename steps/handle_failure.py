@@ -60,6 +60,7 @@ def run_cleanup(ctx: StepContext, data: dict[str, Any]) -> list[str]:
 class HandleFailure(Step):
     """Report a failed run: clean up, mark it FAILED, release its own lock, notify once."""
 
+    pipeline_role = "failure"
     reads = ("$",)
     result_key = "failure"
     mutating = True

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 class RestoreSnapshot(PollLoopStep):
     """Restore the copy into a new cluster, beside the target under swap, else under its name."""
 
+    run_after = "delete_target"
     reads = ("request", "snapshot", "copy")
     result_key = "restore"
     outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds")

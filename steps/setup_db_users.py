@@ -63,6 +63,7 @@ OUTPUT_LIST_LIMIT = 25
 class SetupDBUsers(Step):
     """Reset the restored cluster's master password, then apply the request's users spec."""
 
+    run_after = "restore_snapshot"
     reads = ("request", "restore")
     result_key = "users"
     outputs = ("cluster_id", "changed", "counts")

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 class SnapshotCheck(Step):
     """Take the target's lock, resolve the snapshot and check the target and the KMS key."""
 
+    run_after = "validate_request"
     reads = ("request",)
     result_key = "snapshot"
     outputs = ("arn", "target.exists")

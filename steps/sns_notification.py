@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 class SendNotification(Step):
     """Publish the success notification, mark the operation SUCCEEDED and release the target lock."""
 
+    run_after = "archive_snapshot"
     reads = ("$",)
     result_key = "notification"
     mutating = True

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 class ValidateRequest(Step):
     """Validate the request (seed's {"body": ...} or unwrapped) and record it on the state item."""
 
+    pipeline_role = "first"
     reads = ("$",)
     result_key = "request"
     outputs = tuple(f.name for f in fields(RestoreRequest))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.poll_loop import PollLoopStep
-from dispatcher.registry import register
+from dispatcher.registry import RunWhen, register
 from steps.delete_target.deleting import advance_delete
 
 if TYPE_CHECKING:
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 class DeleteTarget(PollLoopStep):
     """Delete the target's instances, then the target (final snapshot unless skipped)."""
 
+    run_after = "copy_snapshot"
+    # Only for accounts that cannot hold two clusters: swap (the default) restores beside the target.
+    run_when = RunWhen(
+        "ChooseStrategy",
+        {
+            "And": [
+                {"Variable": "$.request.strategy", "StringEquals": "delete-first"},
+                {"Variable": "$.snapshot.target.exists", "BooleanEquals": True},
+            ]
+        },
+    )
     reads = ("request", "snapshot")
     result_key = "delete"
     check_reads = ("request", "delete")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.poll_loop import PollLoopStep
-from dispatcher.registry import register
+from dispatcher.registry import RunWhen, register
 from steps.swap_clusters.swapping import advance_swap
 
 if TYPE_CHECKING:
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 class SwapClusters(PollLoopStep):
     """Rename the old target away so the restored cluster can take its name, then delete the old one."""
 
+    run_after = "setup_db_users"
+    # Only when the restore went beside an existing target; otherwise it already holds the name.
+    run_when = RunWhen("NeedsSwap", {"Variable": "$.restore.swap_required", "BooleanEquals": True})
     reads = ("request", "snapshot", "restore")
     result_key = "swap"
     check_reads = ("request", "snapshot", "restore", "swap")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import retryable_error_names
-from infra.pipeline import MAX_WAIT_LIMITS_SECONDS, PIPELINE, TASK_TIMEOUT_SECONDS
+from infra.pipeline import MAX_WAIT_LIMITS_SECONDS, TASK_TIMEOUT_SECONDS
 from infra.state_machine import (
     DISPATCHER_ARN_PLACEHOLDER,
     LAMBDA_TRANSIENT_ERRORS,
@@ -200,8 +200,8 @@ def test_every_transition_lands_on_a_state_and_every_state_is_reachable(definiti
     assert seen == set(states)
 
 
-def test_the_builtin_pipeline_is_declared_once() -> None:
-    assert PIPELINE.failure_step == "handle_failure"
+def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> None:
+    assert contract_steps()[-1].name == "handle_failure"
     assert [step.name for step in contract_steps() if step.name != "handle_failure"] == [
         "validate_request",
         "snapshot_check",

@@ -424,7 +424,7 @@ def test_cli_names_the_missing_steps_instead_of_a_traceback(
     assert cli.main([]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "names step(s) nobody registered: swap_clusters" in captured.err
+    assert "run_after must name a registered step, and 'swap_clusters' is not one" in captured.err
 
 
 def test_rules_use_only_the_functions_cloudformation_allows_in_rules(template: dict[str, Any]) -> None:
