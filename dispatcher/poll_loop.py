@@ -33,6 +33,7 @@ def _camel(name: str) -> str:
 class PollLoopStep(Step):
     """A step that starts slow work, then is checked until ``$.<result_key>.complete``."""
 
+    #: ``aws_actions`` covers both halves: they share the routines that call AWS.
     #: Outputs both halves guarantee; a loop's Choice and Wait read these two.
     outputs: ClassVar[tuple[str, ...]] = ("complete", "next_poll_seconds")
     #: Keys of the execution's data the check half reads (the start half reads ``reads``).
@@ -87,6 +88,7 @@ class PollLoopStep(Step):
                     "result_key": cls.result_key,
                     "outputs": cls.outputs,
                     "mutating": cls.check_mutating,
+                    "aws_actions": cls.aws_actions,
                     "part_of": cls,
                 },
             )

@@ -42,6 +42,10 @@ class Step:
     #: each path a Choice, a Wait or Parameters reads against them (an absent path is
     #: ``States.Runtime``, which nothing catches); the dispatcher refuses an output without them.
     outputs: ClassVar[tuple[str, ...]] = ()
+    #: The IAM actions the step's AWS calls need, including what AWS checks on the caller when a
+    #: service acts on its behalf (``kms:CreateGrant`` for an encrypted copy...). The template's
+    #: dispatcher role allows these and no others beside the framework's own (tables, logs, traces).
+    aws_actions: ClassVar[tuple[str, ...]] = ()
     #: False for steps that only read (checks, polls); the idempotency test runs the others twice.
     mutating: ClassVar[bool] = True
     #: Where the step runs, for built-in and third-party steps alike: right after the step named

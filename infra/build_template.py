@@ -55,7 +55,13 @@ from infra.network import Network, add_network
 from infra.operator_policy import operator_statements
 from infra.parameters import Parameters, add_parameters
 from infra.pipeline import FUNCTION_TIMEOUT_SECONDS
-from infra.state_machine import DISPATCHER_ARN_VARIABLE, PipelineError, build_definition, to_mermaid
+from infra.state_machine import (
+    DISPATCHER_ARN_VARIABLE,
+    PipelineError,
+    build_definition,
+    pipeline_steps,
+    to_mermaid,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -160,8 +166,12 @@ def build_template(
     state_table, audit_table = add_tables(template, params, key)
     topic = add_topic(template, params, key)
     network = add_network(template, params.stage)
+    if registry is None:
+        from dispatcher.registry import load_builtin_steps
+
+        registry = load_builtin_steps()
     function, function_logs = add_dispatcher(
-        template, params, key, state_table, audit_table, topic, network, code=code, plugins=plugins
+        template, params, key, state_table, audit_table, topic, network, registry, code=code, plugins=plugins
     )
     state_machine = add_state_machine(template, params, key, function, registry)
     add_alarms(template, params, state_machine, function, topic)
@@ -488,11 +498,15 @@ def add_dispatcher(
     audit_table: dynamodb.Table,
     topic: sns.Topic,
     network: Network,
+    steps: Registry,
     *,
     code: str,
     plugins: bool,
 ) -> tuple[awslambda.Function, logs.LogGroup]:
-    """The one Lambda function every Task invokes, its log group and its role."""
+    """The one Lambda function every Task invokes, its log group and its role.
+
+    The role allows what the registered steps declare they call (``aws_actions``).
+    """
     log_group = template.add_resource(
         logs.LogGroup(
             "DispatcherLogGroup",
@@ -517,33 +531,37 @@ def add_dispatcher(
                     PolicyName="aurora-restore-dispatcher",
                     PolicyDocument={
                         "Version": "2012-10-17",
-                        "Statement": policies.dispatcher_statements(
+                        "Statement": policies.for_declared_actions(
+                            policies.dispatcher_statements(
+                                target_regions=target_regions,
+                                state_table_arn=GetAtt(state_table, "Arn"),
+                                audit_table_arn=GetAtt(audit_table, "Arn"),
+                                topic=Ref(topic),
+                                stack_key_arn=GetAtt(key, "Arn"),
+                                log_group_arn=GetAtt(log_group, "Arn"),
+                                target_kms_key=Ref(params.target_kms_key_arn),
+                                source_kms_keys=Ref(params.source_kms_key_arns),
+                                source_regions=Ref(params.source_regions),
+                                secrets_kms_keys=Ref(params.secrets_kms_key_arns),
+                                unmanaged_prefix=Ref(params.unmanaged_target_prefix),
+                                secrets_prefix=Ref(params.secrets_prefix),
+                                export_role_arn=Ref(params.export_role_arn),
+                                export_kms_key=Ref(params.export_kms_key_arn),
+                                scripts_prefix=Ref(params.scripts_s3_prefix),
+                                conditions={
+                                    "unmanaged_prefix": HAS_UNMANAGED_PREFIX,
+                                    "export": HAS_EXPORT,
+                                    "export_key": HAS_EXPORT_KEY,
+                                    "target_key": HAS_TARGET_KEY,
+                                    "source_keys": HAS_SOURCE_KEYS,
+                                    "source_regions": HAS_SOURCE_REGIONS,
+                                    "secrets_keys": HAS_SECRETS_KEYS,
+                                    "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
+                                    "scripts": HAS_SCRIPTS_PREFIX,
+                                },
+                            ),
+                            pipeline_steps(steps),
                             target_regions=target_regions,
-                            state_table_arn=GetAtt(state_table, "Arn"),
-                            audit_table_arn=GetAtt(audit_table, "Arn"),
-                            topic=Ref(topic),
-                            stack_key_arn=GetAtt(key, "Arn"),
-                            log_group_arn=GetAtt(log_group, "Arn"),
-                            target_kms_key=Ref(params.target_kms_key_arn),
-                            source_kms_keys=Ref(params.source_kms_key_arns),
-                            source_regions=Ref(params.source_regions),
-                            secrets_kms_keys=Ref(params.secrets_kms_key_arns),
-                            unmanaged_prefix=Ref(params.unmanaged_target_prefix),
-                            secrets_prefix=Ref(params.secrets_prefix),
-                            export_role_arn=Ref(params.export_role_arn),
-                            export_kms_key=Ref(params.export_kms_key_arn),
-                            scripts_prefix=Ref(params.scripts_s3_prefix),
-                            conditions={
-                                "unmanaged_prefix": HAS_UNMANAGED_PREFIX,
-                                "export": HAS_EXPORT,
-                                "export_key": HAS_EXPORT_KEY,
-                                "target_key": HAS_TARGET_KEY,
-                                "source_keys": HAS_SOURCE_KEYS,
-                                "source_regions": HAS_SOURCE_REGIONS,
-                                "secrets_keys": HAS_SECRETS_KEYS,
-                                "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
-                                "scripts": HAS_SCRIPTS_PREFIX,
-                            },
                         ),
                     },
                 ),

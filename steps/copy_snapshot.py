@@ -71,6 +71,18 @@ TAG_SLOTS_KEPT_FREE = 10
 class CopySnapshot(PollLoopStep):
     """Copy the snapshot into the target region when needed, adopting or reusing existing copies."""
 
+    aws_actions = (
+        "rds:DescribeDBClusterSnapshots",
+        "rds:ListTagsForResource",
+        "rds:CopyDBClusterSnapshot",
+        "rds:AddTagsToResource",
+        "kms:DescribeKey",
+        "kms:CreateGrant",
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+    )
     run_after = "snapshot_check"
     reads = ("request", "snapshot")
     result_key = "copy"

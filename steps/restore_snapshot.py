@@ -46,6 +46,18 @@ if TYPE_CHECKING:
 class RestoreSnapshot(PollLoopStep):
     """Restore the copy into a new cluster, beside the target under swap, else under its name."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBInstances",
+        "rds:DescribeDBSubnetGroups",
+        "rds:ListTagsForResource",
+        "rds:RestoreDBClusterFromSnapshot",
+        "rds:CreateDBInstance",
+        "rds:AddTagsToResource",
+        "kms:DescribeKey",
+        "kms:CreateGrant",
+        "kms:Decrypt",
+    )
     run_after = "delete_target"
     reads = ("request", "snapshot", "copy")
     result_key = "restore"

@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 class SendNotification(Step):
     """Publish the success notification, mark the operation SUCCEEDED and release the target lock."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "sns:Publish",
+        # Publishing to the topic the stack key encrypts (SNS asks KMS as the caller).
+        "kms:GenerateDataKey*",
+        "kms:Decrypt",
+    )
     run_after = "archive_snapshot"
     reads = ("$",)
     result_key = "notification"

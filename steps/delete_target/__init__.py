@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 class DeleteTarget(PollLoopStep):
     """Delete the target's instances, then the target (final snapshot unless skipped)."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBInstances",
+        "rds:ListTagsForResource",
+        "rds:DeleteDBInstance",
+        "rds:DeleteDBCluster",
+        "rds:CreateDBClusterSnapshot",
+        "rds:ModifyDBCluster",
+        "rds:AddTagsToResource",
+    )
     run_after = "copy_snapshot"
     # Only for accounts that cannot hold two clusters: swap (the default) restores beside the target.
     run_when = RunWhen(

@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 class SwapClusters(PollLoopStep):
     """Rename the old target away so the restored cluster can take its name, then delete the old one."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBInstances",
+        "rds:ListTagsForResource",
+        "rds:ModifyDBCluster",
+        "rds:AddTagsToResource",
+        "rds:RemoveTagsFromResource",
+        "rds:DeleteDBInstance",
+        "rds:DeleteDBCluster",
+        "rds:CreateDBClusterSnapshot",
+    )
     run_after = "setup_db_users"
     # Only when the restore went beside an existing target; otherwise it already holds the name.
     run_when = RunWhen("NeedsSwap", {"Variable": "$.restore.swap_required", "BooleanEquals": True})

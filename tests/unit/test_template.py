@@ -420,7 +420,7 @@ def test_cli_names_the_missing_steps_instead_of_a_traceback(
         registry.unregister("swap_clusters")
         return registry
 
-    monkeypatch.setattr("infra.state_machine.load_builtin_steps", without_swap)
+    monkeypatch.setattr("dispatcher.registry.load_builtin_steps", without_swap)
     assert cli.main([]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
