@@ -4,6 +4,7 @@
     python infra/build_template.py --format yaml -o template.yaml --stage prod
     python infra/build_template.py -o tests/golden/template.json   # refresh the golden copy
     python infra/build_template.py --diagram            # Mermaid flowchart of the state machine
+    python infra/build_template.py --update-docs        # rewrite the diagram in README and deploy.md
 
 The state machine is generated from the registered steps (``infra/state_machine.py``); the
 function's code is the local zip ``build/lambda.zip`` (``python -m infra.package``), which
@@ -13,6 +14,7 @@ function's code is the local zip ``build/lambda.zip`` (``python -m infra.package
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,6 +96,15 @@ HAS_SCRIPTS_PREFIX = "HasScriptsS3Prefix"
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the template (or the diagram) and print it or write it to ``-o``."""
     args = parse_args(argv)
+    if args.update_docs:
+        try:
+            changed = update_diagrams(to_mermaid(build_definition()))
+        except PipelineError as exc:
+            print(f"build_template: {exc}", file=sys.stderr)
+            return 1
+        for path in changed:
+            print(f"updated the state machine diagram in {path.relative_to(ROOT)}")
+        return 0
     try:
         text = _build_text(args)
     except PipelineError as exc:
@@ -121,6 +132,33 @@ def _build_text(args: argparse.Namespace) -> str:
     return render(template, args.format)
 
 
+#: The checkout's root, where the documents embedding the diagram live.
+ROOT = Path(__file__).resolve().parents[1]
+#: The documents that show the state machine diagram (``--update-docs`` rewrites each copy).
+DIAGRAM_DOCUMENTS = ("README.md", "docs/deploy.md")
+#: A copy of the state machine diagram in a document: the only Mermaid flowchart from ``start``.
+_DIAGRAM_BLOCK = re.compile(r"```mermaid\nflowchart TD\n    start\(\(start\)\).*?```", re.DOTALL)
+
+
+def update_diagrams(diagram: str, root: Path = ROOT) -> list[Path]:
+    """Rewrite every copy of the state machine diagram in :data:`DIAGRAM_DOCUMENTS`; the changed files.
+
+    A document without a copy is an error: the documents promise the diagram.
+    """
+    changed = []
+    block = "```mermaid\n" + diagram + "```"
+    for name in DIAGRAM_DOCUMENTS:
+        path = root / name
+        text = path.read_text()
+        if not _DIAGRAM_BLOCK.search(text):
+            raise PipelineError(f"{name} has no state machine diagram (a ```mermaid flowchart TD from start)")
+        updated = _DIAGRAM_BLOCK.sub(lambda _: block, text)
+        if updated != text:
+            path.write_text(updated)
+            changed.append(path)
+    return changed
+
+
 def render(template: Template, fmt: str = "json") -> str:
     """The template as text, exactly as written to stdout or ``-o`` (the golden copy is this)."""
     return template.to_yaml() if fmt == "yaml" else template.to_json(indent=2) + "\n"
@@ -145,6 +183,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--diagram", action="store_true", help="print a Mermaid flowchart of the state machine"
+    )
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="rewrite the state machine diagram in README.md and docs/deploy.md from the built-in steps",
     )
     return parser.parse_args(argv)
 
