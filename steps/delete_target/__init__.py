@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dispatcher.context import StepContext
 
 
-@register("delete_target", state_name="DeleteRDS")
+@register("delete_target")
 class DeleteTarget(PollLoopStep):
     """Delete the target's instances, then the target (final snapshot unless skipped)."""
 

@@ -178,7 +178,7 @@ def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world
         "sns_notification",
     ]
     assert entered.count("WaitForCopy") == 2
-    assert "DeleteRDS" not in entered and entered[-1] == "RefreshSucceeded"
+    assert "DeleteTarget" not in entered and entered[-1] == "RefreshSucceeded"
     # Each step got exactly what it reads, and the request was never overwritten.
     assert set(steps.event("restore_snapshot")) == {"step", "execution_id", "request", "snapshot", "copy"}
     assert steps.event("restore_snapshot")["request"]["target_cluster_id"] == "new-cluster-id"
@@ -197,7 +197,7 @@ def test_delete_first_deletes_the_target_before_restoring_and_does_not_swap(step
     described, entered = run(arn, SEED_INPUT)
 
     assert described["status"] == "SUCCEEDED", described
-    assert entered.index("DeleteRDS") < entered.index("RestoreSnapshot")
+    assert entered.index("DeleteTarget") < entered.index("RestoreSnapshot")
     assert "CheckDeleteStatus" in entered and "SwapClusters" not in entered
 
 
@@ -208,7 +208,7 @@ def test_delete_first_with_no_target_restores_straight_away(stepfunctions_world:
     described, entered = run(arn, SEED_INPUT)
 
     assert described["status"] == "SUCCEEDED", described
-    assert "DeleteRDS" not in entered and "SwapClusters" not in entered
+    assert "DeleteTarget" not in entered and "SwapClusters" not in entered
 
 
 def test_a_failed_restore_is_reported_and_ends_the_execution_failed(stepfunctions_world: Any) -> None:

@@ -26,7 +26,7 @@ SEED_STATES = (
     "CheckCopyStatus",
     "IsCopyComplete",
     "WaitForCopy",
-    "DeleteRDS",
+    "DeleteTarget",
     "RestoreSnapshot",
     "CheckRestoreStatus",
     "IsRestoreComplete",
@@ -109,7 +109,7 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
         {"Variable": "$.request.strategy", "StringEquals": "delete-first"},
         {"Variable": "$.snapshot.target.exists", "BooleanEquals": True},
     ]
-    assert strategy["Choices"][0]["Next"] == "DeleteRDS"
+    assert strategy["Choices"][0]["Next"] == "DeleteTarget"
     assert strategy["Default"] == "RestoreSnapshot"
     swap = states["NeedsSwap"]
     assert swap["Choices"] == [
@@ -225,7 +225,7 @@ def test_the_diagram_shows_every_state_and_the_branches(definition: dict[str, An
     for name in definition["States"]:
         assert f"    {name}" in diagram
     assert (
-        'ChooseStrategy -->|"request.strategy = delete-first and snapshot.target.exists"| DeleteRDS'
+        'ChooseStrategy -->|"request.strategy = delete-first and snapshot.target.exists"| DeleteTarget'
         in diagram
     )
     assert 'NeedsSwap -->|"restore.swap_required"| SwapClusters' in diagram
