@@ -16,6 +16,7 @@ from botocore.awsrequest import AWSResponse
 from dispatcher.settings import Settings
 from dispatcher.store import execution_record
 from steps import handle_failure
+from tests.conftest import STACK_PLACEMENT
 from tests.functional.sns_inbox import TOPIC_ARN, Inbox
 
 FIRST = "arn:aws:states:us-east-1:123456789012:execution:aurora-restore:op-test002"
@@ -27,8 +28,8 @@ TARGET_REGION = "us-west-2"
 
 @pytest.fixture
 def settings() -> Settings:
-    """The stack's settings with a notification topic."""
-    return Settings(topic_arn=TOPIC_ARN)
+    """The stack's settings with a notification topic and where a new target goes."""
+    return Settings(topic_arn=TOPIC_ARN, **STACK_PLACEMENT)
 
 
 @pytest.fixture
