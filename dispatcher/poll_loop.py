@@ -33,8 +33,8 @@ def _camel(name: str) -> str:
 class PollLoopStep(Step):
     """A step that starts slow work, then is checked until ``$.<result_key>.complete``."""
 
-    #: ``aws_actions`` covers both halves: they share the routines that call AWS.
-    #: Outputs both halves guarantee; a loop's Choice and Wait read these two.
+    #: Outputs both halves guarantee; a loop's Choice and Wait read these two. (``aws_actions``
+    #: covers both halves too: they share the routines that call AWS.)
     outputs: ClassVar[tuple[str, ...]] = ("complete", "next_poll_seconds")
     #: Keys of the execution's data the check half reads (the start half reads ``reads``).
     check_reads: ClassVar[tuple[str, ...]] = ()

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.poll_loop import PollLoopStep
+
 if TYPE_CHECKING:
     from dispatcher.registry import Registry, Step
 
@@ -159,7 +161,7 @@ def _stages_from(cls: type[Step], after: dict[str, list[type[Step]]], reached: s
             f"built-in steps {', '.join(step.name for step in line)} all run after {cls.name!r}; "
             "the built-in steps form one line: make one run after another"
         )
-    own: list[Stage] = [PollLoop(cls.name) if cls.derived_steps() else Task(cls.name)]
+    own: list[Stage] = [PollLoop(cls.name) if issubclass(cls, PollLoopStep) else Task(cls.name)]
     for step in followers:
         if not _is_builtin(step):
             own.extend(_stages_from(step, after, reached))
