@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 #: Where Step Functions puts the caught error (``ResultPath`` of every Catch).
 ERROR_KEY = "error"
 #: The step whose failure means the refresh itself had completed: nothing may be cleaned up then.
-SUCCESS_NOTIFICATION_STEP = "sns_notification"
+SUCCESS_NOTIFICATION_STEP = "send_notification"
 #: The pipeline's last step before the success notification: its output in the data means the
 #: refresh itself had completed.
 LAST_STEP_BEFORE_SUCCESS = "archive_snapshot"

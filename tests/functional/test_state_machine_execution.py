@@ -102,7 +102,7 @@ def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dic
         "swap_clusters": polled({"phase": "renamed-old"}, rounds=1),
         "check_swap_status": polled({"phase": "done"}, rounds=1),
         "archive_snapshot": lambda e, n: {"copies_deleted": []},
-        "sns_notification": lambda e, n: {"message_id": "m-1", "subject": "SUCCEEDED"},
+        "send_notification": lambda e, n: {"message_id": "m-1", "subject": "SUCCEEDED"},
         "handle_failure": lambda e, n: {"notification_sent": True, "lock_released": True},
     }
 
@@ -175,14 +175,14 @@ def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world
         "setup_db_users",
         "swap_clusters",
         "archive_snapshot",
-        "sns_notification",
+        "send_notification",
     ]
     assert entered.count("WaitForCopy") == 2
     assert "DeleteTarget" not in entered and entered[-1] == "RefreshSucceeded"
     # Each step got exactly what it reads, and the request was never overwritten.
     assert set(steps.event("restore_snapshot")) == {"step", "execution_id", "request", "snapshot", "copy"}
     assert steps.event("restore_snapshot")["request"]["target_cluster_id"] == "new-cluster-id"
-    notified = steps.event("sns_notification")["input"]
+    notified = steps.event("send_notification")["input"]
     assert {"request", "snapshot", "copy", "restore", "users", "swap", "archive"} <= set(notified)
     # The raw input was dropped after validation: the request travels once.
     assert "body" not in notified

@@ -215,7 +215,7 @@ def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> 
         "swap_clusters",
         "check_swap_status",
         "archive_snapshot",
-        "sns_notification",
+        "send_notification",
     ]
 
 
