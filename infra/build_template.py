@@ -321,7 +321,7 @@ def _name(params: Parameters, pattern: str) -> Sub:
 
 
 def _table_name(params: Parameters, base: str) -> Sub:
-    """The seed's table names, so its ``aws dynamodb`` commands work; a suffix only for a second stack."""
+    """Fixed table names, so the documented ``aws dynamodb`` commands work; a suffix for a second stack."""
     return Sub(base + "${Suffix}", Suffix=Ref(params.table_name_suffix))
 
 

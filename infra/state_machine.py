@@ -3,8 +3,8 @@
 Every Task invokes the one dispatcher function (``Resource`` is the ``${DispatcherFunctionArn}``
 placeholder, filled by the template's ``DefinitionSubstitutions`` or by the local rehearsal) with
 ``{"step": <name>, "execution_id.$": "$$.Execution.Id", "<key>.$": "$.<key>"...}`` and puts the
-step's output under ``$.<result_key>``, so the request is never overwritten. The rules each fix a
-defect of the seed's hand-written sketch:
+step's output under ``$.<result_key>``, so the request is never overwritten. The rules, each there
+because Step Functions would otherwise fail the run in a way nothing reports:
 
 - the first state normalises the raw input (``"input.$": "$"``);
 - Choice states read ``complete`` and the fields the steps really return; Wait states take
