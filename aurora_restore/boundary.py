@@ -25,6 +25,19 @@ from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_MISUSE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+
+class OperatorError(Exception):
+    """Something the operator must fix (no such stack, operation or lock); the message says what.
+
+    Raised by the commands and :mod:`aurora_restore.operator`, explained here as its message and
+    ``exit_code``; it lives beside the boundary so the boundary needs nothing from the commands.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_MISUSE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 #: Request parameters that name the resource a call is about, and what to call it.
 _RESOURCE_PARAMS = {
     "TableName": "table",
@@ -159,7 +172,6 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         TokenRetrievalError,
     )
 
-    from aurora_restore.operator import OperatorError
     from dispatcher.errors import ValidationError
 
     if isinstance(exc, OperatorError):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from aurora_restore.boundary import OperatorError, remember_calls
 from aurora_restore.history import ExecutionHistory, StateRun, read_new_events
 from dispatcher.request import RestoreRequest, unwrap
 
@@ -61,19 +62,9 @@ RUNBOOK_DEFAULT_SECTION = "errors-and-what-to-do"
 NOT_RETRYABLE = ("ValidationError", "SnapshotNotFound")
 
 
-class OperatorError(Exception):
-    """Something the operator must fix (no such stack, operation or lock); the message says what."""
-
-    def __init__(self, message: str, *, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 def session(region: str | None, profile: str | None) -> Any:
     """A boto3 session the way the AWS CLI makes one (profile, then region, then the environment)."""
     import boto3
-
-    from aurora_restore.boundary import remember_calls
 
     boto = boto3.session.Session(profile_name=profile, region_name=region)
     remember_calls(boto)

@@ -14,7 +14,8 @@ us-west-2), with its own operation id and target cluster. Three orders:
   (N executions started by one schedule reach CopySnapshot within the same second). Thread
   scheduling varies, so this order runs ``SIMULTANEOUS_TRIALS`` times and reports the worst.
 
-Baseline: naive per-operation copying (the seed's design) makes one copy per operation, N.
+Baseline: naive per-operation copying (each operation copies the snapshot it needs) makes one copy
+per operation, N.
 Target: one copy whatever N.
 """
 
@@ -97,7 +98,7 @@ def fan_out(dispatcher: Any, clients: Any, n: int, order: str) -> dict[str, Any]
             "target_region": TARGET_REGION,
             "target_cluster_id": f"orders-dev-{index}",
         }
-        # The execution's input, as the seed's callers send it; results go beside it.
+        # The execution's input in its wrapped form (``{"body": ...}``); results go beside it.
         runs.append({"body": body})
     if order == "sequence":
         for data in runs:

@@ -80,7 +80,7 @@ def _packaged_module(python: str, code: str, env: dict[str, str], cwd: Path) -> 
 
 def build(workdir: Path) -> tuple[float, str]:
     """Run the documented build (with a throwaway CA as the bundle); its wall time and last line."""
-    from aurora_restore.localdb import make_certificates
+    from aurora_restore.simulate.localdb import make_certificates
 
     _, _, ca = make_certificates(workdir / "ca")
     bundle = workdir / "global-bundle.pem"

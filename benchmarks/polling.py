@@ -1,4 +1,4 @@
-"""Polling: the production poll policy against the seed's fixed 30 s (copy) / 60 s (restore) waits.
+"""Polling: the production poll policy against fixed 30 s (copy) / 60 s (restore) waits.
 
 Each timeline says, for every second after the wait began, what RDS would report: a copy's
 ``Status`` and ``PercentProgress``, or for a restore only whether it is done (restores report no
@@ -8,8 +8,8 @@ progress figure). Both designs replay every timeline:
   the real :func:`steps.lib.polling.poll_fields` with the production default ``Settings``; the
   state machine's Wait state sleeps the ``next_poll_seconds`` it returns (``StartX -> IsXComplete ->
   WaitForX -> CheckX -> IsXComplete ...``, as ``infra/state_machine.py`` generates it);
-- **seed**: ``StartX -> CheckX -> IsXComplete -> WaitForX (30 s or 60 s) -> CheckX ...`` as in
-  the seed's state machine sketch.
+- **fixed waits**: ``StartX -> CheckX -> IsXComplete -> WaitForX (30 s or 60 s) -> CheckX ...``,
+  the loop one writes first: a constant Wait state between checks, whatever RDS reports.
 
 Counted per replay: polls (Lambda invocations in the loop, the start step included), state
 transitions (every Task, Choice and Wait entered: what Standard workflows bill), history events
@@ -40,9 +40,9 @@ DAY = 86_400
 START = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
 #: Seconds the end of each timeline is moved later, one replay per value.
 SHIFTS = tuple(range(60))
-#: The seed's fixed waits (its state machine sketch: WaitForCopy 30 s, WaitForRestore 60 s).
-SEED_WAIT_SECONDS = {"copy": 30, "restore": 60}
-#: Target: the production policy makes at most this share of the seed's polls.
+#: The baseline's fixed waits between checks (WaitForCopy 30 s, WaitForRestore 60 s).
+FIXED_WAIT_SECONDS = {"copy": 30, "restore": 60}
+#: Target: the production policy makes at most this share of the fixed waits' polls.
 POLL_SHARE_TARGET = 0.10
 #: What-if caps on the wait of loops with no progress figure (``poll_max_seconds``; the default
 #: is 900): the trade-off between polls and latency when nothing tells the policy how far along
@@ -169,9 +169,9 @@ def replay_policy(timeline: Timeline, settings: Settings) -> Replay:
         previous = fields
 
 
-def replay_seed(timeline: Timeline) -> Replay:
-    """The seed's loop: start, check at once, then a fixed wait between checks."""
-    wait = SEED_WAIT_SECONDS[timeline.kind]
+def replay_fixed_waits(timeline: Timeline) -> Replay:
+    """The fixed-wait loop: start, check at once, then the same wait between checks."""
+    wait = FIXED_WAIT_SECONDS[timeline.kind]
     checks = math.ceil(timeline.done_at / wait) + 1  # checks at 0, wait, 2*wait ... until done
     noticed = (checks - 1) * wait
     # Start Task, then per check: Task + Choice, and a Wait between checks.
@@ -196,8 +196,8 @@ def measure() -> dict[str, Any]:
     for make in TIMELINES:
         timelines = [make(shift) for shift in SHIFTS]
         ours = _summary([replay_policy(t, settings) for t in timelines])
-        seed = _summary([replay_seed(t) for t in timelines])
-        rows.append({"name": timelines[0].name, "kind": timelines[0].kind, "policy": ours, "seed": seed})
+        fixed = _summary([replay_fixed_waits(t) for t in timelines])
+        rows.append({"name": timelines[0].name, "kind": timelines[0].kind, "policy": ours, "fixed": fixed})
 
     def total(side: str, key: str, kind: str | None = None) -> float:
         return sum(r[side][key] for r in rows if kind is None or r["kind"] == kind)
@@ -210,17 +210,17 @@ def measure() -> dict[str, Any]:
         label = kind or "all"
         totals[label] = {
             "policy_polls": total("policy", "polls", kind),
-            "seed_polls": total("seed", "polls", kind),
-            "poll_share": total("policy", "polls", kind) / total("seed", "polls", kind),
+            "fixed_polls": total("fixed", "polls", kind),
+            "poll_share": total("policy", "polls", kind) / total("fixed", "polls", kind),
             "policy_transitions": total("policy", "transitions", kind),
-            "seed_transitions": total("seed", "transitions", kind),
+            "fixed_transitions": total("fixed", "transitions", kind),
             "policy_latency_s": mean_latency("policy", kind),
-            "seed_latency_s": mean_latency("seed", kind),
+            "fixed_latency_s": mean_latency("fixed", kind),
         }
 
     long_ours = replay_policy(LONG_COPY(0), settings)
-    long_seed = replay_seed(LONG_COPY(0))
-    seed_rounds_allowed = HISTORY_EVENT_LIMIT // EVENTS_PER_POLL_ROUND
+    long_fixed = replay_fixed_waits(LONG_COPY(0))
+    fixed_rounds_allowed = HISTORY_EVENT_LIMIT // EVENTS_PER_POLL_ROUND
     long_copy = {
         "name": LONG_COPY(0).name,
         "policy": {
@@ -229,12 +229,12 @@ def measure() -> dict[str, Any]:
             "history_events": long_ours.history_events,
             "latency_s": long_ours.latency,
         },
-        "seed": {
-            "polls": long_seed.polls,
-            "transitions": long_seed.transitions,
-            "history_events": long_seed.history_events,
-            # Past the limit the execution fails: the seed's loop dies this many hours in.
-            "dies_after_hours": (seed_rounds_allowed - 1) * SEED_WAIT_SECONDS["copy"] / HOUR,
+        "fixed": {
+            "polls": long_fixed.polls,
+            "transitions": long_fixed.transitions,
+            "history_events": long_fixed.history_events,
+            # Past the limit the execution fails: the fixed-wait loop dies this many hours in.
+            "dies_after_hours": (fixed_rounds_allowed - 1) * FIXED_WAIT_SECONDS["copy"] / HOUR,
         },
     }
     silent = [make for make in TIMELINES if make(0).kind == "restore"]
@@ -258,8 +258,8 @@ def measure() -> dict[str, Any]:
         },
         "mean_latency": {
             "value": all_["policy_latency_s"],
-            "target": all_["seed_latency_s"],
-            "met": all_["policy_latency_s"] <= all_["seed_latency_s"],
+            "target": all_["fixed_latency_s"],
+            "met": all_["policy_latency_s"] <= all_["fixed_latency_s"],
         },
         "long_copy_events": {
             "value": long_ours.history_events,
@@ -293,44 +293,44 @@ def report(results: dict[str, Any]) -> str:
         "",
         "Copy and restore timelines replayed through the production poll policy (`steps.lib.polling."
         f"poll_fields`, default settings: {settings['poll_min_seconds']}..{settings['poll_max_seconds']} s) and "
-        "through the seed's fixed 30 s (copy) / 60 s (restore) waits. Each timeline is replayed "
+        "through fixed 30 s (copy) / 60 s (restore) waits. Each timeline is replayed "
         f"{len(results['shifts'])} times with its end moved 0..{results['shifts'][-1]} s later; figures are "
         f"means over those replays. Polls = Lambda invocations in the loop (start step included); "
         f"history events = {EVENTS_PER_POLL_ROUND} per invocation; latency = done -> noticed.",
         "",
-        "| timeline | polls (policy / seed) | share | transitions (policy / seed) | history events (policy / seed) "
-        "| mean latency s (policy / seed) | worst latency s (policy / seed) |",
+        "| timeline | polls (policy / fixed) | share | transitions (policy / fixed) | history events (policy / fixed) "
+        "| mean latency s (policy / fixed) | worst latency s (policy / fixed) |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
-        ours, seed = row["policy"], row["seed"]
+        ours, fixed = row["policy"], row["fixed"]
         lines.append(
-            f"| {row['name']} | {_n(ours['polls'])} / {_n(seed['polls'])} | {ours['polls'] / seed['polls']:.1%} "
-            f"| {_n(ours['transitions'])} / {_n(seed['transitions'])} "
-            f"| {_n(ours['history_events'])} / {_n(seed['history_events'])} "
-            f"| {_n(ours['latency_s'])} / {_n(seed['latency_s'])} "
-            f"| {_n(ours['latency_max_s'])} / {_n(seed['latency_max_s'])} |"
+            f"| {row['name']} | {_n(ours['polls'])} / {_n(fixed['polls'])} | {ours['polls'] / fixed['polls']:.1%} "
+            f"| {_n(ours['transitions'])} / {_n(fixed['transitions'])} "
+            f"| {_n(ours['history_events'])} / {_n(fixed['history_events'])} "
+            f"| {_n(ours['latency_s'])} / {_n(fixed['latency_s'])} "
+            f"| {_n(ours['latency_max_s'])} / {_n(fixed['latency_max_s'])} |"
         )
     lines += [
         "",
-        "| timelines | polls (policy / seed) | share | transitions (policy / seed) | mean latency s (policy / seed) |",
+        "| timelines | polls (policy / fixed) | share | transitions (policy / fixed) | mean latency s (policy / fixed) |",
     ]
     lines.append("|---|---|---|---|---|")
     for label, row in results["totals"].items():
         lines.append(
-            f"| {label} | {_n(row['policy_polls'])} / {_n(row['seed_polls'])} | {row['poll_share']:.1%} "
-            f"| {_n(row['policy_transitions'])} / {_n(row['seed_transitions'])} "
-            f"| {_n(row['policy_latency_s'])} / {_n(row['seed_latency_s'])} |"
+            f"| {label} | {_n(row['policy_polls'])} / {_n(row['fixed_polls'])} | {row['poll_share']:.1%} "
+            f"| {_n(row['policy_transitions'])} / {_n(row['fixed_transitions'])} "
+            f"| {_n(row['policy_latency_s'])} / {_n(row['fixed_latency_s'])} |"
         )
     long_copy = results["long_copy"]
-    ours, seed = long_copy["policy"], long_copy["seed"]
+    ours, fixed = long_copy["policy"], long_copy["fixed"]
     lines += [
         "",
         f"**{long_copy['name']}**: policy {ours['polls']:,} polls, {ours['transitions']:,} transitions, "
         f"{ours['history_events']:,} history events (limit {HISTORY_EVENT_LIMIT:,}), noticed "
-        f"{_n(ours['latency_s'])} s after the end. The seed would need {seed['polls']:,} polls and "
-        f"{seed['history_events']:,} events: its execution hits the limit and fails about "
-        f"{seed['dies_after_hours']:.1f} h in.",
+        f"{_n(ours['latency_s'])} s after the end. Fixed waits would need {fixed['polls']:,} polls and "
+        f"{fixed['history_events']:,} events: that execution hits the limit and fails about "
+        f"{fixed['dies_after_hours']:.1f} h in.",
         "",
         "Targets:",
         "",
@@ -338,7 +338,7 @@ def report(results: dict[str, Any]) -> str:
     targets = results["targets"]
     share, latency, events = targets["poll_share"], targets["mean_latency"], targets["long_copy_events"]
     lines.append(
-        f"- polls at most {share['target']:.0%} of the seed's: {share['value']:.1%} -> "
+        f"- polls at most {share['target']:.0%} of the fixed waits': {share['value']:.1%} -> "
         f"**{'met' if share['met'] else 'MISSED'}**"
     )
     if latency["met"]:
@@ -346,33 +346,33 @@ def report(results: dict[str, Any]) -> str:
     else:
         verdict = (
             f"**MISSED** by {latency['value'] - latency['target']:.0f} s "
-            f"({latency['value'] / latency['target']:.1f}x the seed's)"
+            f"({latency['value'] / latency['target']:.1f}x the fixed waits')"
         )
     lines.append(
-        f"- mean detection latency no worse than the seed's ({_n(latency['target'])} s): "
+        f"- mean detection latency no worse than the fixed waits' ({_n(latency['target'])} s): "
         f"{_n(latency['value'])} s -> {verdict}"
     )
     copy, restore = results["totals"]["copy"], results["totals"]["restore"]
     lines.append(
-        f"  - copies: {_n(copy['policy_latency_s'])} s vs {_n(copy['seed_latency_s'])} s at "
+        f"  - copies: {_n(copy['policy_latency_s'])} s vs {_n(copy['fixed_latency_s'])} s at "
         f"{copy['poll_share']:.1%} of the polls; restores: {_n(restore['policy_latency_s'])} s vs "
-        f"{_n(restore['seed_latency_s'])} s at {restore['poll_share']:.1%} of the polls"
+        f"{_n(restore['fixed_latency_s'])} s at {restore['poll_share']:.1%} of the polls"
     )
     lines.append(
         f"- a 7-day copy inside {events['target']:,} history events: {events['value']:,} -> "
         f"**{'met' if events['met'] else 'MISSED'}**"
     )
-    restore_seed_polls = results["totals"]["restore"]["seed_polls"]
+    restore_fixed_polls = results["totals"]["restore"]["fixed_polls"]
     lines += [
         "",
         "Restores report no progress figure, so any schedule trades polls for latency: seeing the end "
         "within about half a wait needs short waits near an end nobody can predict. The same "
         "policy with its `poll_max_seconds` capped (what-if; the default is 900 s), restores only:",
         "",
-        "| poll_max_seconds | restore polls (seed: "
-        + _n(restore_seed_polls)
-        + ") | mean restore latency s (seed: "
-        + _n(results["totals"]["restore"]["seed_latency_s"])
+        "| poll_max_seconds | restore polls (fixed waits: "
+        + _n(restore_fixed_polls)
+        + ") | mean restore latency s (fixed waits: "
+        + _n(results["totals"]["restore"]["fixed_latency_s"])
         + ") |",
         "|---|---|---|",
     ]

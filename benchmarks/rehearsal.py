@@ -1,9 +1,9 @@
-"""Rehearsal: wall time of a full ``aurora-restore simulate`` with the seed's input.
+"""Rehearsal: wall time of a full ``aurora-restore simulate`` with its default input.
 
 Each side is a fresh interpreter, alternately, several times, in the same run; medians:
 
-- **simulate**: ``python -m aurora_restore.cli simulate --json`` with the seed's input (the
-  command's default), i.e. moto started, the world the request implies seeded, an embedded
+- **simulate**: ``python -m aurora_restore.cli simulate --json`` with the shipped default
+  input (``aurora_restore/examples/default-input.json``), i.e. moto started, the world the request implies seeded, an embedded
   PostgreSQL started for setup_db_users, the generated state machine executed by moto's engine
   with every Task served by the real dispatcher, and the report written;
 - **baseline**: the same interpreter start, moto started with the same configuration and the same
@@ -27,7 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATE = [sys.executable, "-m", "aurora_restore.cli", "simulate", "--json"]
-#: Start moto as the rehearsal does and seed the world the seed's input implies; nothing else.
+#: Start moto as the rehearsal does and seed the world the default input implies; nothing else.
 BASELINE = """
 import json
 from importlib import resources
@@ -36,13 +36,13 @@ from aurora_restore.simulate.world import default_world, seed
 from dispatcher.aws import Clients
 from dispatcher.request import RestoreRequest
 
-raw = json.loads(resources.files("aurora_restore").joinpath("examples/seed-input.json").read_text())
+raw = json.loads(resources.files("aurora_restore").joinpath("examples/default-input.json").read_text())
 request = RestoreRequest.from_event(raw)
 with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
     seed(default_world(request), Clients(default_region=request.target_region))
 """
 POSTGRES = """
-from aurora_restore.localdb import local_postgres
+from aurora_restore.simulate.localdb import local_postgres
 with local_postgres():
     pass
 """
@@ -95,7 +95,7 @@ def report(results: dict[str, Any]) -> str:
             [
                 "## Rehearsal",
                 "",
-                "Wall time of `aurora-restore simulate --json` with the seed's input (fresh interpreter; moto, "
+                "Wall time of `aurora-restore simulate --json` with its default input (fresh interpreter; moto, "
                 "the seeded world, an embedded PostgreSQL, the generated state machine run by moto's engine, "
                 "every Task through the real dispatcher) against a baseline that starts moto the same way and "
                 f"seeds the same world, then stops. Medians of {results['runs']} alternating runs.",

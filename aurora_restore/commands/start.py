@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_request(path: str) -> dict[str, Any]:
     """The request file as a JSON object; OperatorError (misuse) saying what is wrong with it."""
-    from aurora_restore.operator import OperatorError
+    from aurora_restore.boundary import OperatorError
 
     try:
         raw = json.loads(Path(path).read_text())

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Show the holder, confirm, release."""
     from aurora_restore import operator
-    from aurora_restore.operator import OperatorError
+    from aurora_restore.boundary import OperatorError
 
     if not args.region:
         raise OperatorError("--region REGION (the target's region) is required", exit_code=EXIT_MISUSE)

@@ -3,12 +3,12 @@
 ``setup_db_users`` connects to the restored cluster's writer endpoint. In a rehearsal there is no
 cluster to connect to, so the Lambda's environment points the step at a real PostgreSQL server
 instead (``AURORA_RESTORE_DB_ENDPOINT_OVERRIDE``, the step's one simulation seam): the embedded
-server ``aurora_restore.localdb`` starts with TLS (no manual setup), or the server named by
+server ``aurora_restore.simulate.localdb`` starts with TLS (no manual setup), or the server named by
 ``--database-url``.
 
 The server plays the restored cluster faithfully where it matters: it opens with the *source*
 cluster's master user and password (a restore keeps production's credentials, which is why the
-step resets them), and :class:`~aurora_restore.localdb.RdsMasterPasswordEmulation` applies the
+step resets them), and :class:`~aurora_restore.simulate.localdb.RdsMasterPasswordEmulation` applies the
 master password change to it the way RDS would, so the old password really stops working.
 """
 
@@ -37,7 +37,7 @@ class DatabaseError(RuntimeError):
 class ExternalPostgres:
     """A server the operator runs (``--database-url``), driven with the URL's (superuser) role.
 
-    It offers what the rehearsal needs of ``aurora_restore.localdb.LocalPostgres``: the endpoint
+    It offers what the rehearsal needs of ``aurora_restore.simulate.localdb.LocalPostgres``: the endpoint
     and CA bundle for the step, and setting a role's password the way RDS does.
     """
 
@@ -159,7 +159,7 @@ class RehearsalDatabase:
         the emulation's own calls (writing the RDS-managed secret) go through ``clients``, so they
         are not counted as the pipeline's calls.
         """
-        from aurora_restore.localdb import RdsMasterPasswordEmulation
+        from aurora_restore.simulate.localdb import RdsMasterPasswordEmulation
 
         self.emulation = RdsMasterPasswordEmulation(self.server, _HookedClients(add_hook, clients)).install()
 
@@ -232,7 +232,7 @@ def rehearsal_database(
         if server is None and database_url:
             server = ExternalPostgres.from_url(database_url, ca_file)
         elif server is None:
-            from aurora_restore.localdb import LocalPostgresError, local_postgres
+            from aurora_restore.simulate.localdb import LocalPostgresError, local_postgres
 
             try:
                 server = stack.enter_context(local_postgres())

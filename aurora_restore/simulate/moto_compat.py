@@ -1,27 +1,48 @@
-"""Upstream fixes for moto bugs a rehearsal walks into, applied only while a rehearsal runs.
+"""moto corrected where it differs from RDS as documented, for the rehearsal and the tests alike.
 
-The first two are fixes moto merged later, re-applied here for the moto the machine has, and
-only when the installed moto still has the faulty code (its source is checked, not its version).
+Every correction names the AWS behaviour it reproduces, and is applied only while a block runs
+(moto is as it was afterwards). :func:`corrections` applies them all: the rehearsal enters it
+around every run. The tests enter the block for the service they exercise: ``faithful_rds``
+(:func:`rds_as_documented`), ``atomic_dynamodb_writes`` (:func:`atomic_conditional_writes`), the
+documented commands' test (:func:`change_sets_set_outputs`), so a step meets the same AWS in the
+tests and in the rehearsal. Blocks nest: only the outermost applies and undoes.
 
-- getmoto/moto#10177: a snapshot ARN is split at its *last* colon, so an automated snapshot
-  (``...:cluster-snapshot:rds:orders-2026-11-20``) referenced by ARN is "not found". Copying an
-  automated snapshot across regions needs exactly that ARN: the seed's own input does it.
-- getmoto/moto#10077 (fixed by #10093): ``StartExecution`` deep-copies the state machine with its
-  running executions (threads, locks), so a second execution of one state machine fails with
-  ``cannot pickle '_thread.RLock'``. A retry under a new execution name needs a second execution.
+Two are fixes moto merged upstream, re-applied only when the installed moto still has the faulty
+code (its source is checked, not its version):
 
-And two fidelity gaps with no upstream fix yet:
+- Snapshot ARNs (https://github.com/getmoto/moto/issues/10177): RDS accepts a snapshot's ARN
+  wherever it accepts its identifier, and an automated snapshot's identifier has a colon of its
+  own (``...:cluster-snapshot:rds:orders-2026-11-20``). moto splits the ARN at its *last* colon
+  and answers "not found". A cross-region copy names its source by ARN, so copying an automated
+  snapshot needs this.
+- Second executions (https://github.com/getmoto/moto/issues/10077): Step Functions runs any
+  number of executions of one state machine. moto's ``StartExecution`` deep-copies the state
+  machine with its running executions (threads, locks), so the second one fails with ``cannot
+  pickle '_thread.RLock'``. A retry under a new execution name is a second execution.
 
-- moto takes an automated snapshot named ``rds:<cluster>-<minute>`` the moment a cluster is
-  created (or restored) and keeps it after the cluster is deleted. RDS takes automated backups in
-  the backup window and removes them with the cluster; a cluster restored under the same name
-  within the minute (delete-first, or a retry) would collide with moto's leftover. Clusters get
-  no creation snapshot during a rehearsal; the world holds the snapshots its file lists.
-- moto's ``ModifyDBCluster(NewDBClusterIdentifier)`` renames the cluster but leaves its
-  instances pointing at the old name, so after a rename the instances belong to whatever cluster
-  takes the old name next. RDS keeps a cluster's instances across a rename; the swap strategy
-  renames twice and then deletes the old cluster's instances, so without this the rehearsal would
-  show the old writer attached to the new cluster.
+The others are fidelity gaps moto has not fixed, applied whatever its version:
+
+- No snapshot at creation: RDS takes automated backups in the backup window and removes them
+  with the cluster. moto takes one named ``rds:<cluster>-<minute>`` the moment a cluster is
+  created or restored and keeps it after the cluster is deleted, so a cluster restored under the
+  same name within the minute (delete-first, or a retry) would collide with moto's leftover.
+- Renames (``ModifyDBCluster(NewDBClusterIdentifier)``): RDS refuses a name another cluster holds
+  (``DBClusterAlreadyExistsFault``), answers ``DBClusterNotFoundFault`` for a missing cluster, and
+  keeps a cluster's instances across a rename. moto overwrites the other cluster, raises a
+  KeyError, and leaves the instances under the old name, where they would belong to whatever
+  cluster takes it next; the swap strategy renames twice and then deletes the old cluster's
+  instances, so that would remove the new cluster's writer.
+- Restores (``RestoreDBClusterFromSnapshot``): RDS refuses an identifier another cluster holds
+  (``DBClusterAlreadyExistsFault``) and honours ``DeletionProtection=False``. moto overwrites
+  the existing cluster and keeps the snapshot's source cluster's protection when told ``False``.
+- Conditional writes (DynamoDB ``PutItem``/``UpdateItem``/``DeleteItem`` with a
+  ``ConditionExpression``): DynamoDB evaluates the condition and writes atomically. moto checks
+  and then writes with nothing held between the two, so two threads can both pass
+  ``attribute_not_exists`` (seen in CI: two of five racing operations "took" one target's lock).
+  A lock around moto's writes gives the same guarantee, so a test judges our locking, not moto's.
+- Change sets (CloudFormation ``ExecuteChangeSet``): AWS sets the stack's outputs from the
+  template the change set applied; moto's ``ChangeSet.apply`` leaves the stack without outputs,
+  which ``aws cloudformation deploy`` followed by ``describe-stacks`` would then miss.
 """
 
 from __future__ import annotations
@@ -29,8 +50,32 @@ from __future__ import annotations
 import contextlib
 import copy as real_copy
 import inspect
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
+
+#: A correction's ``apply``: changes moto and returns the function that undoes the change.
+Apply = Callable[[], Callable[[], None]]
+
+
+def _applied_once(apply: Apply) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A block that applies ``apply`` unless an enclosing block already did (a test's fixture
+    around a rehearsal), and undoes it when the outermost block ends."""
+    depth = [0]
+
+    @contextlib.contextmanager
+    def block() -> Iterator[None]:
+        undo = apply() if depth[0] == 0 else None
+        depth[0] += 1
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+            if undo is not None:
+                undo()
+
+    block.__doc__ = apply.__doc__
+    return block
 
 
 def _arn_parts(identifier: str) -> tuple[str | None, str]:
@@ -42,6 +87,7 @@ def _arn_parts(identifier: str) -> tuple[str | None, str]:
 
 
 def _get_snapshot(self: Any, identifier: str, resource_type: Any, not_found_exception: Any) -> Any:
+    """``RDSBackend.get_snapshot`` that finds a snapshot by ARN whatever colons its id holds."""
     region, snapshot_id = _arn_parts(identifier)
     backend = self.get_backend("rds", region=region or self.region_name)
     snapshots = backend.resource_map[resource_type]
@@ -64,28 +110,55 @@ class _DeepcopyWithoutExecutions:
         return getattr(real_copy, name)
 
 
-def _renaming_keeps_instances(original: Any) -> Any:
-    """``RDSBackend.modify_db_cluster`` that moves the cluster's instances with a rename."""
+def _no_creation_snapshot(self: Any) -> None:
+    """RDS makes no snapshot when a cluster is created; its backups come in the backup window."""
+
+
+def _name_taken(backend: Any, cluster_id: str) -> bool:
+    """RDS cluster identifiers are case-insensitive: ``Orders`` and ``orders`` are one name."""
+    return any(existing.lower() == cluster_id.lower() for existing in backend.clusters)
+
+
+def _renames_as_rds_does(original: Any) -> Any:
+    """``RDSBackend.modify_db_cluster`` that refuses taken names and keeps instances across a rename."""
+    from moto.rds.exceptions import DBClusterNotFoundError, RDSClientError
 
     def modify_db_cluster(self: Any, kwargs: dict[str, Any]) -> Any:
-        old_id = kwargs.get("db_cluster_identifier")
-        new_id = kwargs.get("new_db_cluster_identifier")
+        old_id = kwargs["db_cluster_identifier"]
+        if old_id not in self.clusters:
+            raise DBClusterNotFoundError(old_id)
+        new_id: str = kwargs.get("new_db_cluster_identifier") or ""
+        renamed = bool(new_id) and new_id.lower() != old_id.lower()
+        if renamed and _name_taken(self, new_id):
+            raise RDSClientError("DBClusterAlreadyExistsFault", f"DB Cluster {new_id} already exists")
         members = [
             instance
             for instance in self.databases.values()
-            if getattr(instance, "db_cluster_identifier", None) == old_id
+            if str(getattr(instance, "db_cluster_identifier", None) or "").lower() == old_id.lower()
         ]
         result = original(self, kwargs)
-        if new_id and new_id != old_id:
-            for instance in members:
-                instance.db_cluster_identifier = new_id
+        # Harmless where moto already moves the instances: they then already carry the new name.
+        for instance in members if renamed else []:
+            instance.db_cluster_identifier = new_id.lower()
         return result
 
     return modify_db_cluster
 
 
-def _no_creation_snapshot(self: Any) -> None:
-    """RDS makes no snapshot when a cluster is created; its backups come in the backup window."""
+def _restores_as_rds_does(original: Any) -> Any:
+    """``RDSBackend.restore_db_cluster_from_snapshot`` that refuses taken names and honours the flags."""
+    from moto.rds.exceptions import RDSClientError
+
+    def restore_db_cluster_from_snapshot(self: Any, from_snapshot_id: str, overrides: dict[str, Any]) -> Any:
+        new_id = overrides.get("db_cluster_identifier")
+        if new_id and _name_taken(self, new_id):
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB cluster already exists")
+        cluster = original(self, from_snapshot_id, overrides)
+        if overrides.get("deletion_protection") is not None:
+            cluster.deletion_protection = overrides["deletion_protection"] in (True, "true", "True")
+        return cluster
+
+    return restore_db_cluster_from_snapshot
 
 
 def _still_faulty(function: Any, faulty_code: str) -> bool:
@@ -95,29 +168,86 @@ def _still_faulty(function: Any, faulty_code: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def upstream_fixes() -> Iterator[None]:
-    """Apply the fixes the installed moto needs while the block runs; moto is as it was afterwards."""
+def _apply_rds() -> Callable[[], None]:
+    """RDS (and the Step Functions engine) as documented while the block runs; see the module."""
     from moto.rds.models import DBCluster, RDSBackend
     from moto.stepfunctions.parser import models as parser_models
 
     saved_get_snapshot = RDSBackend.get_snapshot
     saved_modify = RDSBackend.modify_db_cluster
+    saved_restore = RDSBackend.restore_db_cluster_from_snapshot
     saved_copy = parser_models.copy
     saved_backup = DBCluster.save_automated_backup
     DBCluster.save_automated_backup = _no_creation_snapshot  # type: ignore[method-assign]
-    # Harmless where moto already moves the instances: they then already carry the new name.
-    RDSBackend.modify_db_cluster = _renaming_keeps_instances(saved_modify)  # type: ignore[method-assign]
+    RDSBackend.modify_db_cluster = _renames_as_rds_does(saved_modify)  # type: ignore[method-assign]
+    RDSBackend.restore_db_cluster_from_snapshot = _restores_as_rds_does(saved_restore)  # type: ignore[method-assign]
     if _still_faulty(RDSBackend.get_snapshot, 'identifier.split(":")[-1]'):
         RDSBackend.get_snapshot = _get_snapshot  # type: ignore[method-assign]
     if _still_faulty(
         parser_models.StepFunctionsParserBackend.start_execution, "copy.deepcopy(state_machine)"
     ):
         parser_models.copy = _DeepcopyWithoutExecutions()  # type: ignore[assignment]
-    try:
-        yield
-    finally:
+
+    def undo() -> None:
         RDSBackend.get_snapshot = saved_get_snapshot  # type: ignore[method-assign]
         RDSBackend.modify_db_cluster = saved_modify  # type: ignore[method-assign]
+        RDSBackend.restore_db_cluster_from_snapshot = saved_restore  # type: ignore[method-assign]
         parser_models.copy = saved_copy
         DBCluster.save_automated_backup = saved_backup  # type: ignore[method-assign]
+
+    return undo
+
+
+def _apply_dynamodb() -> Callable[[], None]:
+    """DynamoDB's conditional writes atomic while the block runs, as DynamoDB's are."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    guard = threading.RLock()
+    saved = {name: getattr(DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")}
+
+    def atomic(original: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with guard:
+                return original(self, *args, **kwargs)
+
+        return write
+
+    for name, original in saved.items():
+        setattr(DynamoDBBackend, name, atomic(original))
+
+    def undo() -> None:
+        for name, original in saved.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return undo
+
+
+def _apply_cloudformation() -> Callable[[], None]:
+    """A change set sets its stack's outputs while the block runs, as CloudFormation does."""
+    from moto.cloudformation.models import ChangeSet
+    from moto.cloudformation.parsing import OutputMap
+
+    original = ChangeSet.apply
+
+    def apply(self: Any) -> None:
+        original(self)
+        self.stack.output_map = OutputMap(self.stack.resource_map, self.template_dict, self.stack.stack_id)
+
+    ChangeSet.apply = apply  # type: ignore[method-assign]
+
+    def undo() -> None:
+        ChangeSet.apply = original  # type: ignore[method-assign]
+
+    return undo
+
+
+rds_as_documented = _applied_once(_apply_rds)
+atomic_conditional_writes = _applied_once(_apply_dynamodb)
+change_sets_set_outputs = _applied_once(_apply_cloudformation)
+
+
+@contextlib.contextmanager
+def corrections() -> Iterator[None]:
+    """Every correction while the block runs (the rehearsal's moto); moto is as it was afterwards."""
+    with rds_as_documented(), atomic_conditional_writes(), change_sets_set_outputs():
+        yield

@@ -70,7 +70,7 @@ class Options:
     database_url: str | None = None
     #: CA bundle to verify --database-url's certificate with (empty: TLS without verification).
     database_ca_file: str = ""
-    #: A running ``aurora_restore.localdb.LocalPostgres`` to use as is (tests share one per session).
+    #: A running ``aurora_restore.simulate.localdb.LocalPostgres`` to use as is (tests share one per session).
     postgres: Any = None
     #: Poll bounds the Lambda gets (AURORA_RESTORE_POLL_MIN/MAX_SECONDS): Wait states last this long.
     poll_min_seconds: int = 0
@@ -414,7 +414,7 @@ class Rehearsal:
             )
             stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
             stack.enter_context(_quiet_moto())
-            stack.enter_context(moto_compat.upstream_fixes())
+            stack.enter_context(moto_compat.corrections())
             stack.enter_context(moto_skips_faulted_requests())
             stack.enter_context(_lambda_logs(sink))
             from dispatcher.aws import Clients

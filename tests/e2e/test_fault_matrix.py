@@ -20,9 +20,6 @@ import pytest
 from aurora_restore.simulate.rehearsal import Report
 from tests.e2e import fault_matrix
 from tests.e2e.fault_matrix import Outcome, Run
-from tests.functional.replace_world import faithful_rds
-
-__all__ = ["faithful_rds"]
 
 
 @pytest.fixture
@@ -54,7 +51,6 @@ def run_all(
 
 
 def test_fault_matrix_sample(
-    faithful_rds: None,
     rehearse: Callable[..., Report],
     seed_input: dict[str, Any],
     operations: list[tuple[str, str]],
@@ -75,7 +71,6 @@ def test_fault_matrix_sample(
 
 @pytest.mark.slow
 def test_fault_matrix_exhaustive(
-    faithful_rds: None,
     rehearse: Callable[..., Report],
     seed_input: dict[str, Any],
     operations: list[tuple[str, str]],
@@ -96,7 +91,6 @@ def test_fault_matrix_exhaustive(
 
 @pytest.mark.slow
 def test_fault_matrix_retry_exhaustive(
-    faithful_rds: None,
     rehearse: Callable[..., Report],
     seed_input: dict[str, Any],
     operations: list[tuple[str, str]],

@@ -60,7 +60,7 @@ class Secrets:
 @pytest.fixture
 def secrets_seen(monkeypatch: pytest.MonkeyPatch, postgres_server: Any) -> Iterator[Secrets]:
     """Remember every master password generated and every raw history event read."""
-    import aurora_restore.localdb as localdb
+    import aurora_restore.simulate.localdb.rds_passwords as rds_passwords
     import steps.lib.master_password as master_password
 
     seen = Secrets()
@@ -78,7 +78,9 @@ def secrets_seen(monkeypatch: pytest.MonkeyPatch, postgres_server: Any) -> Itera
     monkeypatch.setattr(
         master_password, "generate_master_password", remembering(master_password.generate_master_password)
     )
-    monkeypatch.setattr(localdb, "generate_master_password", remembering(localdb.generate_master_password))
+    monkeypatch.setattr(
+        rds_passwords, "generate_master_password", remembering(rds_passwords.generate_master_password)
+    )
     read_events = rehearsal_module.read_new_events
 
     def reading(*args: Any, **kwargs: Any) -> Any:

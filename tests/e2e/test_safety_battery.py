@@ -21,9 +21,6 @@ from aurora_restore.simulate.hooks import parse_fault
 from aurora_restore.simulate.rehearsal import Report
 from aurora_restore.simulate.world import ClusterSpec, World, default_world
 from dispatcher.request import MANAGED_TAG, RestoreRequest
-from tests.functional.replace_world import faithful_rds
-
-__all__ = ["faithful_rds"]
 
 SOURCE_REGION, TARGET_REGION = "us-east-1", "us-west-2"
 KINDS = (
@@ -196,7 +193,7 @@ SAMPLE = [
 
 @pytest.mark.parametrize(("kind", "strategy", "faults"), SAMPLE)
 def test_a_target_the_rules_protect_is_never_renamed_or_deleted(
-    faithful_rds: None, rehearse: Callable[..., Report], kind: str, strategy: str, faults: tuple[str, ...]
+    rehearse: Callable[..., Report], kind: str, strategy: str, faults: tuple[str, ...]
 ) -> None:
     # GIVEN a target the safety rules protect; WHEN a refresh of it runs (maybe with a fault)
     # THEN (checked in run) nothing renamed or deleted it, and the refresh failed saying why
@@ -208,6 +205,6 @@ def test_a_target_the_rules_protect_is_never_renamed_or_deleted(
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_protected_target_every_strategy_every_fault(
-    faithful_rds: None, rehearse: Callable[..., Report], kind: str, strategy: str, faults: tuple[str, ...]
+    rehearse: Callable[..., Report], kind: str, strategy: str, faults: tuple[str, ...]
 ) -> None:
     run(rehearse, kind, strategy, faults)

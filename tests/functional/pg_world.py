@@ -2,7 +2,7 @@
 
 moto holds the cluster (tagged as restored by the operation) and the secrets; the session's local
 server plays the cluster's database, reached through ``AURORA_RESTORE_DB_ENDPOINT_OVERRIDE``, and
-:class:`~aurora_restore.localdb.RdsMasterPasswordEmulation` applies master password changes to it
+:class:`~aurora_restore.simulate.localdb.RdsMasterPasswordEmulation` applies master password changes to it
 the way RDS would.
 """
 
@@ -14,7 +14,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from aurora_restore.localdb import LocalPostgres, RdsMasterPasswordEmulation
+from aurora_restore.simulate.localdb import LocalPostgres, RdsMasterPasswordEmulation
 from dispatcher import logs
 from dispatcher.context import StepContext
 from dispatcher.request import MANAGED_TAG, OPERATION_TAG, RestoreRequest, parse_request

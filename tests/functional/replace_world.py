@@ -1,14 +1,13 @@
 """A target region for the replace steps' tests: moto made faithful where it is not, and probes.
 
-moto 5.2.1's RDS gets four things wrong that matter to replacing a target (read in
-``moto/rds/models.py``): ``ModifyDBCluster(NewDBClusterIdentifier=...)`` overwrites a cluster that
-already holds the new name and leaves the instances behind under the old cluster id;
-``ModifyDBCluster`` on a missing cluster is a KeyError; ``RestoreDBClusterFromSnapshot`` overwrites
-an existing cluster instead of raising ``DBClusterAlreadyExistsFault`` and ignores
-``DeletionProtection=False`` (the restore inherits the source's). The ``faithful_rds`` fixture
-patches moto's backend (not our code) to behave as RDS documents. States moto never shows
-(creating, renaming, deleting, failed...) come from :class:`StatusOverlay`, an ``after-call`` hook
-that rewrites what the describe calls return, and faults from ``before-call`` hooks.
+moto gets things wrong that matter to replacing a target (renames over a taken name, instances
+left behind by a rename, restores over an existing cluster, ``DeletionProtection=False`` ignored,
+a snapshot taken at creation). The ``faithful_rds`` fixture applies the rehearsal's own
+corrections (:func:`aurora_restore.simulate.moto_compat.rds_as_documented`, where each names the
+RDS behaviour it reproduces), so these tests and the rehearsal meet the same RDS. States moto never
+shows (creating, renaming, deleting, failed...) come from :class:`StatusOverlay`, an
+``after-call`` hook that rewrites what the describe calls return, and faults from ``before-call``
+hooks.
 """
 
 from __future__ import annotations
@@ -34,45 +33,12 @@ READ_ONLY_PREFIXES = ("Describe", "List")
 
 
 @pytest.fixture
-def faithful_rds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's RDS refuse taken names, carry instances along a rename, and honour restore flags."""
-    from moto.rds.exceptions import DBClusterNotFoundError, RDSClientError
-    from moto.rds.models import DBInstanceClustered, RDSBackend
+def faithful_rds() -> Iterator[None]:
+    """moto's RDS as RDS documents it, with the rehearsal's corrections, for the test's duration."""
+    from aurora_restore.simulate.moto_compat import rds_as_documented
 
-    original_modify = RDSBackend.modify_db_cluster
-    original_restore = RDSBackend.restore_db_cluster_from_snapshot
-
-    def taken(backend: Any, cluster_id: str) -> bool:
-        return any(existing.lower() == cluster_id.lower() for existing in backend.clusters)
-
-    def modify_db_cluster(self: Any, kwargs: dict[str, Any]) -> Any:
-        cluster_id = kwargs["db_cluster_identifier"]
-        if cluster_id not in self.clusters:
-            raise DBClusterNotFoundError(cluster_id)
-        new_id = kwargs.get("new_db_cluster_identifier")
-        if new_id and new_id.lower() != cluster_id.lower() and taken(self, new_id):
-            raise RDSClientError("DBClusterAlreadyExistsFault", f"DB Cluster {new_id} already exists")
-        members = [
-            db
-            for db in self.databases.values()
-            if isinstance(db, DBInstanceClustered) and db.db_cluster_identifier == cluster_id.lower()
-        ]
-        result = original_modify(self, kwargs)
-        for member in members if new_id else []:
-            member.db_cluster_identifier = new_id.lower()
-        return result
-
-    def restore_db_cluster_from_snapshot(self: Any, from_snapshot_id: str, overrides: dict[str, Any]) -> Any:
-        new_id = overrides.get("db_cluster_identifier")
-        if new_id and taken(self, new_id):
-            raise RDSClientError("DBClusterAlreadyExistsFault", "DB cluster already exists")
-        cluster = original_restore(self, from_snapshot_id, overrides)
-        if overrides.get("deletion_protection") is not None:
-            cluster.deletion_protection = overrides["deletion_protection"] in (True, "true", "True")
-        return cluster
-
-    monkeypatch.setattr(RDSBackend, "modify_db_cluster", modify_db_cluster)
-    monkeypatch.setattr(RDSBackend, "restore_db_cluster_from_snapshot", restore_db_cluster_from_snapshot)
+    with rds_as_documented():
+        yield
 
 
 def rds(clients: Any) -> Any:

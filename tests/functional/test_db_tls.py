@@ -35,7 +35,7 @@ def handshake(server: Any, context: ssl.SSLContext, server_hostname: str) -> str
 
 
 def test_the_connection_verifies_the_chain_and_the_host_name(postgres_server: Any, tmp_path: Path) -> None:
-    from aurora_restore.localdb import make_certificates
+    from aurora_restore.simulate.localdb import make_certificates
 
     # GIVEN the context the step builds from the stack's bundle
     context = tls_context(postgres_server.ca_file)

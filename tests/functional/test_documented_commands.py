@@ -30,7 +30,8 @@ Where moto cannot do what AWS does, and what the test does instead:
   the operation is recorded, the target's lock taken, the audit trail begun. The execution itself
   stays RUNNING until a documented command stops it.
 - moto's change sets do not set the stack's outputs (``ChangeSet.apply`` skips them; AWS sets the
-  outputs of the template the change set applied): corrected while the test runs.
+  outputs of the template the change set applied): corrected while the test runs, by the
+  rehearsal's own correction (``aurora_restore.simulate.moto_compat.change_sets_set_outputs``).
 - moto finds a ``TemplateURL``'s bucket only when its host is ``localhost``: the endpoint is
   ``http://localhost:<port>``.
 - moto does not evaluate IAM: the calls the runbook's ``aurora-restore`` commands make reach the
@@ -57,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from aurora_restore.simulate import moto_compat
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ("docs/deploy.md", "docs/runbook.md", "README.md")
@@ -189,25 +192,6 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-@contextlib.contextmanager
-def change_sets_set_outputs() -> Iterator[None]:
-    """moto's ``ChangeSet.apply`` leaves the stack without outputs; AWS sets them (see above)."""
-    from moto.cloudformation.models import ChangeSet
-    from moto.cloudformation.parsing import OutputMap
-
-    original = ChangeSet.apply
-
-    def apply(self: Any) -> None:
-        original(self)
-        self.stack.output_map = OutputMap(self.stack.resource_map, self.template_dict, self.stack.stack_id)
-
-    ChangeSet.apply = apply  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        ChangeSet.apply = original  # type: ignore[method-assign]
-
-
 def copy_checkout(destination: Path) -> Path:
     """The checkout's files (tracked and new, not ignored) in ``destination``, as a clone has them."""
     git = shutil.which("git") or "git"
@@ -306,10 +290,10 @@ class LocalAws:
 
     def seed_world(self) -> None:
         """The example's clusters, snapshot and keys, as the reader's accounts have them."""
-        from aurora_restore.simulate.moto_compat import upstream_fixes
+        from aurora_restore.simulate.moto_compat import corrections
         from aurora_restore.simulate.world import load_world, seed
 
-        with upstream_fixes():
+        with corrections():
             seed(load_world(WORLD.read_text(), str(WORLD)), self.client)
         self.seed_network()
         # The on-call role deploy.md attaches the operator policy to.
@@ -520,7 +504,7 @@ def test_the_deploy_guide_and_the_runbook_run_as_written(
     checkout = copy_checkout(tmp_path / "aurora-restore")
     stand_in_ca_bundle(checkout / "build" / "global-bundle.pem")
     ran: list[str] = []
-    with moto_server() as endpoint, change_sets_set_outputs():
+    with moto_server() as endpoint, moto_compat.change_sets_set_outputs():
         env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
         local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
         local.seed_world()
@@ -581,7 +565,7 @@ def test_the_readme_runs_as_written(
     checkout = copy_checkout(tmp_path / "aurora-restore")
     stand_in_ca_bundle(checkout / "build" / "global-bundle.pem")
     ran: list[str] = []
-    with moto_server() as endpoint, change_sets_set_outputs():
+    with moto_server() as endpoint, moto_compat.change_sets_set_outputs():
         env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
         local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
         local.seed_world()

@@ -54,17 +54,9 @@ def holds(rule: dict[str, Any], data: dict[str, Any]) -> bool:
 
 
 def target_cluster(clients: Any, instances: int) -> None:
-    """A managed target; without the backup moto takes at creation (``rds:<cluster>-<minute>``):
-    moto never removes it, so a cluster restored under the same name within the minute
-    (delete-first) would collide with it, which RDS never does."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.rds.models import rds_backends
-
+    """A managed target with ``instances`` instances (``faithful_rds`` keeps moto from taking a
+    snapshot at creation, which RDS never does and a same-name restore would collide with)."""
     make_cluster(clients, TARGET, instances=instances)
-    backend = rds_backends[DEFAULT_ACCOUNT_ID][TARGET_REGION]
-    for snapshot_id, snapshot in list(backend.cluster_snapshots.items()):
-        if snapshot.snapshot_type == "automated" and snapshot.db_cluster_identifier == TARGET:
-            del backend.cluster_snapshots[snapshot_id]
 
 
 def tags_of(resource: dict[str, Any]) -> dict[str, str]:
@@ -210,7 +202,7 @@ class Database:
 @pytest.fixture
 def database(postgres_server: Any, pg_database: str, clients: Any) -> Database:
     """The database, its master user as the snapshot has it, and RDS's password changes emulated."""
-    from aurora_restore.localdb import RdsMasterPasswordEmulation
+    from aurora_restore.simulate.localdb import RdsMasterPasswordEmulation
 
     postgres_server.add_master_user(SOURCE_MASTER, SOURCE_PASSWORD)
     RdsMasterPasswordEmulation(postgres_server, clients).install()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aurora_restore.localdb import local_postgres
+from aurora_restore.simulate.localdb import local_postgres
 
 
 def connect_error(server: Any, *, user: str, password: str, tls: Any) -> str:

@@ -193,7 +193,7 @@ def deployed(
     import boto3
 
     from aurora_restore.simulate.engine import InProcessLambda, compressed_waits, function_arn
-    from aurora_restore.simulate.moto_compat import upstream_fixes
+    from aurora_restore.simulate.moto_compat import corrections
 
     sfn = boto3.client("stepfunctions", region_name=region)
     arn = function_arn(region, "123456789012")
@@ -209,7 +209,7 @@ def deployed(
     )
     bridge = InProcessLambda(arn, handler=app.handle)
     # A retry is a second execution of the state machine: moto needs its upstream fix for that.
-    with bridge.installed(), compressed_waits(0.001), upstream_fixes():
+    with bridge.installed(), compressed_waits(0.001), corrections():
         yield {"machine": machine, "sfn": sfn, "app": app}
         # Executions run on the engine's threads: let them end before the next test resets the world.
         for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
@@ -773,7 +773,7 @@ def refresh_stack(
         postgres_server.execute(f"DROP OWNED BY {row['rolname']}; DROP ROLE {row['rolname']}")
 
 
-SEED_INPUT = Path(__file__).parents[2] / "aurora_restore" / "examples" / "seed-input.json"
+SEED_INPUT = Path(__file__).parents[2] / "aurora_restore" / "examples" / "default-input.json"
 
 
 def test_a_real_refresh_is_started_watched_and_read_back(refresh_stack: dict[str, Any]) -> None:

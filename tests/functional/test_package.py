@@ -39,7 +39,7 @@ def python312() -> str:
 
 @pytest.mark.slow
 def test_the_documented_command_builds_a_zip_for_lambda_on_arm64(tmp_path: Path, python312: str) -> None:
-    from aurora_restore.localdb import make_certificates
+    from aurora_restore.simulate.localdb import make_certificates
 
     _, _, ca = make_certificates(tmp_path / "ca")
     bundle = tmp_path / "global-bundle.pem"
@@ -204,7 +204,7 @@ def test_only_the_runtimes_bytecode_ships(tmp_path: Path) -> None:
 
 
 def test_a_ca_bundle_ships_under_certs_and_a_non_pem_file_is_refused(tmp_path: Path) -> None:
-    from aurora_restore.localdb import make_certificates
+    from aurora_restore.simulate.localdb import make_certificates
 
     _, _, ca = make_certificates(tmp_path / "ca")
     bundle = tmp_path / "global-bundle.pem"

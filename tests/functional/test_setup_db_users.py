@@ -504,7 +504,7 @@ def test_connection_refused_after_the_retry_budget(
     postgres_server: Any, pg_database: str, clients: Any, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN an endpoint where nothing listens, two attempts and a short backoff
-    from aurora_restore.localdb import unused_port
+    from aurora_restore.simulate.localdb import unused_port
     from steps.setup_db_users import SetupDBUsers
 
     port = unused_port()
@@ -531,7 +531,7 @@ def test_connection_refused_after_the_retry_budget(
 def test_a_certificate_that_does_not_verify_is_refused(
     postgres_server: Any, pg_database: str, clients: Any, store: Any, tmp_path: Any
 ) -> None:
-    from aurora_restore.localdb import make_certificates
+    from aurora_restore.simulate.localdb import make_certificates
 
     _, _, other_ca = make_certificates(tmp_path / "other")
     world = World.make(postgres_server, pg_database, clients, store, db_ca_bundle=str(other_ca))

@@ -6,19 +6,19 @@ from benchmarks.polling import (
     HOUR,
     MINUTE,
     linear_copy,
+    replay_fixed_waits,
     replay_policy,
-    replay_seed,
     silent_restore,
 )
 from dispatcher.settings import Settings
 from steps.lib.polling import EVENTS_PER_POLL_ROUND
 
 
-def test_seed_replay_counts_every_state_of_its_fixed_loop() -> None:
+def test_fixed_wait_replay_counts_every_state_of_its_loop() -> None:
     # GIVEN a copy done 10 s after a 30 s grid point (30 min + 10 s)
     timeline = linear_copy("copy", 30 * MINUTE)(10)
-    # WHEN the seed's loop replays it
-    replay = replay_seed(timeline)
+    # WHEN the fixed-wait loop replays it
+    replay = replay_fixed_waits(timeline)
     # THEN checks at 0, 30, ... 1830 (62) plus the start step; seen 20 s late
     assert replay.polls == 63
     assert replay.noticed_at == 1830

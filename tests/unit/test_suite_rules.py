@@ -31,7 +31,7 @@ def test_not_postgres_leaves_out_every_test_whose_fixtures_start_the_server() ->
 
 def test_a_test_without_the_marker_cannot_start_a_server() -> None:
     # This test is not marked postgres: starting a server from it is refused before initdb runs.
-    from aurora_restore.localdb import LocalPostgresServer
+    from aurora_restore.simulate.localdb import LocalPostgresServer
 
     with pytest.raises(
         AssertionError, match=r"test_suite_rules\.py::test_a_test_without_the_marker.*not marked postgres"

@@ -1,0 +1,59 @@
+"""The moto corrections the rehearsal and the tests share: RDS as documented while a block runs,
+nesting without applying twice, and moto as it was once the outermost block ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from aurora_restore.simulate.moto_compat import corrections, rds_as_documented
+from tests.functional.replace_world import TARGET, TARGET_REGION, make_cluster
+
+
+def rename(clients: Any, old: str, new: str) -> None:
+    clients("rds", TARGET_REGION).modify_db_cluster(
+        DBClusterIdentifier=old, NewDBClusterIdentifier=new, ApplyImmediately=True
+    )
+
+
+def cluster_of(clients: Any, instance_id: str) -> str:
+    found = clients("rds", TARGET_REGION).describe_db_instances(DBInstanceIdentifier=instance_id)
+    return str(found["DBInstances"][0]["DBClusterIdentifier"])
+
+
+def test_a_rename_onto_a_taken_name_is_refused_and_instances_follow_a_rename(clients: Any) -> None:
+    # GIVEN two clusters, with the corrections on
+    with rds_as_documented():
+        make_cluster(clients, TARGET)
+        make_cluster(clients, "orders-other")
+        # WHEN one is renamed onto the other's name THEN RDS's error, and both are still there
+        with pytest.raises(ClientError) as refused:
+            rename(clients, TARGET, "orders-other")
+        assert refused.value.response["Error"]["Code"] == "DBClusterAlreadyExistsFault"
+        # WHEN it is renamed to a free name THEN its instance goes with it
+        rename(clients, TARGET, "orders-dev-old")
+        assert cluster_of(clients, f"{TARGET}-instance-1") == "orders-dev-old"
+        # AND no snapshot was taken when the clusters were made
+        assert clients("rds", TARGET_REGION).describe_db_cluster_snapshots()["DBClusterSnapshots"] == []
+
+
+def test_blocks_nest_and_moto_is_as_it_was_after_the_outermost(clients: Any) -> None:
+    from moto.rds.models import RDSBackend
+
+    plain = RDSBackend.modify_db_cluster
+    # GIVEN a test's block around the rehearsal's (as faithful_rds around a rehearsal)
+    with rds_as_documented():
+        corrected = RDSBackend.modify_db_cluster
+        with corrections():
+            # THEN the inner block applies nothing twice
+            assert RDSBackend.modify_db_cluster is corrected
+        # AND its end leaves the outer block's corrections in place
+        assert RDSBackend.modify_db_cluster is corrected
+        make_cluster(clients, TARGET)
+        make_cluster(clients, "orders-other")
+        with pytest.raises(ClientError):
+            rename(clients, TARGET, "orders-other")
+    # WHEN the outermost block ends THEN moto is as it was
+    assert RDSBackend.modify_db_cluster is plain
