@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from dispatcher.errors import UnknownStep
@@ -50,13 +51,31 @@ class Step:
     #: each path a Choice, a Wait or Parameters reads against them (an absent path is
     #: ``States.Runtime``, which nothing catches); the dispatcher refuses an output without them.
     outputs: ClassVar[tuple[str, ...]] = ()
+    #: The IAM actions the step's AWS calls need, including what AWS checks on the caller when a
+    #: service acts on its behalf (``kms:CreateGrant`` for an encrypted copy...). The template's
+    #: dispatcher role allows these and no others beside the framework's own (tables, logs, traces).
+    aws_actions: ClassVar[tuple[str, ...]] = ()
     #: False for steps that only read (checks, polls); the idempotency test runs the others twice.
     mutating: ClassVar[bool] = True
-    #: For third-party steps: the built-in step after which this one runs.
+    #: Where the step runs, for built-in and third-party steps alike: right after the step named
+    #: here (after the whole loop when it names either half of a poll loop). ``infra/pipeline.py``
+    #: derives the pipeline from these.
     run_after: ClassVar[str | None] = None
+    #: Set when the step (with the steps placed after it by others) runs only when a Choice holds.
+    run_when: ClassVar[RunWhen | None] = None
+    #: ``"first"`` for the step that takes the raw input, ``"failure"`` for the one every Catch
+    #: goes to; None for the others, which set ``run_after``.
+    pipeline_role: ClassVar[str | None] = None
     #: True for the failure step: it must run (and notify) even when the state table refuses the
     #: dispatcher's own records, so those are logged instead of failing the invocation.
     records_best_effort: ClassVar[bool] = False
+    #: The step this one was generated from (a poll loop's check half), placed with it; else None.
+    part_of: ClassVar[type[Step] | None] = None
+
+    @classmethod
+    def derived_steps(cls) -> tuple[type[Step], ...]:
+        """Steps generated from this one, registered with it (a poll loop's check half)."""
+        return ()
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """Do the step's work for ``ctx.request`` and return a JSON-safe result.
@@ -92,6 +111,17 @@ class Step:
         parts = [f"{k}={v}" for k, v in output.items() if isinstance(v, (str, int, float, bool))]
         text = ", ".join(parts)
         return text if len(text) <= 300 else text[:297] + "..."
+
+
+@dataclass(frozen=True)
+class RunWhen:
+    """A step's condition: its stage runs only when ``rule`` (an ASL Choice rule, no ``Next``) holds.
+
+    ``choice`` names the Choice state; when the rule does not hold the pipeline goes on past it.
+    """
+
+    choice: str
+    rule: dict[str, Any]
 
 
 def missing_outputs(declared: tuple[str, ...], output: Any) -> list[str]:
@@ -141,6 +171,13 @@ class Registry:
             if cls.result_key == "request" and not cls.produces_request:
                 raise ValueError(f"step {name!r}: result_key 'request' would overwrite the request")
             self._steps[name] = cls
+            for derived in cls.derived_steps():
+                existing_part = getattr(self._steps.get(derived.name), "part_of", None)
+                if existing_part is cls:
+                    continue  # a trial stand-in for this loop's half, registered first, stays
+                if existing_part is not None and issubclass(cls, existing_part):
+                    del self._steps[derived.name]  # a subclass of the loop brings its own half
+                self.register(derived.name, state_name=derived.state_name)(derived)
             return cls
 
         return decorate
@@ -167,8 +204,10 @@ class Registry:
         return len(self._steps)
 
     def unregister(self, name: str) -> None:
-        """Remove a step (tests that register an extra step clean up with this)."""
-        self._steps.pop(name, None)
+        """Remove a step and the steps generated from it (tests that register an extra step clean up)."""
+        removed = self._steps.pop(name, None)
+        for other in [n for n, cls in self._steps.items() if removed and cls.part_of is removed]:
+            self._steps.pop(other)
 
     def load_plugins(self) -> list[str]:
         """Import every ``aurora_restore.steps`` entry point once; return the names added."""

@@ -4,6 +4,7 @@
     python infra/build_template.py --format yaml -o template.yaml --stage prod
     python infra/build_template.py -o tests/golden/template.json   # refresh the golden copy
     python infra/build_template.py --diagram            # Mermaid flowchart of the state machine
+    python infra/build_template.py --update-docs        # rewrite the diagram in README and deploy.md
 
 The state machine is generated from the registered steps (``infra/state_machine.py``); the
 function's code is the local zip ``build/lambda.zip`` (``python -m infra.package``), which
@@ -13,6 +14,7 @@ function's code is the local zip ``build/lambda.zip`` (``python -m infra.package
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +57,13 @@ from infra.network import Network, add_network
 from infra.operator_policy import operator_statements
 from infra.parameters import Parameters, add_parameters
 from infra.pipeline import FUNCTION_TIMEOUT_SECONDS
-from infra.state_machine import DISPATCHER_ARN_VARIABLE, PipelineError, build_definition, to_mermaid
+from infra.state_machine import (
+    DISPATCHER_ARN_VARIABLE,
+    PipelineError,
+    build_definition,
+    pipeline_steps,
+    to_mermaid,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -88,6 +96,15 @@ HAS_SCRIPTS_PREFIX = "HasScriptsS3Prefix"
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the template (or the diagram) and print it or write it to ``-o``."""
     args = parse_args(argv)
+    if args.update_docs:
+        try:
+            changed = update_diagrams(to_mermaid(build_definition()))
+        except PipelineError as exc:
+            print(f"build_template: {exc}", file=sys.stderr)
+            return 1
+        for path in changed:
+            print(f"updated the state machine diagram in {path.relative_to(ROOT)}")
+        return 0
     try:
         text = _build_text(args)
     except PipelineError as exc:
@@ -115,6 +132,33 @@ def _build_text(args: argparse.Namespace) -> str:
     return render(template, args.format)
 
 
+#: The checkout's root, where the documents embedding the diagram live.
+ROOT = Path(__file__).resolve().parents[1]
+#: The documents that show the state machine diagram (``--update-docs`` rewrites each copy).
+DIAGRAM_DOCUMENTS = ("README.md", "docs/deploy.md")
+#: A copy of the state machine diagram in a document: the only Mermaid flowchart from ``start``.
+_DIAGRAM_BLOCK = re.compile(r"```mermaid\nflowchart TD\n    start\(\(start\)\).*?```", re.DOTALL)
+
+
+def update_diagrams(diagram: str, root: Path = ROOT) -> list[Path]:
+    """Rewrite every copy of the state machine diagram in :data:`DIAGRAM_DOCUMENTS`; the changed files.
+
+    A document without a copy is an error: the documents promise the diagram.
+    """
+    changed = []
+    block = "```mermaid\n" + diagram + "```"
+    for name in DIAGRAM_DOCUMENTS:
+        path = root / name
+        text = path.read_text()
+        if not _DIAGRAM_BLOCK.search(text):
+            raise PipelineError(f"{name} has no state machine diagram (a ```mermaid flowchart TD from start)")
+        updated = _DIAGRAM_BLOCK.sub(lambda _: block, text)
+        if updated != text:
+            path.write_text(updated)
+            changed.append(path)
+    return changed
+
+
 def render(template: Template, fmt: str = "json") -> str:
     """The template as text, exactly as written to stdout or ``-o`` (the golden copy is this)."""
     return template.to_yaml() if fmt == "yaml" else template.to_json(indent=2) + "\n"
@@ -140,6 +184,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--diagram", action="store_true", help="print a Mermaid flowchart of the state machine"
     )
+    parser.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="rewrite the state machine diagram in README.md and docs/deploy.md from the built-in steps",
+    )
     return parser.parse_args(argv)
 
 
@@ -160,8 +209,12 @@ def build_template(
     state_table, audit_table = add_tables(template, params, key)
     topic = add_topic(template, params, key)
     network = add_network(template, params.stage)
+    if registry is None:
+        from dispatcher.registry import load_builtin_steps
+
+        registry = load_builtin_steps()
     function, function_logs = add_dispatcher(
-        template, params, key, state_table, audit_table, topic, network, code=code, plugins=plugins
+        template, params, key, state_table, audit_table, topic, network, registry, code=code, plugins=plugins
     )
     state_machine = add_state_machine(template, params, key, function, registry)
     add_alarms(template, params, state_machine, function, topic)
@@ -268,7 +321,7 @@ def _name(params: Parameters, pattern: str) -> Sub:
 
 
 def _table_name(params: Parameters, base: str) -> Sub:
-    """The seed's table names, so its ``aws dynamodb`` commands work; a suffix only for a second stack."""
+    """Fixed table names, so the documented ``aws dynamodb`` commands work; a suffix for a second stack."""
     return Sub(base + "${Suffix}", Suffix=Ref(params.table_name_suffix))
 
 
@@ -488,11 +541,15 @@ def add_dispatcher(
     audit_table: dynamodb.Table,
     topic: sns.Topic,
     network: Network,
+    steps: Registry,
     *,
     code: str,
     plugins: bool,
 ) -> tuple[awslambda.Function, logs.LogGroup]:
-    """The one Lambda function every Task invokes, its log group and its role."""
+    """The one Lambda function every Task invokes, its log group and its role.
+
+    The role allows what the registered steps declare they call (``aws_actions``).
+    """
     log_group = template.add_resource(
         logs.LogGroup(
             "DispatcherLogGroup",
@@ -517,33 +574,37 @@ def add_dispatcher(
                     PolicyName="aurora-restore-dispatcher",
                     PolicyDocument={
                         "Version": "2012-10-17",
-                        "Statement": policies.dispatcher_statements(
+                        "Statement": policies.for_declared_actions(
+                            policies.dispatcher_statements(
+                                target_regions=target_regions,
+                                state_table_arn=GetAtt(state_table, "Arn"),
+                                audit_table_arn=GetAtt(audit_table, "Arn"),
+                                topic=Ref(topic),
+                                stack_key_arn=GetAtt(key, "Arn"),
+                                log_group_arn=GetAtt(log_group, "Arn"),
+                                target_kms_key=Ref(params.target_kms_key_arn),
+                                source_kms_keys=Ref(params.source_kms_key_arns),
+                                source_regions=Ref(params.source_regions),
+                                secrets_kms_keys=Ref(params.secrets_kms_key_arns),
+                                unmanaged_prefix=Ref(params.unmanaged_target_prefix),
+                                secrets_prefix=Ref(params.secrets_prefix),
+                                export_role_arn=Ref(params.export_role_arn),
+                                export_kms_key=Ref(params.export_kms_key_arn),
+                                scripts_prefix=Ref(params.scripts_s3_prefix),
+                                conditions={
+                                    "unmanaged_prefix": HAS_UNMANAGED_PREFIX,
+                                    "export": HAS_EXPORT,
+                                    "export_key": HAS_EXPORT_KEY,
+                                    "target_key": HAS_TARGET_KEY,
+                                    "source_keys": HAS_SOURCE_KEYS,
+                                    "source_regions": HAS_SOURCE_REGIONS,
+                                    "secrets_keys": HAS_SECRETS_KEYS,
+                                    "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
+                                    "scripts": HAS_SCRIPTS_PREFIX,
+                                },
+                            ),
+                            pipeline_steps(steps),
                             target_regions=target_regions,
-                            state_table_arn=GetAtt(state_table, "Arn"),
-                            audit_table_arn=GetAtt(audit_table, "Arn"),
-                            topic=Ref(topic),
-                            stack_key_arn=GetAtt(key, "Arn"),
-                            log_group_arn=GetAtt(log_group, "Arn"),
-                            target_kms_key=Ref(params.target_kms_key_arn),
-                            source_kms_keys=Ref(params.source_kms_key_arns),
-                            source_regions=Ref(params.source_regions),
-                            secrets_kms_keys=Ref(params.secrets_kms_key_arns),
-                            unmanaged_prefix=Ref(params.unmanaged_target_prefix),
-                            secrets_prefix=Ref(params.secrets_prefix),
-                            export_role_arn=Ref(params.export_role_arn),
-                            export_kms_key=Ref(params.export_kms_key_arn),
-                            scripts_prefix=Ref(params.scripts_s3_prefix),
-                            conditions={
-                                "unmanaged_prefix": HAS_UNMANAGED_PREFIX,
-                                "export": HAS_EXPORT,
-                                "export_key": HAS_EXPORT_KEY,
-                                "target_key": HAS_TARGET_KEY,
-                                "source_keys": HAS_SOURCE_KEYS,
-                                "source_regions": HAS_SOURCE_REGIONS,
-                                "secrets_keys": HAS_SECRETS_KEYS,
-                                "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
-                                "scripts": HAS_SCRIPTS_PREFIX,
-                            },
                         ),
                     },
                 ),

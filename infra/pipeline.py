@@ -1,25 +1,29 @@
-"""The pipeline's order, declared once.
+"""The pipeline's order, derived from where each step says it runs.
 
-This is the only place that says in which order the registered steps run; the state machine
-(``infra/state_machine.py``) is generated from it and from each step's class attributes
-(``name``, ``state_name``, ``reads``, ``result_key``). Adding a built-in step is registering a class
-in ``steps/`` and naming it here. A third-party step (entry point ``aurora_restore.steps``) is not
-named here: it sets ``run_after = "<step name>"`` and is inserted after that step.
+Every step, built-in or third-party (entry point ``aurora_restore.steps``), declares its place on
+its class: ``run_after = "<step name>"``, with ``run_when`` when it runs only under a Choice, or
+``pipeline_role`` for the first step and the failure step. :func:`derive_pipeline` turns those
+into stages; the state machine (``infra/state_machine.py``) is generated from the stages and the
+steps' other class attributes (``name``, ``state_name``, ``reads``, ``result_key``, ``outputs``).
 
 The vocabulary:
 
 - :class:`Task` runs one step once.
-- :class:`PollLoop` runs a step that starts slow work (a copy, a restore, a rename), then loops
-  Choice (``$.<result_key>.complete``) -> Wait (``$.<result_key>.next_poll_seconds``) -> check step
-  until the work is complete. The steps end the loop with ``PollTimeout`` past the configured
-  maximum wait (``max_wait_setting``); the state machine's own ``TimeoutSeconds`` is the backstop.
+- :class:`PollLoop` runs a poll loop step (``dispatcher.poll_loop.PollLoopStep``): its start, then
+  Choice (``$.<result_key>.complete``) -> Wait (``$.<result_key>.next_poll_seconds``) -> its check
+  until the work is complete. The class names the states and the bound (``max_wait_setting``).
 - :class:`Branch` runs its stages only when its Choice rule holds; otherwise the pipeline goes on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.poll_loop import PollLoopStep
+
+if TYPE_CHECKING:
+    from dispatcher.registry import Registry, Step
 
 
 @dataclass(frozen=True)
@@ -31,16 +35,9 @@ class Task:
 
 @dataclass(frozen=True)
 class PollLoop:
-    """A step that starts slow work, then a check step polled until ``$.<result_key>.complete``."""
+    """A poll loop step: its start, then its check until ``$.<result_key>.complete``."""
 
-    start: str
-    check: str
-    #: Name of the Choice state that reads ``$.<result_key>.complete``.
-    choice: str
-    #: Name of the Wait state that reads ``$.<result_key>.next_poll_seconds``.
-    wait: str
-    #: The ``dispatcher.settings.Settings`` field bounding this loop (the steps raise PollTimeout).
-    max_wait_setting: str
+    step: str
 
 
 @dataclass(frozen=True)
@@ -68,66 +65,113 @@ class Pipeline:
     failed_state: str
 
 
-#: The refresh, in the seed's order, with the seed's state names where the seed has the state.
-PIPELINE = Pipeline(
-    stages=(
-        Task("validate_request"),
-        Task("snapshot_check"),
-        PollLoop(
-            start="copy_snapshot",
-            check="check_copy_status",
-            choice="IsCopyComplete",
-            wait="WaitForCopy",
-            max_wait_setting="copy_max_wait_seconds",
-        ),
-        # delete-first (the seed's order) removes an existing target before restoring under its
-        # name; swap (the default) restores beside it and renames after the users are set up.
-        Branch(
-            choice="ChooseStrategy",
-            when={
-                "And": [
-                    {"Variable": "$.request.strategy", "StringEquals": "delete-first"},
-                    {"Variable": "$.snapshot.target.exists", "BooleanEquals": True},
-                ]
-            },
-            stages=(
-                PollLoop(
-                    start="delete_target",
-                    check="check_delete_status",
-                    choice="IsDeleteComplete",
-                    wait="WaitForDelete",
-                    max_wait_setting="restore_max_wait_seconds",
-                ),
-            ),
-        ),
-        PollLoop(
-            start="restore_snapshot",
-            check="check_restore_status",
-            choice="IsRestoreComplete",
-            wait="WaitForRestore",
-            max_wait_setting="restore_max_wait_seconds",
-        ),
-        Task("setup_db_users"),
-        Branch(
-            choice="NeedsSwap",
-            when={"Variable": "$.restore.swap_required", "BooleanEquals": True},
-            stages=(
-                PollLoop(
-                    start="swap_clusters",
-                    check="check_swap_status",
-                    choice="IsSwapComplete",
-                    wait="WaitForSwap",
-                    max_wait_setting="restore_max_wait_seconds",
-                ),
-            ),
-        ),
-        Task("archive_snapshot"),
-        Task("sns_notification"),
-    ),
-    failure_step="handle_failure",
-    succeeded_state="RefreshSucceeded",
-    failed_state="RefreshFailed",
-)
+#: Succeed state after the last stage; Fail state after the failure step.
+SUCCEEDED_STATE = "RefreshSucceeded"
+FAILED_STATE = "RefreshFailed"
+
+
+class PipelineError(ValueError):
+    """The registered steps do not make one pipeline; the message says what to change."""
+
+
+def derive_pipeline(registry: Registry) -> Pipeline:
+    """The pipeline the registered steps' placements describe.
+
+    Each step names the step it runs after (``run_after``), optionally under a Choice
+    (``run_when``); one step is ``pipeline_role = "first"`` and one ``"failure"``. The built-in
+    steps (placed in the ``steps`` package) form one line. A step placed elsewhere (a plug-in)
+    runs right after the step it names, before that line goes on; inside its Choice when that
+    step has one. Several such steps after one run in name order.
+    """
+    placeable = [cls for cls in registry if cls.part_of is None]
+    for cls in placeable:
+        if cls.pipeline_role and (cls.run_after or cls.run_when):
+            raise PipelineError(
+                f"step {cls.name!r} is the pipeline's {cls.pipeline_role} step and also sets run_after="
+                f"{cls.run_after!r}; a step is placed one way: drop run_after/run_when or pipeline_role"
+            )
+    first = _the_one(placeable, "first")
+    failure = _the_one(placeable, "failure")
+    # Naming a poll loop's check half means after the loop.
+    anchors = {cls.name: cls.part_of.name for cls in registry if cls.part_of is not None}
+    after: dict[str, list[type[Step]]] = {}
+    unplaced: list[str] = []
+    for cls in placeable:
+        if cls.pipeline_role:
+            continue
+        if not cls.run_after:
+            unplaced.append(cls.name)
+            continue
+        anchor = anchors.get(cls.run_after, cls.run_after)
+        if anchor not in registry:
+            raise PipelineError(
+                f"step {cls.name!r}: run_after must name a registered step, and {anchor!r} is not one "
+                f"(nobody registered it); registered steps: {', '.join(registry.names()) or '(none)'}"
+            )
+        if anchor == failure.name:
+            raise PipelineError(
+                f"step {cls.name!r} sets run_after={cls.run_after!r}, but {anchor} ends the failure path; "
+                "nothing runs after it. Run after a step of the refresh instead."
+            )
+        after.setdefault(anchor, []).append(cls)
+    if unplaced:
+        raise PipelineError(
+            f"registered step(s) not in the pipeline: {', '.join(sorted(unplaced))}. Set "
+            "run_after = '<step name>' on the class (and run_when for a conditional step)."
+        )
+    reached: set[str] = set()
+    stages = tuple(_stages_from(first, after, reached))
+    lost = sorted(cls.name for cls in placeable if cls.name not in reached and cls is not failure)
+    if lost:
+        names = ", ".join(f"{name} (run_after={registry.get(name).run_after!r})" for name in lost)
+        raise PipelineError(
+            f"cannot place step(s) {names}: run_after must name a registered step of the refresh; "
+            f"steps: {', '.join(sorted(reached))}"
+        )
+    return Pipeline(
+        stages=stages, failure_step=failure.name, succeeded_state=SUCCEEDED_STATE, failed_state=FAILED_STATE
+    )
+
+
+def _the_one(steps: list[type[Step]], role: str) -> type[Step]:
+    found = [cls for cls in steps if cls.pipeline_role == role]
+    if len(found) != 1:
+        named = ", ".join(cls.name for cls in found) or "none"
+        raise PipelineError(
+            f"the pipeline needs exactly one step with pipeline_role = {role!r}; found: {named}"
+        )
+    return found[0]
+
+
+def _is_builtin(cls: type[Step]) -> bool:
+    """True when the class's placement is declared in the ``steps`` package (trial subclasses inherit it)."""
+    owner = next((k for k in cls.__mro__ if "run_after" in k.__dict__ or "pipeline_role" in k.__dict__), cls)
+    return owner.__module__ == "steps" or owner.__module__.startswith("steps.")
+
+
+def _stages_from(cls: type[Step], after: dict[str, list[type[Step]]], reached: set[str]) -> list[Stage]:
+    """``cls``'s stage, the plug-ins placed after it, then the built-in line from it."""
+    if cls.name in reached:
+        raise PipelineError(f"step {cls.name!r} is placed twice: run_after forms a cycle")
+    reached.add(cls.name)
+    followers = sorted(after.get(cls.name, []), key=lambda step: step.name)
+    line = [step for step in followers if _is_builtin(step)]
+    if len(line) > 1:
+        raise PipelineError(
+            f"built-in steps {', '.join(step.name for step in line)} all run after {cls.name!r}; "
+            "the built-in steps form one line: make one run after another"
+        )
+    own: list[Stage] = [PollLoop(cls.name) if issubclass(cls, PollLoopStep) else Task(cls.name)]
+    for step in followers:
+        if not _is_builtin(step):
+            own.extend(_stages_from(step, after, reached))
+    stages: list[Stage] = (
+        [Branch(cls.run_when.choice, cls.run_when.rule, tuple(own))] if cls.run_when else own
+    )
+    for step in line:
+        stages.extend(_stages_from(step, after, reached))
+    return stages
+
 
 # -- bounds ------------------------------------------------------------------------------------
 # The stack parameters that bound the waits may not exceed these limits, so the state machine's

@@ -52,11 +52,17 @@ not name them, so they are easy to miss; ``tests/iam_check.py`` adds each to the
 
 from __future__ import annotations
 
-from typing import Any
+import fnmatch
+from typing import TYPE_CHECKING, Any
 
 from troposphere import AWSHelperFn, If, NoValue, Ref, Sub
 
 from refresh.request import MANAGED_TAG
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from dispatcher.registry import Step
 
 #: Actions that IAM cannot scope to a resource (X-Ray, CloudWatch Logs log delivery for Step
 #: Functions); the only mutating actions that may have ``"Resource": "*"``. The eight log
@@ -555,3 +561,80 @@ def assume_role_policy(service: str, *, source_account: bool = True) -> dict[str
     if source_account:
         statement["Condition"] = {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}}
     return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+# -- the steps' declared actions -------------------------------------------------------------------
+#: Statements serving the dispatcher itself (state and audit tables, the stack key that encrypts
+#: them and the topic, its logs and traces), not any one step: kept whole whatever steps are registered.
+FRAMEWORK_SIDS = frozenset(
+    {"StateAndAuditTables", "UseTheStackKey", "WriteOwnLogs", "XRayHasNoResourceLevelPermissions"}
+)
+
+
+def declared_actions(steps: Iterable[type[Step]]) -> dict[str, list[str]]:
+    """Each IAM action the steps declare (``aws_actions``), with the steps that declare it."""
+    found: dict[str, list[str]] = {}
+    for cls in steps:
+        for action in cls.aws_actions:
+            found.setdefault(action, []).append(cls.name)
+    return found
+
+
+def _covers(pattern: str, action: str) -> bool:
+    """True when a policy's action (``rds:Describe*``) allows a declared one; IAM ignores case."""
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower()) or pattern.lower() == action.lower()
+
+
+def _body(statement: Any) -> dict[str, Any] | None:
+    """The statement itself, also inside ``Fn::If`` (None for ``AWS::NoValue``)."""
+    if isinstance(statement, If):
+        statement = statement.data["Fn::If"][1]
+    return statement if isinstance(statement, dict) else None
+
+
+def for_declared_actions(
+    statements: list[Any], steps: Iterable[type[Step]], *, target_regions: AWSHelperFn | list[Any]
+) -> list[Any]:
+    """The dispatcher's statements allowing only what the registered steps declare.
+
+    A hand-written statement keeps its resources and conditions but only the actions some step
+    declares (and goes when none is left); the framework's statements stay whole. A declared action
+    no hand-written statement covers (a plug-in's) gets a statement of its own, named after the step,
+    scoped to this account and the target regions.
+    """
+    steps = list(steps)
+    declared = declared_actions(steps)
+    kept: list[Any] = []
+    covered: set[str] = set()
+    for statement in statements:
+        body = _body(statement)
+        if body is None or body["Sid"] in FRAMEWORK_SIDS:
+            if body is not None:
+                covered |= {d for d in declared if any(_covers(a, d) for a in body["Action"])}
+            kept.append(statement)
+            continue
+        actions = [a for a in body["Action"] if any(_covers(a, d) for d in declared)]
+        covered |= {d for d in declared if any(_covers(a, d) for a in body["Action"])}
+        if not actions:
+            continue
+        if actions != body["Action"]:
+            narrowed = {**body, "Action": actions}
+            condition = statement.data["Fn::If"][0] if isinstance(statement, If) else None
+            statement = If(condition, narrowed, NoValue) if condition else narrowed
+        kept.append(statement)
+    for cls in steps:
+        extra = sorted({a for a in cls.aws_actions if a not in covered})
+        if not extra:
+            continue
+        services = sorted({a.split(":", 1)[0] for a in extra})
+        kept.append(
+            {
+                "Sid": f"DeclaredBy{cls.state_name}",
+                "Effect": "Allow",
+                "Action": extra,
+                "Resource": [Sub(f"arn:${{AWS::Partition}}:{s}:*:${{AWS::AccountId}}:*") for s in services],
+                "Condition": {"StringEquals": {"aws:RequestedRegion": target_regions}},
+            }
+        )
+        covered |= set(extra)
+    return kept

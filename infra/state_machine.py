@@ -1,10 +1,10 @@
-"""The state machine definition, generated from the registered steps and ``infra/pipeline.py``.
+"""The state machine definition, generated from the registered steps and where each says it runs.
 
 Every Task invokes the one dispatcher function (``Resource`` is the ``${DispatcherFunctionArn}``
 placeholder, filled by the template's ``DefinitionSubstitutions`` or by the local rehearsal) with
 ``{"step": <name>, "execution_id.$": "$$.Execution.Id", "<key>.$": "$.<key>"...}`` and puts the
-step's output under ``$.<result_key>``, so the request is never overwritten. The rules each fix a
-defect of the seed's hand-written sketch:
+step's output under ``$.<result_key>``, so the request is never overwritten. The rules, each there
+because Step Functions would otherwise fail the run in a way nothing reports:
 
 - the first state normalises the raw input (``"input.$": "$"``);
 - Choice states read ``complete`` and the fields the steps really return; Wait states take
@@ -23,17 +23,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import retryable_error_names
+from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import Registry, Step, load_builtin_steps
 from infra.pipeline import (
     EXECUTION_MARGIN_SECONDS,
     MAX_WAIT_LIMITS_SECONDS,
-    PIPELINE,
     TASK_TIMEOUT_SECONDS,
     Branch,
     Pipeline,
+    PipelineError,
     PollLoop,
     Stage,
     Task,
+    derive_pipeline,
 )
 
 if TYPE_CHECKING:
@@ -60,8 +62,7 @@ _RESULT_KEY = re.compile(r"[a-z][a-z0-9_]*")
 _STATE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,79}")
 
 
-class PipelineError(ValueError):
-    """The registered steps and ``infra/pipeline.py`` do not fit together; says what to change."""
+__all__ = ["PipelineError", "build_definition", "pipeline_steps", "to_mermaid"]
 
 
 @dataclass(frozen=True)
@@ -72,20 +73,19 @@ class Timeouts:
     execution_seconds: int
 
 
-def build_definition(
-    registry: Registry | None = None, *, pipeline: Pipeline = PIPELINE, comment: str | None = None
-) -> dict[str, Any]:
+def build_definition(registry: Registry | None = None, *, comment: str | None = None) -> dict[str, Any]:
     """The state machine definition (ASL, as a dict) for the steps in ``registry``.
 
     ``None`` means the built-in steps (``load_builtin_steps()``). Every Task's ``Resource`` is
-    ``"${DispatcherFunctionArn}"``. Raises :class:`PipelineError` when a declared step is not
-    registered, a registered step is not placed, or a state would read a path nothing wrote.
+    ``"${DispatcherFunctionArn}"``. Raises :class:`PipelineError` when the steps' placements do not
+    make one pipeline or a state would read a path nothing wrote.
     """
     steps = registry if registry is not None else load_builtin_steps()
-    stages = place_steps(pipeline, steps)
+    pipeline = derive_pipeline(steps)
+    stages = pipeline.stages
     failure = _step(steps, pipeline.failure_step)
     check_reads(stages, steps, pipeline)
-    timeouts = compute_timeouts(stages)
+    timeouts = compute_timeouts(stages, steps)
 
     states = _States()
     _emit(stages, pipeline.succeeded_state, steps, pipeline, timeouts, states)
@@ -177,83 +177,41 @@ def check_error_handling(definition: dict[str, Any]) -> None:
 
 # -- placing the steps ---------------------------------------------------------------------------
 def declared_steps(pipeline: Pipeline) -> list[str]:
-    """Every step the declaration names, in order (the failure step last)."""
+    """Every step the declaration names, in order (the failure step last).
+
+    A poll loop is named once; its check half is registered and placed with it.
+    """
     return [*_stage_steps(pipeline.stages), pipeline.failure_step]
+
+
+def pipeline_steps(registry: Registry) -> list[type[Step]]:
+    """Every step of the pipeline in order, each poll loop's check half after its start."""
+    ordered: list[type[Step]] = []
+    for name in declared_steps(derive_pipeline(registry)):
+        cls = registry.get(name)
+        ordered.append(cls)
+        if issubclass(cls, PollLoopStep):
+            ordered.append(registry.get(cls.check_name))
+    return ordered
 
 
 def _stage_steps(stages: tuple[Stage, ...]) -> Iterator[str]:
     for stage in stages:
-        if isinstance(stage, Task):
+        if isinstance(stage, (Task, PollLoop)):
             yield stage.step
-        elif isinstance(stage, PollLoop):
-            yield stage.start
-            yield stage.check
         else:
             yield from _stage_steps(stage.stages)
 
 
-def place_steps(pipeline: Pipeline, registry: Registry) -> tuple[Stage, ...]:
-    """The declared stages with every third-party step (``run_after``) inserted where it asks.
-
-    A step inserted after one half of a poll loop runs after the whole loop (after the work is
-    complete); several steps after the same one run in name order.
-    """
-    declared = declared_steps(pipeline)
-    missing = [name for name in declared if name not in registry]
-    if missing:
+def _loop_step(registry: Registry, stage: PollLoop) -> type[PollLoopStep]:
+    """The poll loop class ``stage`` names; a plain step there is an error naming what to change."""
+    cls = _step(registry, stage.step)
+    if not issubclass(cls, PollLoopStep):
         raise PipelineError(
-            f"infra/pipeline.py names step(s) nobody registered: {', '.join(missing)}; registered steps: "
-            f"{', '.join(registry.names()) or '(none)'}. Register a class for each with @register in steps/, "
-            "or remove it from the pipeline declaration."
+            f"step {stage.step!r} is declared as a poll loop but {cls.__module__}.{cls.__qualname__} is "
+            "not a PollLoopStep (dispatcher/poll_loop.py); give it start and check, or declare it as a Task"
         )
-    for cls in registry:
-        if cls.name in declared and cls.run_after:
-            raise PipelineError(
-                f"step {cls.name!r} is named in infra/pipeline.py and also sets run_after="
-                f"{cls.run_after!r}; a step is placed one way: drop it from the declaration or drop run_after"
-            )
-    unplaced = [cls for cls in registry if cls.name not in declared]
-    stray = [cls.name for cls in unplaced if not cls.run_after]
-    if stray:
-        raise PipelineError(
-            f"registered step(s) not in the pipeline: {', '.join(stray)}. Name each in infra/pipeline.py "
-            "(built-in steps) or set run_after = '<step name>' on the class (third-party steps)."
-        )
-    stages = pipeline.stages
-    placed = set(declared)
-    pending = sorted(unplaced, key=lambda cls: cls.name)
-    while pending:
-        progress = [cls for cls in pending if cls.run_after in placed]
-        if not progress:
-            names = ", ".join(f"{cls.name} (run_after={cls.run_after!r})" for cls in pending)
-            raise PipelineError(
-                f"cannot place step(s) {names}: run_after must name a registered step of the pipeline; "
-                f"steps: {', '.join(sorted(placed))}"
-            )
-        # Later insertions go right after the anchor, so insert in reverse to keep name order.
-        for cls in reversed(progress):
-            if cls.run_after == pipeline.failure_step:
-                raise PipelineError(
-                    f"step {cls.name!r} sets run_after={cls.run_after!r}, but {cls.run_after} ends the "
-                    "failure path; nothing runs after it. Run after a step of the refresh instead."
-                )
-            stages = _insert_after(stages, str(cls.run_after), Task(cls.name))
-            placed.add(cls.name)
-        pending = [cls for cls in pending if cls.name not in placed]
-    return stages
-
-
-def _insert_after(stages: tuple[Stage, ...], anchor: str, task: Task) -> tuple[Stage, ...]:
-    out: list[Stage] = []
-    for stage in stages:
-        if isinstance(stage, Branch):
-            stage = Branch(stage.choice, stage.when, _insert_after(stage.stages, anchor, task))
-        out.append(stage)
-        if (isinstance(stage, Task) and stage.step == anchor) or (
-            isinstance(stage, PollLoop) and anchor in (stage.start, stage.check)
-        ):
-            out.append(task)
-    return tuple(out)
+    return cls
 
 
 # -- checking the paths ----------------------------------------------------------------------------
@@ -264,8 +222,7 @@ def check_reads(stages: tuple[Stage, ...], registry: Registry, pipeline: Pipelin
     die without the failure handler, its notification or its lock release.
     """
     for cls in registry:
-        if cls.name in declared_steps(pipeline) or cls.run_after:
-            _check_result_key(cls)
+        _check_result_key(cls)
     failure = _step(registry, pipeline.failure_step)
     if tuple(failure.reads) != ("$",):
         raise PipelineError(
@@ -296,18 +253,14 @@ def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: W
                 state = {}
             state[cls.result_key] = [cls]
         elif isinstance(stage, PollLoop):
-            start, check = _step(registry, stage.start), _step(registry, stage.check)
+            start = _loop_step(registry, stage)
+            check = _step(registry, start.check_name)
             key = start.result_key
-            if check.result_key != key:
-                raise PipelineError(
-                    f"poll loop {stage.choice}: {start.name} writes $.{start.result_key} but {check.name} "
-                    f"writes $.{check.result_key}; both halves of a loop must write the same key"
-                )
             _require(start.state_name, [f"$.{k}" for k in start.reads if k != "$"], state)
             # The Choice and the Wait are entered after either half; the check after the Wait.
             state[key] = [start, check]
-            _require(stage.choice, [f"$.{key}.complete"], state)
-            _require(stage.wait, [f"$.{key}.next_poll_seconds"], state)
+            _require(start.choice_state, [f"$.{key}.complete"], state)
+            _require(start.wait_state, [f"$.{key}.next_poll_seconds"], state)
             _require(check.state_name, [f"$.{k}" for k in check.reads if k != "$"], state)
         else:
             _require(stage.choice, _rule_paths(stage.when), state)
@@ -379,8 +332,8 @@ class _States(dict[str, dict[str, Any]]):
     def __setitem__(self, name: str, state: dict[str, Any]) -> None:
         if name in self:
             raise PipelineError(
-                f"two states are named {name!r}; every step's state_name and every Choice/Wait/end state "
-                "name in infra/pipeline.py must be unique"
+                f"two states are named {name!r}; every state name a step declares (state_name, run_when, "
+                "a loop's choice_state/wait_state) must be unique"
             )
         if not _STATE_NAME.fullmatch(name):
             raise PipelineError(
@@ -390,9 +343,9 @@ class _States(dict[str, dict[str, Any]]):
 
 
 # -- emitting the states -----------------------------------------------------------------------------
-def compute_timeouts(stages: tuple[Stage, ...]) -> Timeouts:
+def compute_timeouts(stages: tuple[Stage, ...], registry: Registry) -> Timeouts:
     """Task timeout, and an execution timeout longer than every bounded wait together."""
-    loops = list(_loops(stages))
+    loops = [_loop_step(registry, stage) for stage in _loops(stages)]
     unknown = sorted({loop.max_wait_setting for loop in loops} - set(MAX_WAIT_LIMITS_SECONDS))
     if unknown:
         raise PipelineError(
@@ -415,7 +368,7 @@ def _entry(stage: Stage, registry: Registry) -> str:
     if isinstance(stage, Task):
         return _step(registry, stage.step).state_name
     if isinstance(stage, PollLoop):
-        return _step(registry, stage.start).state_name
+        return _step(registry, stage.step).state_name
     return stage.choice
 
 
@@ -437,23 +390,24 @@ def _emit(
                 cls, next_state=following, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
         elif isinstance(stage, PollLoop):
-            start, check = _step(registry, stage.start), _step(registry, stage.check)
+            start = _loop_step(registry, stage)
+            check = _step(registry, start.check_name)
             key = start.result_key
             states[start.state_name] = _task_state(
-                start, next_state=stage.choice, timeouts=timeouts, catch_to=failure, pipeline=pipeline
+                start, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
-            states[stage.choice] = {
+            states[start.choice_state] = {
                 "Type": "Choice",
                 "Choices": [{"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": following}],
-                "Default": stage.wait,
+                "Default": start.wait_state,
             }
-            states[stage.wait] = {
+            states[start.wait_state] = {
                 "Type": "Wait",
                 "SecondsPath": f"$.{key}.next_poll_seconds",
                 "Next": check.state_name,
             }
             states[check.state_name] = _task_state(
-                check, next_state=stage.choice, timeouts=timeouts, catch_to=failure, pipeline=pipeline
+                check, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
         else:
             states[stage.choice] = {

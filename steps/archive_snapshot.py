@@ -43,6 +43,19 @@ DEFAULT_KEEP_COPIES = 3
 class ArchiveSnapshot(Step):
     """Tag the copy with where it was restored, apply retention, and start an S3 export if configured."""
 
+    aws_actions = (
+        "rds:DescribeDBClusterSnapshots",
+        "rds:ListTagsForResource",
+        "rds:AddTagsToResource",
+        "rds:RemoveTagsFromResource",
+        "rds:DeleteDBClusterSnapshot",
+        "rds:DescribeExportTasks",
+        "rds:StartExportTask",
+        "iam:PassRole",
+        "kms:DescribeKey",
+        "kms:CreateGrant",
+    )
+    run_after = "swap_clusters"
     reads = ("request", "copy", "restore")
     result_key = "archive"
     mutating = True

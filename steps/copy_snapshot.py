@@ -11,9 +11,16 @@ of the same source into the same region with the same key is reused instead of c
 
 Operations deciding at the same moment all find no copy yet; a claim in the state table
 (``refresh.copy_claims``) lets only one of them copy. The others reuse the claimed copy before it
-exists (``status`` ``claimed``); ``check_copy_status`` waits for it to appear. A claim whose owner
+exists (``status`` ``claimed``); the check waits for it to appear. A claim whose owner
 is no longer RUNNING, whose copy is unusable, or whose copy never appeared within
 ``COPY_CLAIM_GRACE_SECONDS`` is stale and taken over.
+
+There is no RDS event for a finished cluster snapshot copy, so it is polled: each check is one
+look at the copy, and the wait comes from the poll policy (``steps.lib.polling``): long while the
+copy is far from done or queued, short near the end. A reused copy that does not exist yet is
+still queued for ``COPY_CLAIM_GRACE_SECONDS`` after the claim, and ``CopyFailed`` naming the owner
+after that. When it appears it is marked as used by this operation, as the start marks a copy it
+reuses.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import error_code
 from dispatcher.errors import CopyFailed, Retryable
-from dispatcher.registry import Step, register
+from dispatcher.poll_loop import PollLoopStep
+from dispatcher.registry import register
 from dispatcher.store import STATUS_RUNNING
 from refresh.copy_claims import claim_copy, take_over_copy_claim
 from refresh.request import MANAGED_TAG, OPERATION_TAG
@@ -54,20 +62,36 @@ if TYPE_CHECKING:
     from dispatcher.context import StepContext
     from refresh.request import RestoreRequest
 
+#: Statuses after which the copy will never become available.
+FAILED_STATUSES = frozenset({"failed", "deleting", "incompatible-restore", "error"})
 #: Tags kept free on a copy for the archive's restored-* tags and other operations' used-by marks.
 TAG_SLOTS_KEPT_FREE = 10
 
 
 @register("copy_snapshot", state_name="CopySnapshot")
-class CopySnapshot(Step):
+class CopySnapshot(PollLoopStep):
     """Copy the snapshot into the target region when needed, adopting or reusing existing copies."""
 
+    aws_actions = (
+        "rds:DescribeDBClusterSnapshots",
+        "rds:ListTagsForResource",
+        "rds:CopyDBClusterSnapshot",
+        "rds:AddTagsToResource",
+        "kms:DescribeKey",
+        "kms:CreateGrant",
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+    )
+    run_after = "snapshot_check"
     reads = ("request", "snapshot")
     result_key = "copy"
     outputs = ("complete", "next_poll_seconds")
-    mutating = True
+    check_reads = ("request", "copy")
+    max_wait_setting = "copy_max_wait_seconds"
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def start(self, ctx: StepContext) -> dict[str, Any]:
         """Return the snapshot to restore from (``identifier``, ``arn``, ``region``), whether it
         was ``copied`` or ``reused_from`` another operation, and the poll fields."""
         request = ctx.require_request()
@@ -334,6 +358,105 @@ class CopySnapshot(Step):
                 what=f"copy {identifier} in {region}",
             ),
         }
+
+    def check(self, ctx: StepContext) -> dict[str, Any]:
+        """Return the copy output updated; ``CopyFailed`` when it failed or vanished,
+        ``PollTimeout`` past ``copy_max_wait_seconds``."""
+        copy = ctx.input("copy")
+        if not copy.get("copied"):
+            # The snapshot is used as it is: nothing to wait for.
+            return {**copy, "complete": True, "next_poll_seconds": 0}
+        identifier = str(copy["identifier"])
+        region = str(copy.get("region") or ctx.require_request().target_region)
+        whose = f" (the copy made by operation {copy['reused_from']})" if copy.get("reused_from") else ""
+        rds = ctx.aws("rds", region)
+        found = describe_snapshot(rds, identifier)
+        claimed = copy.get("status") == "claimed"
+        if found is None and claimed:
+            return self._not_made_yet(ctx, copy, identifier, region)
+        if found is not None and claimed:
+            # Reused before it existed: mark it as used now, so retention keeps it for us.
+            used_by = USED_BY_TAG_PREFIX + ctx.operation_id
+            if used_by not in snapshot_tags(rds, found):
+                rds.add_tags_to_resource(
+                    ResourceName=found["DBClusterSnapshotArn"],
+                    Tags=[{"Key": used_by, "Value": iso_time(ctx.clock())}],
+                )
+        if found is None:
+            raise CopyFailed(
+                f"copy {identifier}{whose} in {region} has vanished while being waited for: someone or "
+                "something deleted it; start the refresh again",
+                copy_id=identifier,
+                region=region,
+            )
+        status = str(found.get("Status", ""))
+        percent = found.get("PercentProgress")
+        if status in FAILED_STATUSES:
+            raise CopyFailed(
+                f"copy {identifier}{whose} in {region} is {status}"
+                + (f" at {percent} %" if percent is not None else "")
+                + "; look at the RDS events of the snapshot for the reason (often the KMS key), then start "
+                "the refresh again",
+                copy_id=identifier,
+                region=region,
+                status=status,
+            )
+        complete = status == "available"
+        percent_progress = 100 if complete else (int(percent) if isinstance(percent, (int, float)) else None)
+        return {
+            **copy,
+            "arn": found.get("DBClusterSnapshotArn") or copy.get("arn"),
+            "status": status,
+            "percent_progress": percent_progress,
+            **poll_fields(
+                copy,
+                now=ctx.clock(),
+                complete=complete,
+                percent=percent_progress,
+                max_wait_seconds=ctx.settings.copy_max_wait_seconds,
+                settings=ctx.settings,
+                what=f"copy {identifier}{whose} in {region}",
+            ),
+        }
+
+    def _not_made_yet(
+        self, ctx: StepContext, copy: dict[str, Any], identifier: str, region: str
+    ) -> dict[str, Any]:
+        """The claimed copy does not exist yet: still queued within the grace, failed after it."""
+        owner = copy.get("reused_from")
+        age = claim_age_seconds(copy, ctx.clock())
+        if age > COPY_CLAIM_GRACE_SECONDS:
+            raise CopyFailed(
+                f"copy {identifier} claimed by operation {owner} in {region} was not started within "
+                f"{COPY_CLAIM_GRACE_SECONDS} s of its claim ({copy.get('claimed_at')}); look at operation "
+                f"{owner}, then start the refresh again (it will copy or reuse afresh)",
+                copy_id=identifier,
+                region=region,
+                owner=owner,
+            )
+        return {
+            **copy,
+            "status": "claimed",
+            "percent_progress": None,
+            **poll_fields(
+                copy,
+                now=ctx.clock(),
+                complete=False,
+                percent=None,
+                max_wait_seconds=ctx.settings.copy_max_wait_seconds,
+                settings=ctx.settings,
+                what=f"copy {identifier} (claimed by operation {owner}) in {region}",
+            ),
+        }
+
+    def summarize_check(self, output: dict[str, Any]) -> str:
+        """One line an operator recognises."""
+        if output.get("complete"):
+            return f"{output['identifier']} available after {output.get('polls')} polls"
+        return (
+            f"{output['identifier']} {output['status']} at {output.get('percent_progress')} %, next look in "
+            f"{output['next_poll_seconds']} s"
+        )
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""

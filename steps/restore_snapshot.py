@@ -3,34 +3,39 @@
 Under ``swap`` with an existing target the cluster is restored beside it, under a temporary
 identifier (``names.temporary_cluster_id``), and swapped in later; otherwise (``delete-first``,
 or no target yet) it is restored under the target's own name. RDS accepts the writer and readers
-(``CreateDBInstance``) only once the restored cluster is available, so check_restore_status adds
-them then; this step plans their ids and their placement (``restoring.resolve_placement``: the
-request, else the old target, else the stack's defaults).
+(``CreateDBInstance``) only once the restored cluster is available, so the start plans their ids
+and their placement (``restoring.resolve_placement``: the request, else the old target, else the
+stack's defaults) and the check adds them then (adopting any an earlier check added), until the
+cluster and every instance are available.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import ResourceBusy, ValidationError
-from dispatcher.registry import Step, register
+from dispatcher.errors import ResourceBusy, RestoreFailed, UnsafeTarget, ValidationError
+from dispatcher.poll_loop import PollLoopStep
+from dispatcher.registry import register
 from refresh.safety import describe_cluster
 from steps.lib import names
 from steps.lib.clusters import (
     SOURCE_SNAPSHOT_TAG,
     audit,
+    describe_instance,
     endpoints,
+    is_failed,
     made_by,
     status_of,
 )
+from steps.lib.polling import step_poll_fields
 from steps.lib.restoring import (
     check_new_target_placement,
+    ensure_instances,
     not_ours,
     planned_instance_ids,
     resolve_placement,
     resource_tags,
 )
-from steps.lib.waiting import poll_fields
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -38,15 +43,31 @@ if TYPE_CHECKING:
 
 
 @register("restore_snapshot", state_name="RestoreSnapshot")
-class RestoreSnapshot(Step):
+class RestoreSnapshot(PollLoopStep):
     """Restore the copy into a new cluster, beside the target under swap, else under its name."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBInstances",
+        "rds:DescribeDBSubnetGroups",
+        "rds:ListTagsForResource",
+        "rds:RestoreDBClusterFromSnapshot",
+        "rds:CreateDBInstance",
+        "rds:AddTagsToResource",
+        "kms:DescribeKey",
+        "kms:CreateGrant",
+        "kms:Decrypt",
+    )
+    run_after = "delete_target"
     reads = ("request", "snapshot", "copy")
     result_key = "restore"
     outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds")
-    mutating = True
+    check_reads = ("request", "restore")
+    # The check creates the instances RDS refused while the cluster was being restored (idempotent).
+    check_mutating = True
+    max_wait_setting = "restore_max_wait_seconds"
 
-    def run(self, ctx: StepContext) -> dict[str, Any]:
+    def start(self, ctx: StepContext) -> dict[str, Any]:
         """Start the restore, or adopt the cluster this operation already started.
 
         Returns ``cluster_id``, ``swap_required``, the instance ids, ``status`` and the poll
@@ -99,7 +120,7 @@ class RestoreSnapshot(Step):
             "instances_created": [],
             "status": status_of(cluster),
             **endpoints(cluster),
-            **poll_fields(
+            **step_poll_fields(
                 ctx,
                 None,
                 complete=False,
@@ -155,6 +176,81 @@ class RestoreSnapshot(Step):
         )
         ctx.log.info("restore started", cluster_id=cluster_id, snapshot=arguments["SnapshotIdentifier"])
         return cluster
+
+    def check(self, ctx: StepContext) -> dict[str, Any]:
+        """Return the restore output updated: ``status``, ``instance_statuses``, ``complete``...
+
+        Raises ``RestoreFailed`` when the cluster or an instance ends in a failed state or the
+        cluster vanished, and ``PollTimeout`` past the stack's maximum restore wait.
+        """
+        request = ctx.require_request()
+        restore = ctx.input("restore")
+        rds = ctx.aws("rds", request.target_region)
+        cluster_id = str(restore.get("cluster_id") or "")
+        region = request.target_region
+
+        cluster = describe_cluster(rds, cluster_id) if cluster_id else None
+        if cluster is None:
+            raise RestoreFailed(
+                f"the restored cluster {cluster_id or '(none named)'} no longer exists in {region}",
+                cluster_id=cluster_id,
+                status="missing",
+            )
+        if not made_by(cluster, request.operation_id):
+            raise UnsafeTarget(
+                f"cluster {cluster_id} in {region} was not restored by operation {request.operation_id}",
+                cluster_id=cluster_id,
+                rule="not-this-operation",
+            )
+        status = status_of(cluster)
+        if is_failed(status):
+            raise RestoreFailed(
+                f"the restored cluster {cluster_id} in {region} is {status}",
+                cluster_id=cluster_id,
+                status=status,
+            )
+
+        created: list[str] = []
+        if status == "available":
+            created = ensure_instances(ctx, rds, cluster, request, restore)
+        instance_statuses: dict[str, str] = {}
+        for instance_id in restore["instance_ids"]:
+            instance = describe_instance(rds, instance_id)
+            instance_status = status_of(instance) if instance else "not-created"
+            if is_failed(instance_status):
+                raise RestoreFailed(
+                    f"instance {instance_id} of the restored cluster {cluster_id} in {region} is "
+                    f"{instance_status}",
+                    cluster_id=cluster_id,
+                    instance_id=instance_id,
+                    status=instance_status,
+                )
+            instance_statuses[instance_id] = instance_status
+
+        complete = status == "available" and all(s == "available" for s in instance_statuses.values())
+        waiting = [f"{i} ({s})" for i, s in instance_statuses.items() if s != "available"]
+        return {
+            **restore,
+            "status": status,
+            "instance_statuses": instance_statuses,
+            "instances_created": sorted({*restore.get("instances_created", []), *created}),
+            **endpoints(cluster),
+            **step_poll_fields(
+                ctx,
+                restore,
+                complete=complete,
+                max_wait_seconds=ctx.settings.restore_max_wait_seconds,
+                waiting_for=f"cluster {cluster_id} ({status}) and instances {', '.join(waiting) or 'none'}",
+            ),
+        }
+
+    def summarize_check(self, output: dict[str, Any]) -> str:
+        """One line an operator recognises."""
+        ready = sum(1 for s in output["instance_statuses"].values() if s == "available")
+        return (
+            f"{output['cluster_id']} {output['status']}, {ready}/{len(output['instance_statuses'])} "
+            f"instance(s) available, complete={output['complete']}"
+        )
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""

@@ -45,6 +45,16 @@ if TYPE_CHECKING:
 class SnapshotCheck(Step):
     """Take the target's lock, resolve the snapshot and check the target and the KMS key."""
 
+    aws_actions = (
+        "rds:DescribeDBClusterSnapshots",
+        "rds:DescribeDBSnapshots",
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBInstances",
+        "rds:DescribeDBSubnetGroups",
+        "rds:ListTagsForResource",
+        "kms:DescribeKey",
+    )
+    run_after = "validate_request"
     reads = ("request",)
     result_key = "snapshot"
     outputs = ("arn", "target.exists")

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 class ValidateRequest(Step):
     """Validate the request (wrapped as {"body": ...} or unwrapped) and record it on the state item."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBSubnetGroups",
+    )
+    pipeline_role = "first"
     reads = ("$",)
     result_key = "request"
     produces_request = True

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatcher.registry import Registry, Step, load_builtin_steps
-from infra.pipeline import PIPELINE
-from infra.state_machine import declared_steps
+from infra.state_machine import pipeline_steps
 
 
 def contract_registry() -> Registry:
@@ -31,7 +30,7 @@ def contract_steps() -> list[type[Step]]:
     itself requires.
     """
     registry = load_builtin_steps()
-    return [registry.get(name) for name in declared_steps(PIPELINE)]
+    return pipeline_steps(registry)
 
 
 def contract_template(**options: Any) -> dict[str, Any]:

@@ -59,6 +59,22 @@ def run_cleanup(ctx: StepContext, data: dict[str, Any]) -> list[str]:
 class HandleFailure(Step):
     """Report a failed run: clean up, mark it FAILED, release its own lock, notify once."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBInstances",
+        "rds:DescribeDBClusterSnapshots",
+        "rds:ListTagsForResource",
+        "rds:DeleteDBInstance",
+        "rds:DeleteDBCluster",
+        "rds:ModifyDBCluster",
+        "rds:AddTagsToResource",
+        "rds:RemoveTagsFromResource",
+        "sns:Publish",
+        # Publishing to the topic the stack key encrypts (SNS asks KMS as the caller).
+        "kms:GenerateDataKey*",
+        "kms:Decrypt",
+    )
+    pipeline_role = "failure"
     reads = ("$",)
     result_key = "failure"
     mutating = True

@@ -18,8 +18,10 @@ The policy (:func:`next_poll_seconds`):
   of elapsed time, it waits at least ``BUDGET_SPACING_SECONDS``. That keeps a 7-day copy under
   a third of the execution's history even with a misconfigured ``poll_max_seconds``.
 
-:func:`poll_fields` is what every poll step calls: it counts the polls, keeps the start time,
-asks the policy for the next wait and raises ``PollTimeout`` past the maximum wait.
+:func:`poll_fields` counts the polls, keeps the start time, asks the policy for the next wait
+and raises ``PollTimeout`` past the maximum wait; the copy calls it with its progress figure.
+:func:`step_poll_fields` is the same for the loops without one (restore, delete, swap): it takes
+the step context, may ask for an ``urgent`` next poll, and survives an unreadable earlier output.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.errors import PollTimeout
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dispatcher.context import StepContext
     from dispatcher.settings import Settings
 
 #: Step Functions' hard limit on one execution's history.
@@ -261,3 +266,57 @@ def history_events(polls: int) -> int:
 def budget_polls(fraction: float = 1 / 3) -> int:
     """Polls a loop may make within ``fraction`` of the execution's history."""
     return math.floor(HISTORY_EVENT_LIMIT * fraction / EVENTS_PER_POLL_ROUND)
+
+
+def parse_earlier_time(value: Any) -> datetime | None:
+    """An ISO timestamp from an earlier output, or None when absent or unreadable.
+
+    Unlike :func:`parse_time`, never raises: a retry after a hand-edited input restarts the
+    clock instead of failing.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def step_poll_fields(
+    ctx: StepContext,
+    previous: Mapping[str, Any] | None,
+    *,
+    complete: bool,
+    max_wait_seconds: int,
+    waiting_for: str,
+    urgent: bool = False,
+) -> dict[str, Any]:
+    """``polls``, ``started_at``, ``elapsed_seconds``, ``complete`` and ``next_poll_seconds``.
+
+    ``previous`` is the loop's earlier output (None on the step that starts the wait). Raises
+    ``PollTimeout`` naming ``waiting_for`` past ``max_wait_seconds``. ``urgent`` waits keep to
+    the minimum: while a swap renames, the environment's name is in flux and the next rename
+    should follow the moment the first one is done.
+    """
+    earlier: dict[str, Any] | None = None
+    if previous:
+        started = parse_earlier_time(previous.get("started_at"))
+        polls = previous.get("polls")
+        if started is not None:
+            earlier = {
+                "started_at": iso_time(started),
+                "polls": polls if isinstance(polls, int) and not isinstance(polls, bool) else 0,
+            }
+    fields = poll_fields(
+        earlier,
+        now=ctx.clock(),
+        complete=complete,
+        percent=None,
+        max_wait_seconds=max_wait_seconds,
+        settings=ctx.settings,
+        what=waiting_for,
+    )
+    if urgent and not complete:
+        fields["next_poll_seconds"] = ctx.settings.poll_min_seconds
+    return fields

@@ -63,6 +63,21 @@ OUTPUT_LIST_LIMIT = 25
 class SetupDBUsers(Step):
     """Reset the restored cluster's master password, then apply the request's users spec."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "rds:ModifyDBCluster",
+        "rds:AddTagsToResource",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:TagResource",
+        "secretsmanager:RotateSecret",
+        "kms:DescribeKey",
+        "kms:Decrypt",
+        "s3:GetObject",
+    )
+    run_after = "restore_snapshot"
     reads = ("request", "restore")
     result_key = "users"
     outputs = ("cluster_id", "changed", "counts")

@@ -30,7 +30,7 @@ SWAP_STEPS = {
     "swap_clusters",
     "check_swap_status",
     "archive_snapshot",
-    "sns_notification",
+    "send_notification",
 }
 DELETE_FIRST_STEPS = (SWAP_STEPS - {"swap_clusters", "check_swap_status"}) | {
     "delete_target",

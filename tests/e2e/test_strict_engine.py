@@ -26,9 +26,9 @@ def _replacing(step: str, **attributes: Any) -> Registry:
     return fresh
 
 
-def _dropping_swap_required(cls: type) -> Any:
+def _dropping_swap_required(method: Any) -> Any:
     def run(self: Any, ctx: Any) -> dict[str, Any]:
-        output: dict[str, Any] = cls.run(self, ctx)
+        output: dict[str, Any] = method(self, ctx)
         output.pop("swap_required", None)
         return output
 
@@ -50,11 +50,11 @@ def test_a_choice_whose_variable_is_absent_ends_the_execution_with_states_runtim
 ) -> None:
     # GIVEN a restore check that drops swap_required (and no longer declares it, so the
     # dispatcher lets the output through) under the definition the template deploys, which reads it
-    from steps.check_restore_status import CheckRestoreStatus
+    from steps.restore_snapshot import RestoreSnapshot
 
-    outputs = tuple(f for f in CheckRestoreStatus.outputs if f != "swap_required")
+    outputs = tuple(f for f in RestoreSnapshot.outputs if f != "swap_required")
     registry = _replacing(
-        "check_restore_status", outputs=outputs, run=_dropping_swap_required(CheckRestoreStatus)
+        "restore_snapshot", outputs=outputs, check=_dropping_swap_required(RestoreSnapshot.check)
     )
     # WHEN the refresh runs (moto alone would skip the swap and report SUCCEEDED)
     report = rehearse(seed_input, registry=registry, definition=build_definition())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.build_template import build_template, render
+from infra.build_template import DIAGRAM_DOCUMENTS, build_template, render, update_diagrams
 from infra.state_machine import build_definition, to_mermaid
 from tests.contract import contract_registry
 
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.template
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "template.json"
 REGENERATE = "python infra/build_template.py -o tests/golden/template.json"
+UPDATE_DOCS = "python infra/build_template.py --update-docs"
 
 
 def diff_against_golden(text: str) -> str:
@@ -63,12 +64,27 @@ def test_the_documented_command_reproduces_the_golden_copy_from_a_checkout(tmp_p
     assert not diff, "\n".join(diff.splitlines()[:200])
 
 
-def test_the_deploy_guide_shows_the_current_diagram() -> None:
-    # docs/deploy.md embeds `python infra/build_template.py --diagram`; regenerate it with the template.
+@pytest.mark.parametrize("document", DIAGRAM_DOCUMENTS)
+def test_every_document_shows_the_current_diagram(document: str) -> None:
     diagram = to_mermaid(build_definition(contract_registry()))
-    assert "```mermaid\n" + diagram + "```" in (ROOT / "docs" / "deploy.md").read_text()
+    assert "```mermaid\n" + diagram + "```" in (ROOT / document).read_text(), (
+        f"{document}'s state machine diagram is stale: run {UPDATE_DOCS}"
+    )
 
 
-def test_the_readme_shows_the_current_diagram() -> None:
+def test_one_command_rewrites_every_stale_copy(tmp_path: Path) -> None:
+    # GIVEN copies of the documents whose diagrams are stale (a state renamed since)
+    for document in DIAGRAM_DOCUMENTS:
+        (tmp_path / document).parent.mkdir(parents=True, exist_ok=True)
+        current = (ROOT / document).read_text()
+        start = current.index("```mermaid\nflowchart TD\n    start((start))")
+        text = current[:start] + current[start:].replace("WaitForCopy", "WaitForTheCopy", 2)
+        (tmp_path / document).write_text(text)
     diagram = to_mermaid(build_definition(contract_registry()))
-    assert "```mermaid\n" + diagram + "```" in (ROOT / "README.md").read_text()
+    # WHEN the diagrams are updated
+    changed = update_diagrams(diagram, root=tmp_path)
+    # THEN each copy is current again, and nothing else in the documents changed
+    assert sorted(changed) == sorted(tmp_path / d for d in DIAGRAM_DOCUMENTS)
+    for document in DIAGRAM_DOCUMENTS:
+        assert (tmp_path / document).read_text() == (ROOT / document).read_text()
+    assert update_diagrams(diagram, root=tmp_path) == []

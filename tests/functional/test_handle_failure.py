@@ -417,7 +417,7 @@ def test_a_failed_success_notification_does_not_clean_up_the_finished_refresh(
 ) -> None:
     # GIVEN the refresh completed and only publishing the success message failed
     data = _validated_run(dispatcher, seed_input, store)
-    _fail_step(store, "sns_notification", "AwsCallFailed", "Publish failed with AuthorizationError")
+    _fail_step(store, "send_notification", "AwsCallFailed", "Publish failed with AuthorizationError")
     data["error"] = {"Error": "AwsCallFailed", "Cause": lambda_cause("AwsCallFailed", "Publish failed")}
     # WHEN the failure handler runs
     output = _handle(dispatcher, data)
@@ -498,7 +498,7 @@ def test_the_documented_filter_policy_delivers_failures_only(
     data = _validated_run(dispatcher, seed_input, store)
     # WHEN one operation succeeds and another fails
     clients("rds", TARGET_REGION)  # the success step describes the target; it need not exist
-    dispatcher.handle({"step": "sns_notification", "input": data, "execution_id": EXECUTION_ID})
+    dispatcher.handle({"step": "send_notification", "input": data, "execution_id": EXECUTION_ID})
     other = {"body": {**seed_input["body"], "operation_id": "op-test003"}}
     _handle(dispatcher, {**other, "error": {"Error": "ValidationError", "Cause": "bad"}})
     # THEN the filtered subscriber got only the failure (raw delivery: the JSON message itself)

@@ -320,6 +320,39 @@ def test_removing_any_statement_the_calls_need_fails_the_check(
     } <= set(needed)
 
 
+#: Services the dispatcher itself calls for every step (its state and audit tables).
+FRAMEWORK_SERVICES = ("dynamodb:",)
+
+
+@pytest.mark.parametrize("name", DEFAULT)
+def test_every_call_a_step_makes_is_one_it_declares(
+    name: str, reports: dict[str, Report], postgres_server: Any, template: dict[str, Any]
+) -> None:
+    """The role is derived from the steps' ``aws_actions``: a call a step does not declare would be
+    allowed only by luck (another step's declaration), so each step must declare its own."""
+    import re
+
+    from dispatcher.registry import load_builtin_steps
+    from infra.policies import _covers
+
+    # GIVEN the scenario's rehearsal and what AWS authorizes for each call (on its behalf too)
+    report = rehearse(name, reports, postgres_server)
+    stack = stack_for(SCENARIOS[name], report, template)
+    registry = load_builtin_steps()
+    undeclared = []
+    for request in requests_of(report, stack, SCENARIOS[name]):
+        found = re.search(r"\(step (\w+)\)", request.call)
+        assert found, request.call
+        step = registry.get(found.group(1))
+        # WHEN the action is looked up among the step's own declarations
+        if request.action.startswith(FRAMEWORK_SERVICES):
+            continue
+        if not any(_covers(declared, request.action) for declared in step.aws_actions):
+            undeclared.append(f"{step.name}: {request.action} ({request.call})")
+    # THEN every one is there
+    assert undeclared == []
+
+
 def test_the_state_machine_and_schedule_roles_allow_what_their_services_do(template: dict[str, Any]) -> None:
     """Step Functions invokes every Task's function and sets up log delivery; the schedule starts runs."""
     from aurora_restore.simulate.rehearsal import substitute, task_resources

@@ -23,6 +23,8 @@ import pytest
 from dispatcher.errors import AuroraRestoreError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from infra.pipeline import Branch, PollLoop, Stage, Task, derive_pipeline
+from infra.state_machine import pipeline_steps
 from refresh.target_lock import lock_holder
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.replace_world import faithful_rds, make_cluster
@@ -36,13 +38,20 @@ EXECUTION = "arn:aws:states:us-west-2:123456789012:execution:aurora-restore:"
 #: The source cluster's master user, which the restored cluster keeps.
 SOURCE_MASTER = "orders_master"
 SOURCE_PASSWORD = "source-master-pw-1"
-#: Poll loops: (start step, check step). The loop runs the check until ``complete``.
-LOOPS = {
-    "copy_snapshot": "check_copy_status",
-    "delete_target": "check_delete_status",
-    "restore_snapshot": "check_restore_status",
-    "swap_clusters": "check_swap_status",
-}
+
+
+def holds(rule: dict[str, Any], data: dict[str, Any]) -> bool:
+    """A Choice rule of the pipeline (And, StringEquals, BooleanEquals) against the execution's data."""
+    if "And" in rule:
+        return all(holds(nested, data) for nested in rule["And"])
+    value: Any = data
+    for part in rule["Variable"].removeprefix("$.").split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if "StringEquals" in rule:
+        return bool(value == rule["StringEquals"])
+    if "BooleanEquals" in rule:
+        return bool(value is rule["BooleanEquals"])
+    raise AssertionError(f"the drive does not know the Choice rule {rule}")
 
 
 def target_cluster(clients: Any, instances: int) -> None:
@@ -144,25 +153,25 @@ class Twice:
         the check still runs once then (a poll that comes after the end must be harmless too).
         """
         output = self.task(start)
+        check = self.dispatcher.registry.get(start).check_name
         for _ in range(5):
-            output = self.task(LOOPS[start])
+            output = self.task(check)
             if output["complete"]:
                 return output
         raise AssertionError(f"the {start} loop did not complete: {output}")
 
     def run(self) -> None:
-        """The pipeline as the state machine walks it (the success path)."""
-        self.task("validate_request")
-        self.task("snapshot_check")
-        self.loop("copy_snapshot")
-        if self.data["request"]["strategy"] == "delete-first" and self.data["snapshot"]["target"]["exists"]:
-            self.loop("delete_target")
-        self.loop("restore_snapshot")
-        self.task("setup_db_users")
-        if self.data["restore"]["swap_required"]:
-            self.loop("swap_clusters")
-        self.task("archive_snapshot")
-        self.task("sns_notification")
+        """The pipeline as the state machine walks it (the success path), derived from the steps."""
+        self.walk(derive_pipeline(self.dispatcher.registry).stages)
+
+    def walk(self, stages: tuple[Stage, ...]) -> None:
+        for stage in stages:
+            if isinstance(stage, Task):
+                self.task(stage.step)
+            elif isinstance(stage, PollLoop):
+                self.loop(stage.step)
+            elif holds(stage.when, self.data):
+                self.walk(stage.stages)
 
     def fail(self, error: AuroraRestoreError) -> dict[str, Any]:
         """A Catch: the error under ``$.error``, then HandleFailure (twice, like every Task)."""
@@ -362,15 +371,9 @@ def test_failure_handler_twice_after_the_restore(
 
 
 def test_every_registered_step_is_covered(registry: Any) -> None:
-    """A new step must join the drives above (or say why it cannot run here)."""
-    covered = {
-        "validate_request",
-        "setup_db_users",
-        "snapshot_check",
-        "archive_snapshot",
-        "sns_notification",
-        "handle_failure",
-        *LOOPS,
-        *LOOPS.values(),
-    }
+    """The drives walk the pipeline derived from the steps, so a new step joins them by its place;
+    the swap and delete-first drives above take both Choices, the failure test the failure step."""
+    covered = {cls.name for cls in pipeline_steps(registry)}
     assert set(registry.names()) - covered == set()
+    branches = [stage for stage in derive_pipeline(registry).stages if isinstance(stage, Branch)]
+    assert {branch.choice for branch in branches} == {"ChooseStrategy", "NeedsSwap"}

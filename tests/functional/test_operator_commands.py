@@ -801,7 +801,7 @@ def test_a_real_refresh_is_started_watched_and_read_back(refresh_stack: dict[str
         "copy_snapshot",
         "setup_db_users",
         "swap_clusters",
-        "sns_notification",
+        "send_notification",
     } <= succeeded
 
 

@@ -160,7 +160,7 @@ def test_a_lock_that_cannot_be_released_after_success_is_reported_without_a_fail
     data = succeeded_run(dispatcher, seed_input, store, clients)
     refused = refuse_lock_release(clients)
     # WHEN the success step runs
-    output = dispatcher.handle({"step": "sns_notification", "input": data, "execution_id": FIRST})
+    output = dispatcher.handle({"step": "send_notification", "input": data, "execution_id": FIRST})
     # THEN one SUCCEEDED message went out and nothing else; the item says SUCCEEDED
     assert [d.attributes["status"] for d in inbox.deliveries()] == ["SUCCEEDED"]
     item = store.get_operation(OPERATION)
@@ -178,9 +178,9 @@ def test_a_failure_after_the_success_was_published_keeps_the_run_succeeded(
     # GIVEN a run whose success was published, then closing it failed (the Catch sends it to
     # HandleFailure: e.g. the final status write throttled past the state's Retry)
     data = succeeded_run(dispatcher, seed_input, store, clients)
-    dispatcher.handle({"step": "sns_notification", "input": data, "execution_id": FIRST})
+    dispatcher.handle({"step": "send_notification", "input": data, "execution_id": FIRST})
     take_lock(store, TARGET_REGION, TARGET, OPERATION)  # as if the release had not happened
-    store.step_started(OPERATION, "sns_notification", FIRST)
+    store.step_started(OPERATION, "send_notification", FIRST)
     cause = json.dumps({"errorType": "Retryable", "errorMessage": "UpdateItem throttled"})
     data["error"] = {"Error": "Retryable", "Cause": cause}
     # WHEN the failure handler runs for that execution

@@ -102,7 +102,7 @@ def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dic
         "swap_clusters": polled({"phase": "renamed-old"}, rounds=1),
         "check_swap_status": polled({"phase": "done"}, rounds=1),
         "archive_snapshot": lambda e, n: {"copies_deleted": []},
-        "sns_notification": lambda e, n: {"message_id": "m-1", "subject": "SUCCEEDED"},
+        "send_notification": lambda e, n: {"message_id": "m-1", "subject": "SUCCEEDED"},
         "handle_failure": lambda e, n: {"notification_sent": True, "lock_released": True},
     }
 
@@ -175,14 +175,14 @@ def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world
         "setup_db_users",
         "swap_clusters",
         "archive_snapshot",
-        "sns_notification",
+        "send_notification",
     ]
     assert entered.count("WaitForCopy") == 2
-    assert "DeleteRDS" not in entered and entered[-1] == "RefreshSucceeded"
+    assert "DeleteTarget" not in entered and entered[-1] == "RefreshSucceeded"
     # Each step got exactly what it reads, and the request was never overwritten.
     assert set(steps.event("restore_snapshot")) == {"step", "execution_id", "request", "snapshot", "copy"}
     assert steps.event("restore_snapshot")["request"]["target_cluster_id"] == "new-cluster-id"
-    notified = steps.event("sns_notification")["input"]
+    notified = steps.event("send_notification")["input"]
     assert {"request", "snapshot", "copy", "restore", "users", "swap", "archive"} <= set(notified)
     # The raw input was dropped after validation: the request travels once.
     assert "body" not in notified
@@ -197,7 +197,7 @@ def test_delete_first_deletes_the_target_before_restoring_and_does_not_swap(step
     described, entered = run(arn, SEED_INPUT)
 
     assert described["status"] == "SUCCEEDED", described
-    assert entered.index("DeleteRDS") < entered.index("RestoreSnapshot")
+    assert entered.index("DeleteTarget") < entered.index("RestoreSnapshot")
     assert "CheckDeleteStatus" in entered and "SwapClusters" not in entered
 
 
@@ -208,7 +208,7 @@ def test_delete_first_with_no_target_restores_straight_away(stepfunctions_world:
     described, entered = run(arn, SEED_INPUT)
 
     assert described["status"] == "SUCCEEDED", described
-    assert "DeleteRDS" not in entered and "SwapClusters" not in entered
+    assert "DeleteTarget" not in entered and "SwapClusters" not in entered
 
 
 def test_a_failed_restore_is_reported_and_ends_the_execution_failed(stepfunctions_world: Any) -> None:

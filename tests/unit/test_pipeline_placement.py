@@ -1,4 +1,4 @@
-"""Placing steps: declared ones in order, third-party ones after the step they name, mistakes refused."""
+"""Placing steps: each after the step its class names, plug-ins before the built-in line goes on."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.registry import Registry, Step
+from dispatcher.registry import Step
 from infra.state_machine import PipelineError, build_definition
 from tests.contract import contract_registry
 
@@ -19,13 +19,14 @@ def extra_step(
     reads: tuple[str, ...] = ("request",),
     result_key: str = "",
     state_name: str = "",
+    **more: Any,
 ) -> type[Step]:
     """A third-party-like step class, registered only in the test's registry."""
 
     def run(self: Step, ctx: Any) -> dict[str, Any]:
         return {}
 
-    attributes: dict[str, Any] = {"__doc__": "An extra step (test only).", "reads": reads, "run": run}
+    attributes: dict[str, Any] = {"__doc__": "An extra step (test only).", "reads": reads, "run": run, **more}
     if run_after:
         attributes["run_after"] = run_after
     if result_key:
@@ -94,11 +95,12 @@ def test_several_extra_steps_after_one_run_in_name_order_and_may_chain() -> None
     assert order == ["Alpha", "AlphaFollowUp", "Zeta"]
 
 
-def test_a_declared_step_nobody_registered_is_named() -> None:
+def test_a_step_after_one_nobody_registered_is_named() -> None:
     registry = contract_registry()
     registry.unregister("swap_clusters")
-    with pytest.raises(PipelineError, match=r"names step\(s\) nobody registered: swap_clusters;") as caught:
+    with pytest.raises(PipelineError, match=r"step 'archive_snapshot': run_after must name a registered") as caught:
         build_definition(registry)
+    assert "'swap_clusters' is not one" in str(caught.value)
     assert "registered steps: archive_snapshot" in str(caught.value)
 
 
@@ -109,7 +111,7 @@ def test_a_registered_step_missing_from_the_pipeline_is_named_with_the_two_fixes
         build_definition(registry)
     message = str(caught.value)
     assert "not in the pipeline: forgotten_step" in message
-    assert "infra/pipeline.py" in message and "run_after" in message
+    assert "run_after" in message and "run_when" in message
 
 
 @pytest.mark.parametrize(
@@ -150,7 +152,9 @@ def test_what_an_optional_branch_writes_is_not_certain_after_it() -> None:
 def test_the_failure_step_reads_only_the_whole_data() -> None:
     registry = contract_registry()
     registry.unregister("handle_failure")
-    registry.register("handle_failure", state_name="HandleFailure")(extra_step(reads=("request",)))
+    registry.register("handle_failure", state_name="HandleFailure")(
+        extra_step(reads=("request",), pipeline_role="failure")
+    )
     with pytest.raises(PipelineError, match="must read only '\\$'"):
         build_definition(registry)
 
@@ -170,13 +174,31 @@ def test_two_states_with_one_name_are_refused() -> None:
         build_definition(registry)
 
 
-def test_a_declared_step_may_not_also_ask_for_a_place() -> None:
-    registry = Registry()
-    for cls in contract_registry():
-        registry.register(cls.name)(cls)
-    registry.unregister("archive_snapshot")
-    registry.register("archive_snapshot", state_name="ArchiveSnapshot")(
-        extra_step(run_after="setup_db_users", reads=("request", "copy", "restore"))
-    )
+def test_a_step_is_placed_one_way() -> None:
+    registry = contract_registry()
+    registry.register("second_start")(extra_step(run_after="setup_db_users", pipeline_role="first"))
     with pytest.raises(PipelineError, match="placed one way"):
+        build_definition(registry)
+
+
+def test_the_pipeline_has_one_first_step() -> None:
+    registry = contract_registry()
+    registry.register("second_start")(extra_step(pipeline_role="first"))
+    with pytest.raises(PipelineError, match="exactly one step with pipeline_role = 'first'") as caught:
+        build_definition(registry)
+    assert "second_start" in str(caught.value) and "validate_request" in str(caught.value)
+
+
+def test_two_builtin_steps_after_one_are_refused() -> None:
+    # GIVEN a trial subclass of a built-in step (it inherits the built-in placement) moved beside another
+    registry = contract_registry()
+    from steps.archive_snapshot import ArchiveSnapshot
+
+    registry.unregister("archive_snapshot")
+    registry.register("archive_snapshot")(type("TrialArchive", (ArchiveSnapshot,), {"__doc__": "Trial."}))
+    registry.register("early_archive")(
+        type("EarlyArchive", (ArchiveSnapshot,), {"__doc__": "Trial.", "result_key": "early_archive"})
+    )
+    # THEN two steps of the built-in line both run after swap_clusters: refused, naming both
+    with pytest.raises(PipelineError, match="archive_snapshot, early_archive all run after 'swap_clusters'"):
         build_definition(registry)

@@ -45,7 +45,7 @@ def test_no_step_imports_another_step() -> None:
 
 def test_the_framework_imports_no_step_and_names_none() -> None:
     step_names = {cls.name for cls in load_builtin_steps()}
-    assert {"validate_request", "sns_notification", "setup_db_users", "handle_failure"} <= step_names
+    assert {"validate_request", "send_notification", "setup_db_users", "handle_failure"} <= step_names
     problems = []
     for path in sorted((ROOT / "dispatcher").rglob("*.py")):
         # The registry imports the ``steps`` package to load what is in it, never a step by name.

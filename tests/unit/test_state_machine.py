@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import retryable_error_names
-from infra.pipeline import MAX_WAIT_LIMITS_SECONDS, PIPELINE, TASK_TIMEOUT_SECONDS
+from infra.pipeline import MAX_WAIT_LIMITS_SECONDS, TASK_TIMEOUT_SECONDS
 from infra.state_machine import (
     DISPATCHER_ARN_PLACEHOLDER,
     LAMBDA_TRANSIENT_ERRORS,
@@ -26,7 +26,7 @@ SEED_STATES = (
     "CheckCopyStatus",
     "IsCopyComplete",
     "WaitForCopy",
-    "DeleteRDS",
+    "DeleteTarget",
     "RestoreSnapshot",
     "CheckRestoreStatus",
     "IsRestoreComplete",
@@ -109,7 +109,7 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
         {"Variable": "$.request.strategy", "StringEquals": "delete-first"},
         {"Variable": "$.snapshot.target.exists", "BooleanEquals": True},
     ]
-    assert strategy["Choices"][0]["Next"] == "DeleteRDS"
+    assert strategy["Choices"][0]["Next"] == "DeleteTarget"
     assert strategy["Default"] == "RestoreSnapshot"
     swap = states["NeedsSwap"]
     assert swap["Choices"] == [
@@ -200,8 +200,8 @@ def test_every_transition_lands_on_a_state_and_every_state_is_reachable(definiti
     assert seen == set(states)
 
 
-def test_the_builtin_pipeline_is_declared_once() -> None:
-    assert PIPELINE.failure_step == "handle_failure"
+def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> None:
+    assert contract_steps()[-1].name == "handle_failure"
     assert [step.name for step in contract_steps() if step.name != "handle_failure"] == [
         "validate_request",
         "snapshot_check",
@@ -215,7 +215,7 @@ def test_the_builtin_pipeline_is_declared_once() -> None:
         "swap_clusters",
         "check_swap_status",
         "archive_snapshot",
-        "sns_notification",
+        "send_notification",
     ]
 
 
@@ -225,7 +225,7 @@ def test_the_diagram_shows_every_state_and_the_branches(definition: dict[str, An
     for name in definition["States"]:
         assert f"    {name}" in diagram
     assert (
-        'ChooseStrategy -->|"request.strategy = delete-first and snapshot.target.exists"| DeleteRDS'
+        'ChooseStrategy -->|"request.strategy = delete-first and snapshot.target.exists"| DeleteTarget'
         in diagram
     )
     assert 'NeedsSwap -->|"restore.swap_required"| SwapClusters' in diagram

@@ -417,14 +417,14 @@ def test_cli_names_the_missing_steps_instead_of_a_traceback(
 ) -> None:
     def without_swap() -> Any:
         registry = contract_registry()
-        registry.unregister("check_swap_status")
+        registry.unregister("swap_clusters")
         return registry
 
-    monkeypatch.setattr("infra.state_machine.load_builtin_steps", without_swap)
+    monkeypatch.setattr("dispatcher.registry.load_builtin_steps", without_swap)
     assert cli.main([]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "names step(s) nobody registered: check_swap_status" in captured.err
+    assert "run_after must name a registered step, and 'swap_clusters' is not one" in captured.err
 
 
 def test_rules_use_only_the_functions_cloudformation_allows_in_rules(template: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from dispatcher.errors import PollTimeout
 from dispatcher.settings import Settings
 from steps.lib import polling
 from steps.lib.clusters import is_failed, is_renaming, member_ids
-from steps.lib.waiting import poll_fields
+from steps.lib.polling import step_poll_fields
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -22,7 +22,7 @@ def ctx(settings: Settings | None = None, now: datetime = NOW) -> Any:
 
 
 def test_the_first_poll_starts_the_clock_and_waits_the_minimum() -> None:
-    fields = poll_fields(ctx(), None, complete=False, max_wait_seconds=3600, waiting_for="x")
+    fields = step_poll_fields(ctx(), None, complete=False, max_wait_seconds=3600, waiting_for="x")
     assert fields["polls"] == 1
     assert polling.parse_time(fields["started_at"]) == NOW
     assert fields["elapsed_seconds"] == 0
@@ -32,7 +32,7 @@ def test_the_first_poll_starts_the_clock_and_waits_the_minimum() -> None:
 def test_later_polls_keep_the_start_count_on_and_back_off_as_the_shared_policy_says() -> None:
     settings = Settings(poll_min_seconds=30, poll_max_seconds=900)
     previous = {"polls": 2, "started_at": (NOW - timedelta(minutes=10)).isoformat()}
-    fields = poll_fields(ctx(settings), previous, complete=False, max_wait_seconds=3600, waiting_for="x")
+    fields = step_poll_fields(ctx(settings), previous, complete=False, max_wait_seconds=3600, waiting_for="x")
     assert fields["polls"] == 3
     assert polling.parse_time(fields["started_at"]) == NOW - timedelta(minutes=10)
     assert fields["elapsed_seconds"] == 600
@@ -43,7 +43,7 @@ def test_later_polls_keep_the_start_count_on_and_back_off_as_the_shared_policy_s
 def test_urgent_waits_stay_at_the_minimum() -> None:
     previous = {"polls": 9, "started_at": (NOW - timedelta(minutes=30)).isoformat()}
     settings = Settings(poll_min_seconds=15)
-    fields = poll_fields(
+    fields = step_poll_fields(
         ctx(settings), previous, complete=False, max_wait_seconds=3600, waiting_for="x", urgent=True
     )
     assert fields["next_poll_seconds"] == 15
@@ -51,14 +51,14 @@ def test_urgent_waits_stay_at_the_minimum() -> None:
 
 def test_a_complete_poll_needs_no_wait_even_past_the_maximum() -> None:
     previous = {"polls": 99, "started_at": (NOW - timedelta(days=3)).isoformat()}
-    fields = poll_fields(ctx(), previous, complete=True, max_wait_seconds=3600, waiting_for="x")
+    fields = step_poll_fields(ctx(), previous, complete=True, max_wait_seconds=3600, waiting_for="x")
     assert (fields["complete"], fields["next_poll_seconds"]) == (True, 0)
 
 
 def test_waiting_past_the_maximum_raises_poll_timeout_naming_what_it_waited_for() -> None:
     previous = {"polls": 40, "started_at": (NOW - timedelta(seconds=3601)).isoformat()}
     with pytest.raises(PollTimeout, match="the restore of orders-dev is still not complete") as caught:
-        poll_fields(
+        step_poll_fields(
             ctx(), previous, complete=False, max_wait_seconds=3600, waiting_for="the restore of orders-dev"
         )
     assert caught.value.details["elapsed_seconds"] == 3601
@@ -67,7 +67,7 @@ def test_waiting_past_the_maximum_raises_poll_timeout_naming_what_it_waited_for(
 
 @pytest.mark.parametrize("started_at", [None, "", "yesterday", 12345])
 def test_an_unreadable_start_restarts_the_clock_instead_of_failing(started_at: Any) -> None:
-    fields = poll_fields(
+    fields = step_poll_fields(
         ctx(), {"polls": 3, "started_at": started_at}, complete=False, max_wait_seconds=60, waiting_for="x"
     )
     assert polling.parse_time(fields["started_at"]) == NOW
@@ -77,7 +77,7 @@ def test_an_unreadable_start_restarts_the_clock_instead_of_failing(started_at: A
 def test_a_z_suffixed_start_is_read() -> None:
     previous = {"polls": 0, "started_at": "2024-05-01T11:59:00Z"}
     assert (
-        poll_fields(ctx(), previous, complete=False, max_wait_seconds=600, waiting_for="x")["elapsed_seconds"]
+        step_poll_fields(ctx(), previous, complete=False, max_wait_seconds=600, waiting_for="x")["elapsed_seconds"]
         == 60
     )
 

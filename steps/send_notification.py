@@ -1,4 +1,4 @@
-"""sns_notification: tell the subscribers the refresh succeeded, then close the operation.
+"""send_notification: tell the subscribers the refresh succeeded, then close the operation.
 
 The last Task of a successful run. It receives the whole execution data (``$`` -> ``input``),
 publishes one JSON message to the stack's topic (fields in ``docs/notifications.md``), marks the
@@ -26,10 +26,18 @@ if TYPE_CHECKING:
     from dispatcher.context import StepContext
 
 
-@register("sns_notification", state_name="SendNotification")
+@register("send_notification")
 class SendNotification(Step):
     """Publish the success notification, mark the operation SUCCEEDED and release the target lock."""
 
+    aws_actions = (
+        "rds:DescribeDBClusters",
+        "sns:Publish",
+        # Publishing to the topic the stack key encrypts (SNS asks KMS as the caller).
+        "kms:GenerateDataKey*",
+        "kms:Decrypt",
+    )
+    run_after = "archive_snapshot"
     reads = ("$",)
     result_key = "notification"
     mutating = True
@@ -47,7 +55,7 @@ class SendNotification(Step):
         data = ctx.event.get("input")
         if not isinstance(data, dict) or not isinstance(data.get("request"), dict):
             raise ValidationError(
-                "input.request", None, "sns_notification needs the whole execution data with $.request"
+                "input.request", None, "send_notification needs the whole execution data with $.request"
             )
         request = RestoreRequest.from_event(data["request"], execution_id=ctx.execution_id)
         ctx.request = request

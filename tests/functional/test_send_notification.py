@@ -1,4 +1,4 @@
-"""sns_notification: the success message subscribers receive, the final state, the lock, retries."""
+"""send_notification: the success message subscribers receive, the final state, the lock, retries."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def _execution_data(dispatcher: Any, seed_input: dict[str, Any], store: Any) -> 
 
 def _notify(dispatcher: Any, data: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = dispatcher.handle(
-        {"step": "sns_notification", "input": data, "execution_id": EXECUTION_ID}
+        {"step": "send_notification", "input": data, "execution_id": EXECUTION_ID}
     )
     return result
 
@@ -162,7 +162,7 @@ def test_success_message_subject_attributes_state_and_lock(
         execution_record(item, EXECUTION_ID)["notifications"]["SUCCEEDED"]["message_id"]
         == delivery.message_id
     )
-    assert item["results"]["sns_notification"]["message_id"] == delivery.message_id
+    assert item["results"]["send_notification"]["message_id"] == delivery.message_id
     assert lock_holder(store, TARGET_REGION, TARGET) is None
     notified = [e for e in store.audit_trail(OPERATION) if e["event"] == "notified"]
     assert [e["message_id"] for e in notified] == [delivery.message_id]
@@ -243,7 +243,7 @@ def test_a_publishing_failure_leaves_the_operation_open_for_the_failure_handler(
     # THEN it is not marked SUCCEEDED and the lock stays, for HandleFailure to report and release
     item = store.get_operation(OPERATION)
     assert item["status"] == "RUNNING"
-    assert item["last_error"]["step"] == "sns_notification"
+    assert item["last_error"]["step"] == "send_notification"
     assert lock_holder(store, TARGET_REGION, TARGET)["lock_owner"] == OPERATION
 
 

@@ -1,4 +1,4 @@
-"""The swap strategy's one routine, shared by swap_clusters and check_swap_status.
+"""The swap strategy's one routine, run by both halves of the swap_clusters loop.
 
 Phases, in order, each started by one action and finished when RDS says so:
 
@@ -37,7 +37,7 @@ from steps.lib.clusters import (
     retired_by,
     status_of,
 )
-from steps.lib.waiting import poll_fields
+from steps.lib.polling import step_poll_fields
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -364,7 +364,7 @@ def _output(
         "actions": actions,
         "note": "" if complete else note,
         **connection,
-        **poll_fields(
+        **step_poll_fields(
             ctx,
             previous,
             complete=complete,

@@ -1,4 +1,4 @@
-"""The delete-first strategy's one routine, shared by delete_target and check_delete_status.
+"""The delete-first strategy's one routine, run by both halves of the delete_target loop.
 
 Each call looks at the target as it is now and does what is next: apply the safety rules, delete
 the instances, delete the cluster (with a final snapshot unless the request skips it), and report
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from refresh.safety import describe_cluster, ensure_replaceable
 from steps.lib import names
 from steps.lib.clusters import delete_cluster_and_instances, made_by, status_of
-from steps.lib.waiting import poll_fields
+from steps.lib.polling import step_poll_fields
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -66,7 +66,7 @@ def advance_delete(
         "source_cluster_id": source.get("source_cluster_id") or "",
         "source_region": source.get("source_region") or request.source_region,
         "note": note,
-        **poll_fields(
+        **step_poll_fields(
             ctx,
             previous,
             complete=gone,
