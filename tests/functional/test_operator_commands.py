@@ -250,6 +250,25 @@ def _test_app() -> Any:
     )
 
 
+@pytest.fixture(autouse=True)
+def dispatcher_logs_apart() -> Iterator[io.StringIO]:
+    """The in-process dispatcher logs JSON lines to a sink of its own, never into the CLI's stdout.
+
+    On AWS the dispatcher's lines go to CloudWatch, not to the operator's terminal. Here it serves
+    executions on moto's thread while a command's stdout is captured; an earlier test may have left
+    structlog rendering for a console, whose lines no filter could tell from the command's own.
+    """
+    import structlog
+
+    from dispatcher import logs
+
+    before = structlog.get_config()
+    sink = io.StringIO()
+    logs.configure(json_lines=True, stream=sink)
+    yield sink
+    structlog.configure(**before)
+
+
 @pytest.fixture
 def stack(fresh_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The test steps' stack (see the module docstring)."""

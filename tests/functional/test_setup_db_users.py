@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+import structlog
 
 from dispatcher import logs
 from dispatcher.errors import DatabaseSetupFailed, ResourceBusy, UnsafeTarget, ValidationError
@@ -480,6 +481,7 @@ def test_a_foreign_secret_with_the_stack_secrets_name_is_never_overwritten(world
 def test_no_secret_reaches_logs_outputs_or_the_audit_trail(world: World) -> None:
     # GIVEN structlog writing JSON lines into a buffer, and role passwords in secrets
     stream = io.StringIO()
+    before = structlog.get_config()
     logs.configure(json_lines=True, stream=stream, level="DEBUG")
     try:
         spec = full_spec(world)
@@ -491,7 +493,7 @@ def test_no_secret_reaches_logs_outputs_or_the_audit_trail(world: World) -> None
             )["SecretString"]
         )["password"]
     finally:
-        logs.configure(json_lines=False, stream=None)
+        structlog.configure(**before)  # leave logging as the next test expects it
     # THEN no password appears anywhere: log lines, the output, the audit items
     written = stream.getvalue()
     assert "database users set up" in written and "master password reset requested" in written

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import structlog
+
 from dispatcher import logs
 
 
@@ -46,11 +48,12 @@ def test_passwords_inside_urls_are_scrubbed() -> None:
 
 def test_log_lines_are_json_with_secrets_redacted() -> None:
     stream = io.StringIO()
+    before = structlog.get_config()
     logs.configure(json_lines=True, stream=stream)
     try:
         logs.get_logger("t").info("connecting", password="hunter2", host="db")
     finally:
-        logs.configure(json_lines=False, stream=None)
+        structlog.configure(**before)  # leave logging as the next test expects it
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["password"] == "***"
     assert line["host"] == "db"
