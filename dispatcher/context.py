@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -14,7 +16,13 @@ if TYPE_CHECKING:
     from dispatcher.aws import Clients
     from dispatcher.settings import Settings
     from dispatcher.store import Store
-    from refresh.request import RestoreRequest
+
+
+def derive_operation_id(execution_id: str | None) -> str:
+    """An operation id for an input without one: stable per execution, so retries agree."""
+    if execution_id:
+        return "op-" + hashlib.sha256(execution_id.encode()).hexdigest()[:16]
+    return "op-" + secrets.token_hex(8)
 
 
 def utc_now() -> datetime:
@@ -32,12 +40,14 @@ class StepContext:
     aws: Clients
     store: Store
     log: Any
-    request: RestoreRequest | None = None
+    #: The validated request, made by the registry's request model (see ``Registry.request_model``)
+    #: from ``$.request``; the framework does not know its type, the domain's steps do.
+    request: Any = None
     execution_id: str | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
 
-    def require_request(self) -> RestoreRequest:
-        """The validated request; steps after validate_request always have one."""
+    def require_request(self) -> Any:
+        """The validated request; steps after the one that produces it always have one."""
         if self.request is None:
             raise ValidationError("request", None, "this step needs the validated request in $.request")
         return self.request

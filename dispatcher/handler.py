@@ -17,12 +17,11 @@ import structlog
 
 from dispatcher import aws, logs, tracing
 from dispatcher.aws import Clients
-from dispatcher.context import StepContext
+from dispatcher.context import StepContext, derive_operation_id
 from dispatcher.errors import AuroraRestoreError, StepOutputIncomplete, UnknownStep
 from dispatcher.registry import Registry, Step, load_builtin_steps, missing_outputs
 from dispatcher.settings import Settings
 from dispatcher.store import Store
-from refresh.request import RestoreRequest, peek_operation_id
 
 _cold_start = True
 
@@ -73,12 +72,19 @@ class Dispatcher:
         )
         # Unknown steps fail here, before any AWS call.
         step = self.registry.get(step_name)()
-        operation_id = step.operation_id(event) or peek_operation_id(event.get("input"), execution_id)
+        # The request's class comes from the step that produces the request; a registry without
+        # one (test steps only) runs steps with no request and ids derived from the execution.
+        model = self.registry.request_model()
+        operation_id = step.operation_id(event) or (
+            model.peek_operation_id(event.get("input"), execution_id)
+            if model is not None
+            else derive_operation_id(execution_id)
+        )
         structlog.contextvars.bind_contextvars(operation_id=operation_id)
 
         request = None
-        if isinstance(event.get("request"), dict):
-            request = RestoreRequest.from_event(event["request"], execution_id=execution_id)
+        if model is not None and isinstance(event.get("request"), dict):
+            request = model.from_event(event["request"], execution_id=execution_id)
         ctx = StepContext(
             event=event,
             operation_id=operation_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from dispatcher.errors import UnknownStep
 
@@ -22,6 +22,22 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "aurora_restore.steps"
 #: The package of ``steps`` that holds shared helpers, not a step.
 SHARED_PACKAGE = "lib"
+
+
+class RequestModel(Protocol):
+    """What the step that produces ``$.request`` offers the framework: the request's class.
+
+    The framework builds ``ctx.request`` with it and reads an operation id from a raw input
+    before any step validated it, without knowing what a request holds.
+    """
+
+    @classmethod
+    def from_event(cls, raw: Any, *, execution_id: str | None = None) -> Any:
+        """The validated request from ``$.request``."""
+
+    @staticmethod
+    def peek_operation_id(raw: Any, execution_id: str | None = None) -> str:
+        """Best-effort operation id of a raw input, never raising."""
 
 
 class Step:
@@ -44,6 +60,8 @@ class Step:
     result_key: ClassVar[str] = ""
     #: True for the step that turns the execution input into ``$.request``; only it may write there.
     produces_request: ClassVar[bool] = False
+    #: On that step: the request's class, from which the framework builds ``ctx.request``.
+    request_model: ClassVar[type[RequestModel] | None] = None
     #: True for the step that reports the refresh's success: when it fails, the refresh itself had
     #: completed, so the failure handler must leave the restored cluster alone.
     final_notification: ClassVar[bool] = False
@@ -189,6 +207,13 @@ class Registry:
         except (KeyError, TypeError):
             known = ", ".join(sorted(self._steps)) or "(none)"
             raise UnknownStep(f"unknown step {name!r}; known steps: {known}", step=name) from None
+
+    def request_model(self) -> type[RequestModel] | None:
+        """The request's class, declared by the step that produces the request; None without one."""
+        return next(
+            (cls.request_model for cls in self._steps.values() if cls.produces_request and cls.request_model),
+            None,
+        )
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

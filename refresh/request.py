@@ -7,14 +7,13 @@ workflow this tool replaces) and the same fields unwrapped. Every refusal is a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dispatcher.context import derive_operation_id
 from dispatcher.errors import ValidationError
 
 CLUSTER_ID_RULE = (
@@ -176,6 +175,11 @@ class RestoreRequest:
         """Validate a raw request (wrapped as ``{"body": ...}`` or unwrapped) into a request."""
         return parse_request(raw, execution_id=execution_id)
 
+    @staticmethod
+    def peek_operation_id(raw: Any, execution_id: str | None = None) -> str:
+        """Best-effort operation id of a raw input, for logging and records, never raising."""
+        return peek_operation_id(raw, execution_id)
+
 
 FIELDS: dict[str, str] = {
     "operation_id": "optional; " + OPERATION_ID_RULE + ", generated when absent",
@@ -229,13 +233,6 @@ def unwrap(raw: Any) -> dict[str, Any]:
             raise ValidationError("body", body, "must be a JSON object holding the request fields")
         return dict(body)
     return {k: v for k, v in raw.items() if k not in {"step", "execution_id"}}
-
-
-def derive_operation_id(execution_id: str | None) -> str:
-    """An operation id for a request without one: stable per execution, so retries agree."""
-    if execution_id:
-        return "op-" + hashlib.sha256(execution_id.encode()).hexdigest()[:16]
-    return "op-" + secrets.token_hex(8)
 
 
 def peek_operation_id(raw: Any, execution_id: str | None = None) -> str:

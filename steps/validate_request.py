@@ -30,6 +30,7 @@ class ValidateRequest(Step):
     reads = ("$",)
     result_key = "request"
     produces_request = True
+    request_model = RestoreRequest
     outputs = tuple(f.name for f in fields(RestoreRequest))
     mutating = False
 

@@ -653,8 +653,13 @@ class Rehearsal:
                 self._progress(change, run)
 
     def _operation_id(self, history: ExecutionHistory, execution_arn: str) -> str:
+        from dispatcher.registry import load_builtin_steps
+
+        registry = self.options.registry if self.options.registry is not None else load_builtin_steps()
+        # The step that makes the request (its role, not its name) holds the operation id.
+        makers = {cls.name for cls in registry if cls.produces_request}
         for run in history.states:
-            if run.step == "validate_request" and isinstance(run.output, dict):
+            if run.step in makers and isinstance(run.output, dict):
                 value = run.output.get("operation_id")
                 if isinstance(value, str):
                     return value

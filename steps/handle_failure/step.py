@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
 #: Where Step Functions puts the caught error (``ResultPath`` of every Catch).
 ERROR_KEY = "error"
-#: The pipeline's last step before the success notification: its output in the data means the
-#: refresh itself had completed.
-LAST_STEP_BEFORE_SUCCESS = "archive_snapshot"
 
 
 def run_cleanup(ctx: StepContext, data: dict[str, Any]) -> list[str]:
@@ -565,9 +562,16 @@ def _reached_success(data: dict[str, Any]) -> bool:
     Read from the execution data, not the state table: with a table that refuses every call the
     handler must still know that the refresh had completed and leave the restored cluster alone.
     """
-    if LAST_STEP_BEFORE_SUCCESS not in registry:
+    last = last_step_before_success()
+    if last is None or last not in registry:
         return False
-    return isinstance(data.get(registry.get(LAST_STEP_BEFORE_SUCCESS).result_key), dict)
+    return isinstance(data.get(registry.get(last).result_key), dict)
+
+
+def last_step_before_success() -> str | None:
+    """The step the success notification runs after (its ``run_after``), found by role: its
+    output in the data means the refresh itself had completed."""
+    return next((cls.run_after for cls in registry if cls.final_notification), None)
 
 
 def _without_traceback(text: str) -> str:

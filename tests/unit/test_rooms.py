@@ -74,3 +74,23 @@ def test_only_the_lock_module_knows_the_lock_items_key() -> None:
         if 'f"lock#' in path.read_text()
     ]
     assert builders == ["refresh/target_lock.py"]
+
+
+def test_the_framework_imports_nothing_from_the_domain() -> None:
+    # The framework gets the request's class from the step that declares it (``request_model``),
+    # not by importing ``refresh``: not even for type checking.
+    crossings = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sorted((ROOT / "dispatcher").rglob("*.py"))
+        for module in sorted(imported_modules(path))
+        if module == "refresh" or module.startswith("refresh.")
+    ]
+    assert crossings == []
+
+
+def test_the_request_model_comes_from_the_step_that_produces_the_request() -> None:
+    from dispatcher.registry import Registry
+    from refresh.request import RestoreRequest
+
+    assert load_builtin_steps().request_model() is RestoreRequest
+    assert Registry().request_model() is None
