@@ -52,34 +52,6 @@ class UnknownStep(AuroraRestoreError):
     """The event names a step nobody registered."""
 
 
-class TargetLocked(AuroraRestoreError):
-    """Another operation holds the lock on the target cluster."""
-
-
-class SnapshotNotFound(AuroraRestoreError):
-    """The snapshot named by the request does not exist or is not usable."""
-
-
-class UnsafeTarget(AuroraRestoreError):
-    """A safety rule forbids touching this cluster."""
-
-
-class CopyFailed(AuroraRestoreError):
-    """The snapshot copy failed or vanished."""
-
-
-class RestoreFailed(AuroraRestoreError):
-    """The restored cluster or one of its instances ended in a failed state."""
-
-
-class SwapFailed(AuroraRestoreError):
-    """Renaming the new cluster into place failed (the first rename was undone if possible)."""
-
-
-class DatabaseSetupFailed(AuroraRestoreError):
-    """Resetting credentials or applying the users spec on the restored cluster failed."""
-
-
 class PollTimeout(AuroraRestoreError):
     """A resource did not reach the expected state within the configured maximum wait."""
 
@@ -119,18 +91,13 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+#: The framework's own errors; the domain's (``refresh.errors``) subclass ``AuroraRestoreError``
+#: and are found by ``retryable_error_names`` through ``__subclasses__`` like these.
 ERROR_CLASSES: dict[str, type[AuroraRestoreError]] = {
     cls.__name__: cls
     for cls in (
         ValidationError,
         UnknownStep,
-        TargetLocked,
-        SnapshotNotFound,
-        UnsafeTarget,
-        CopyFailed,
-        RestoreFailed,
-        SwapFailed,
-        DatabaseSetupFailed,
         PollTimeout,
         AwsCallFailed,
         StepOutputIncomplete,

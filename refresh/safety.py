@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import UnsafeTarget
+from refresh.errors import UnsafeTarget
 from refresh.request import MANAGED_TAG
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import TargetLocked
 from dispatcher.store import iso_time
+from refresh.errors import TargetLocked
 
 if TYPE_CHECKING:
     from dispatcher.store import Store

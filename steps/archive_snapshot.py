@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import error_code, translate
-from dispatcher.errors import Retryable, UnsafeTarget
+from dispatcher.errors import Retryable
 from dispatcher.registry import Step, register
+from refresh.errors import UnsafeTarget
 from refresh.request import OPERATION_TAG
 from steps.lib import names
 from steps.lib.polling import iso_time

@@ -28,11 +28,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import error_code
-from dispatcher.errors import CopyFailed, Retryable
+from dispatcher.errors import Retryable
 from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import register
 from dispatcher.store import STATUS_RUNNING
 from refresh.copy_claims import claim_copy, take_over_copy_claim
+from refresh.errors import CopyFailed
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from steps.lib.polling import iso_time, poll_fields

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import ResourceBusy, RestoreFailed, UnsafeTarget, ValidationError
+from dispatcher.errors import ResourceBusy, ValidationError
 from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import register
+from refresh.errors import RestoreFailed, UnsafeTarget
 from refresh.safety import describe_cluster
 from steps.lib import names
 from steps.lib.clusters import (

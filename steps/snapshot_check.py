@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import error_code
-from dispatcher.errors import SnapshotNotFound, ValidationError
+from dispatcher.errors import ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.settings import PREFIX
+from refresh.errors import SnapshotNotFound
 from refresh.safety import (
     check_members_replaceable,
     check_replaceable,

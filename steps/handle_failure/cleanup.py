@@ -14,7 +14,8 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import translate
-from dispatcher.errors import UnsafeTarget, ValidationError
+from dispatcher.errors import ValidationError
+from refresh.errors import UnsafeTarget
 from refresh.request import RestoreRequest
 from refresh.safety import describe_cluster, ensure_replaceable
 from steps.lib import names

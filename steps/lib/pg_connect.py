@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import DatabaseSetupFailed, ValidationError
+from dispatcher.errors import ValidationError
+from refresh.errors import DatabaseSetupFailed
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

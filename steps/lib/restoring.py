@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import UnsafeTarget, ValidationError
+from dispatcher.errors import ValidationError
+from refresh.errors import UnsafeTarget
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from steps.lib.clusters import audit, describe_instance, made_by, same_id

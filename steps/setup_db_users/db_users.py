@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import DatabaseSetupFailed
+from refresh.errors import DatabaseSetupFailed
 from refresh.users_spec import parse_valid_until
 from steps.setup_db_users.pgsql import qualified, quote_ident, quote_literal, scram_verifier
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import error_code
-from dispatcher.errors import DatabaseSetupFailed, ResourceBusy, UnsafeTarget
+from dispatcher.errors import ResourceBusy
+from refresh.errors import DatabaseSetupFailed, UnsafeTarget
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from refresh.safety import describe_cluster, tags_of
 from refresh.users_spec import secret_name_of

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher import tracing
 from dispatcher.aws import error_code
-from dispatcher.errors import DatabaseSetupFailed, UnsafeTarget, ValidationError
+from dispatcher.errors import ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.settings import split_endpoint
+from refresh.errors import DatabaseSetupFailed, UnsafeTarget
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from refresh.safety import describe_cluster, is_managed, tags_of
 from refresh.users_spec import check_secret_prefix, validate_users_spec

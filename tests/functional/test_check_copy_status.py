@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import CopyFailed, PollTimeout, Retryable
+from dispatcher.errors import PollTimeout, Retryable
 from dispatcher.settings import Settings
+from refresh.errors import CopyFailed
 from tests.functional.snapshot_world import (
     TARGET_REGION,
     Clock,

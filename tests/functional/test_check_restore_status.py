@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import PollTimeout, RestoreFailed, UnsafeTarget
+from dispatcher.errors import PollTimeout
+from refresh.errors import RestoreFailed, UnsafeTarget
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from tests.functional.replace_world import (

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import TargetLocked
 from dispatcher.store import STATUS_FAILED, STATUS_RUNNING
+from refresh.errors import TargetLocked
 from refresh.target_lock import force_release_lock, lock_holder
 from tests.functional.replace_world import make_cluster
 from tests.functional.snapshot_world import (

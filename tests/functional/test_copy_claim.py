@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import CopyFailed
 from dispatcher.store import STATUS_FAILED
 from refresh.copy_claims import claim_copy, copy_claim_key
+from refresh.errors import CopyFailed
 from steps.lib.names import copy_snapshot_id
 from steps.lib.snapshots import COPY_CLAIM_GRACE_SECONDS, NO_KEY
 from tests.functional.snapshot_world import (

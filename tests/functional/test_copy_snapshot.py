@@ -8,8 +8,9 @@ from unittest import mock
 
 import pytest
 
-from dispatcher.errors import CopyFailed, Retryable
+from dispatcher.errors import Retryable
 from dispatcher.settings import Settings
+from refresh.errors import CopyFailed
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib.names import copy_snapshot_id
 from tests.conftest import STACK_PLACEMENT

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import PollTimeout, Retryable, UnsafeTarget
+from dispatcher.errors import PollTimeout, Retryable
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from refresh.errors import UnsafeTarget
 from steps.lib import names
 from tests.functional.replace_world import (
     OPERATION,

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import RestoreFailed, Retryable
+from dispatcher.errors import Retryable
 from dispatcher.registry import Step
 from dispatcher.settings import Settings
+from refresh.errors import RestoreFailed
 from refresh.request import derive_operation_id
 from refresh.target_lock import lock_holder, take_lock
 from steps.handle_failure import step as handle_failure

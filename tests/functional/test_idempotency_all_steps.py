@@ -338,7 +338,7 @@ def test_failure_handler_twice_after_the_restore(
     strategy: str,
 ) -> None:
     # GIVEN a refresh that restored (and for delete-first, deleted the old target) and then failed
-    from dispatcher.errors import RestoreFailed
+    from refresh.errors import RestoreFailed
 
     target_cluster(clients, instances=1)
     run = start(app, clients, inbox, store, database, f"op-twice-fail-{strategy}", strategy=strategy)

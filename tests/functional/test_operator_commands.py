@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from aurora_restore.cli import main
-from dispatcher.errors import CopyFailed
 from dispatcher.registry import Registry, Step
+from refresh.errors import CopyFailed
 from refresh.target_lock import lock_holder, release_lock, take_lock
 
 STACK = "aurora-restore-ops"

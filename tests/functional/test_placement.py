@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import UnsafeTarget, ValidationError
+from dispatcher.errors import ValidationError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from refresh.errors import UnsafeTarget
 from refresh.target_lock import release_lock
 from tests.conftest import STACK_PLACEMENT
 from tests.functional.replace_world import (

@@ -17,8 +17,9 @@ from aurora_restore.simulate.hooks import ScenarioError, parse_fault, parse_outc
 from aurora_restore.simulate.rehearsal import Options, Rehearsal
 from aurora_restore.simulate.world import WorldError, default_world, parse_world, seed
 from dispatcher.aws import Clients
-from dispatcher.errors import CopyFailed, ResourceBusy
+from dispatcher.errors import ResourceBusy
 from dispatcher.registry import Registry, Step, load_builtin_steps
+from refresh.errors import CopyFailed
 from refresh.request import RestoreRequest
 
 FN = "${DispatcherFunctionArn}"

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import AwsCallFailed, ResourceBusy, Retryable, UnsafeTarget, ValidationError
+from dispatcher.errors import AwsCallFailed, ResourceBusy, Retryable, ValidationError
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from refresh.errors import UnsafeTarget
 from refresh.request import MANAGED_TAG, OPERATION_TAG
 from steps.lib import names
 from steps.lib.clusters import SOURCE_SNAPSHOT_TAG

@@ -11,7 +11,8 @@ import pytest
 import structlog
 
 from dispatcher import logs
-from dispatcher.errors import DatabaseSetupFailed, ResourceBusy, UnsafeTarget, ValidationError
+from dispatcher.errors import ResourceBusy, ValidationError
+from refresh.errors import DatabaseSetupFailed, UnsafeTarget
 from tests.functional.pg_world import (
     CLUSTER,
     MASTER,

@@ -9,8 +9,9 @@ from unittest import mock
 
 import pytest
 
-from dispatcher.errors import SnapshotNotFound, TargetLocked, UnsafeTarget, ValidationError
+from dispatcher.errors import ValidationError
 from dispatcher.settings import Settings
+from refresh.errors import SnapshotNotFound, TargetLocked, UnsafeTarget
 from refresh.request import MANAGED_TAG
 from refresh.target_lock import lock_holder, take_lock
 from tests.conftest import STACK_PLACEMENT

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import TargetLocked
+from refresh.errors import TargetLocked
 from refresh.target_lock import force_release_lock, lock_holder, release_lock, take_lock
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import PollTimeout, Retryable, SwapFailed, UnsafeTarget
+from dispatcher.errors import PollTimeout, Retryable
 from dispatcher.handler import Dispatcher
 from dispatcher.settings import Settings
+from refresh.errors import SwapFailed, UnsafeTarget
 from refresh.request import OPERATION_TAG
 from steps.lib import names
 from steps.lib.clusters import RETIRED_BY_TAG, RETIRED_FROM_TAG

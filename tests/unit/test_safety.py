@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.errors import UnsafeTarget
 from dispatcher.settings import Settings
+from refresh.errors import UnsafeTarget
 from refresh.safety import check_replaceable
 
 MANAGED = [{"Key": "aurora-restore:managed", "Value": "true"}]
