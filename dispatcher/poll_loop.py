@@ -42,6 +42,8 @@ class PollLoopStep(Step):
     check_mutating: ClassVar[bool] = False
     #: The ``dispatcher.settings.Settings`` field bounding the wait (the halves raise PollTimeout).
     max_wait_setting: ClassVar[str] = ""
+    #: What the check half's output holds (its ``output_doc``), for the architecture's table.
+    check_output_doc: ClassVar[str] = "same shape"
     #: Derived from ``result_key`` at registration unless the class sets them.
     check_name: ClassVar[str] = ""
     check_state_name: ClassVar[str] = ""
@@ -89,6 +91,7 @@ class PollLoopStep(Step):
                     "outputs": cls.outputs,
                     "mutating": cls.check_mutating,
                     "aws_actions": cls.aws_actions,
+                    "output_doc": cls.check_output_doc,
                     "part_of": cls,
                 },
             )

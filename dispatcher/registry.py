@@ -73,6 +73,9 @@ class Step:
     #: service acts on its behalf (``kms:CreateGrant`` for an encrypted copy...). The template's
     #: dispatcher role allows these and no others beside the framework's own (tables, logs, traces).
     aws_actions: ClassVar[tuple[str, ...]] = ()
+    #: What the output holds, in the operator's words: docs/architecture.md's table of the
+    #: execution's data shows it (``python infra/build_template.py --update-docs`` writes it).
+    output_doc: ClassVar[str] = ""
     #: False for steps that only read (checks, polls); the idempotency test runs the others twice.
     mutating: ClassVar[bool] = True
     #: Where the step runs, for built-in and third-party steps alike: right after the step named

@@ -4,7 +4,7 @@
     python infra/build_template.py --format yaml -o template.yaml --stage prod
     python infra/build_template.py -o tests/golden/template.json   # refresh the golden copy
     python infra/build_template.py --diagram            # Mermaid flowchart of the state machine
-    python infra/build_template.py --update-docs        # rewrite the diagram in README and deploy.md
+    python infra/build_template.py --update-docs        # rewrite the diagrams and the architecture's table
 
 The state machine is generated from the registered steps (``infra/state_machine.py``); the
 function's code is the local zip ``build/lambda.zip`` (``python -m infra.package``), which
@@ -64,6 +64,7 @@ from infra.state_machine import (
     pipeline_steps,
     to_mermaid,
 )
+from infra.state_table import to_state_table, update_state_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -99,11 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.update_docs:
         try:
             changed = update_diagrams(to_mermaid(build_definition()))
+            table_changed = update_state_table(builtin_state_table(), ROOT / STATE_TABLE_DOCUMENT)
         except PipelineError as exc:
             print(f"build_template: {exc}", file=sys.stderr)
             return 1
         for path in changed:
             print(f"updated the state machine diagram in {path.relative_to(ROOT)}")
+        if table_changed:
+            print(f"updated the table of the execution's data in {STATE_TABLE_DOCUMENT}")
         return 0
     try:
         text = _build_text(args)
@@ -136,8 +140,18 @@ def _build_text(args: argparse.Namespace) -> str:
 ROOT = Path(__file__).resolve().parents[1]
 #: The documents that show the state machine diagram (``--update-docs`` rewrites each copy).
 DIAGRAM_DOCUMENTS = ("README.md", "docs/deploy.md")
+#: The document with the generated table of the execution's data (``--update-docs`` rewrites it).
+STATE_TABLE_DOCUMENT = "docs/architecture.md"
 #: A copy of the state machine diagram in a document: the only Mermaid flowchart from ``start``.
 _DIAGRAM_BLOCK = re.compile(r"```mermaid\nflowchart TD\n    start\(\(start\)\).*?```", re.DOTALL)
+
+
+def builtin_state_table(registry: Registry | None = None) -> str:
+    """docs/architecture.md's table of the execution's data for the built-in steps (or ``registry``)."""
+    from dispatcher.registry import load_builtin_steps
+
+    registry = registry or load_builtin_steps()
+    return to_state_table(build_definition(registry), registry)
 
 
 def update_diagrams(diagram: str, root: Path = ROOT) -> list[Path]:
@@ -187,7 +201,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--update-docs",
         action="store_true",
-        help="rewrite the state machine diagram in README.md and docs/deploy.md from the built-in steps",
+        help="rewrite the state machine diagram in README.md and docs/deploy.md and the table of the "
+        f"execution's data in {STATE_TABLE_DOCUMENT} from the built-in steps",
     )
     return parser.parse_args(argv)
 

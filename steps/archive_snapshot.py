@@ -59,6 +59,11 @@ class ArchiveSnapshot(Step):
     run_after = "swap_clusters"
     reads = ("request", "copy", "restore")
     result_key = "archive"
+    output_doc = (
+        "`snapshot`, `restored_into`, `tagged`, `kept`, `deleted`, `skipped` (identifier + reason), "
+        "`export` (`task_id`, `status`, `bucket`, `prefix`) or null, `problems` (housekeeping failures, "
+        "reported, not raised)"
+    )
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:

@@ -88,6 +88,17 @@ class CopySnapshot(PollLoopStep):
     run_after = "snapshot_check"
     reads = ("request", "snapshot")
     result_key = "copy"
+    output_doc = (
+        "`identifier`, `arn`, `region`, `copied` (false = used as is), `reason`, `reused_from` (another "
+        "operation's copy), `source_arn`, `kms_key_id`, `status` (`claimed` with `claimed_at` and `arn` "
+        '"" when reusing a copy another operation claimed but has not started yet), `percent_progress`, '
+        "and the poll fields `complete`, `next_poll_seconds`, `polls`, `started_at`, `elapsed_seconds`, "
+        "`progress`"
+    )
+    check_output_doc = (
+        "same shape, updated (`arn` filled in once a claimed copy exists; a claimed copy still missing "
+        "`COPY_CLAIM_GRACE_SECONDS` after `claimed_at` is `CopyFailed`)"
+    )
     outputs = ("complete", "next_poll_seconds")
     check_reads = ("request", "copy")
     max_wait_setting = "copy_max_wait_seconds"

@@ -62,6 +62,13 @@ class RestoreSnapshot(PollLoopStep):
     run_after = "delete_target"
     reads = ("request", "snapshot", "copy")
     result_key = "restore"
+    output_doc = (
+        "`cluster_id` (temporary id under `swap` when the target exists, else the target id), "
+        "`swap_required`, `placement` (the request's, else the old target's, else the stack's: subnet "
+        "group, security groups, parameter groups, port, instance class, reader count, "
+        "`publicly_accessible`, and `sources` saying which), `instance_ids`, `writer_instance_id`, "
+        "`status`, `complete`, `next_poll_seconds`, `polls`, `started_at`, `endpoint`"
+    )
     outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds")
     check_reads = ("request", "restore")
     # The check creates the instances RDS refused while the cluster was being restored (idempotent).

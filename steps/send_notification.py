@@ -40,6 +40,7 @@ class SendNotification(Step):
     run_after = "archive_snapshot"
     reads = ("$",)
     result_key = "notification"
+    output_doc = "message id, subject"
     mutating = True
     final_notification = True
 

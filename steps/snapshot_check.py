@@ -58,6 +58,18 @@ class SnapshotCheck(Step):
     run_after = "validate_request"
     reads = ("request",)
     result_key = "snapshot"
+    output_doc = (
+        "source snapshot facts (`arn`, `identifier`, `engine`, `engine_version`, `encrypted`, "
+        "`kms_key_id`, `size_gb`, `source_cluster_id`, `source_region`, `snapshot_type`, `account`, "
+        "`shared`, `created_at`), `copy_reason` (`cross-region`, `automated`, `shared` or null), "
+        "`target_kms_key_id` (verified key ARN a copy uses, or null), `target` (`exists`, `cluster_id`, "
+        "`managed`, `deletion_protection`, `status`; when it exists also `disable_deletion_protection`, "
+        "`engine_version`, `arn` and `placement`: its `db_subnet_group`, `vpc_security_group_ids`, "
+        "`db_cluster_parameter_group`, `port`, writer's `instance_class` and `db_parameter_group`, "
+        "`reader_count`); takes the target lock first; refuses an old target's member instance the "
+        "safety rules do not cover, an `s3://` script outside `ScriptsS3Prefix`, a new target nobody "
+        "places, and an encrypted snapshot used as it is whose key the function cannot use"
+    )
     outputs = ("arn", "target.exists")
     mutating = True
 

@@ -29,6 +29,11 @@ class ValidateRequest(Step):
     pipeline_role = "first"
     reads = ("$",)
     result_key = "request"
+    output_doc = (
+        "the validated request (`RestoreRequest.to_dict()`), `operation_id` always set; refuses a "
+        "`target_region` other than the stack's own and a new target (one DescribeDBClusters) with no "
+        "subnet group or security groups in the request or the stack"
+    )
     produces_request = True
     request_model = RestoreRequest
     outputs = tuple(f.name for f in fields(RestoreRequest))

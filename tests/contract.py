@@ -4,7 +4,7 @@ The template and the state machine are generated from the built-in steps' class 
 (``name``, ``state_name``, ``reads``, ``result_key``) in the order ``infra/pipeline.py`` declares.
 The tests build them from the same classes, so there is no second copy of those facts here to go
 stale: a step that changes what it reads or where its result goes shows up as a golden-file diff,
-and ``tests/unit/test_contract.py`` holds docs/architecture.md's table to the same attributes.
+and docs/architecture.md's table is generated from them (``tests/unit/test_contract.py``).
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ class DeleteTarget(PollLoopStep):
     )
     reads = ("request", "snapshot")
     result_key = "delete"
+    output_doc = "`cluster_id`, `instances_deleted`, `complete`, `next_poll_seconds`, `polls`, `started_at`"
     check_reads = ("request", "delete")
     # The check re-issues the cluster's deletion when RDS refused it while instances were deleting.
     check_mutating = True

@@ -74,6 +74,7 @@ class HandleFailure(Step):
     pipeline_role = "failure"
     reads = ("$",)
     result_key = "failure"
+    output_doc = "what was cleaned up, notification sent, lock released"
     mutating = True
     # The dispatcher's own records of this step are best effort: a broken table must not stop
     # the report.

@@ -81,6 +81,10 @@ class SetupDBUsers(Step):
     run_after = "restore_snapshot"
     reads = ("request", "restore")
     result_key = "users"
+    output_doc = (
+        "master password reset, roles created/altered/disabled/dropped, grants, scripts run (no secret "
+        "values)"
+    )
     outputs = ("cluster_id", "changed", "counts")
     mutating = True
 

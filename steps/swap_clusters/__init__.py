@@ -40,6 +40,7 @@ class SwapClusters(PollLoopStep):
     run_when = RunWhen("NeedsSwap", {"Variable": "$.restore.swap_required", "BooleanEquals": True})
     reads = ("request", "snapshot", "restore")
     result_key = "swap"
+    output_doc = "`phase`, `old_cluster_id` (renamed-away id), `complete`, `next_poll_seconds`…"
     check_reads = ("request", "snapshot", "restore", "swap")
     # Renames and deletes as the swap advances; a retried check never repeats an action.
     check_mutating = True

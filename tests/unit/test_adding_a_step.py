@@ -19,6 +19,7 @@ import pytest
 from dispatcher.registry import Registry
 from infra.build_template import build_template
 from infra.state_machine import build_definition, to_mermaid
+from infra.state_table import to_state_table
 from tests.contract import contract_registry
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class StartActivityStream(PollLoopStep):
     run_after = "setup_db_users"
     reads = ("request", "restore")
     result_key = "activity_stream"
+    output_doc = "`stream_status`, `kinesis_stream_name`, and the poll fields"
     max_wait_setting = "restore_max_wait_seconds"
     aws_actions = ("rds:StartActivityStream", "rds:DescribeDBClusters")
 
@@ -119,6 +121,18 @@ def test_a_poll_loop_plugin_shows_in_the_regenerated_diagram(with_plugin: Regist
     assert "SetupDBUsers --> StartActivityStream" in diagram
     assert "WaitForActivityStream --> CheckActivityStreamStatus" in diagram
     assert "CheckActivityStreamStatus --> IsActivityStreamComplete" in diagram
+
+
+def test_a_poll_loop_plugin_shows_in_the_generated_state_table(with_plugin: Registry) -> None:
+    table = to_state_table(build_definition(with_plugin), with_plugin)
+    assert (
+        "| StartActivityStream | `start_activity_stream` | request, restore | `activity_stream` | "
+        "`stream_status`, `kinesis_stream_name`, and the poll fields |"
+    ) in table
+    assert (
+        "| CheckActivityStreamStatus | `check_activity_stream_status` | request, restore, activity_stream "
+        "| `activity_stream` | same shape |"
+    ) in table
 
 
 def test_the_plugin_s_steps_leave_the_builtin_pipeline_as_it_was(with_plugin: Registry) -> None:
