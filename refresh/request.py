@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dispatcher.context import derive_operation_id
+from dispatcher.context import StepContext, derive_operation_id
 from dispatcher.errors import ValidationError
 
 CLUSTER_ID_RULE = (
@@ -530,3 +530,9 @@ def _tags(value: Any) -> dict[str, str]:
                 f"tags.{key}", tag_value, "tag values are strings of at most 256 characters"
             )
     return dict(value)
+
+
+def request_of(ctx: StepContext) -> RestoreRequest:
+    """The step's validated request, typed: the framework carries it untyped, the domain knows it."""
+    request: RestoreRequest = ctx.require_request()
+    return request

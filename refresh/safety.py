@@ -22,7 +22,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from refresh.errors import UnsafeTarget
-from refresh.request import MANAGED_TAG
+from refresh.request import MANAGED_TAG, request_of
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -152,7 +152,7 @@ def ensure_replaceable(
     target away before deleting it, and the allowed-target pattern and the never-the-source rule
     are about the name it had as the target, not the temporary name it holds now.
     """
-    request = ctx.require_request()
+    request = request_of(ctx)
     rds = ctx.aws("rds", request.target_region)
     cluster = describe_cluster(rds, cluster_id)
     if cluster is None:

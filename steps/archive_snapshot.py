@@ -14,7 +14,7 @@ from dispatcher.aws import error_code, translate
 from dispatcher.errors import Retryable
 from dispatcher.registry import Step, register
 from refresh.errors import UnsafeTarget
-from refresh.request import OPERATION_TAG
+from refresh.request import OPERATION_TAG, request_of
 from steps.lib import names
 from steps.lib.polling import iso_time
 from steps.lib.snapshot_export import check_export_settings
@@ -68,7 +68,7 @@ class ArchiveSnapshot(Step):
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """Return the tags written, the copies kept and deleted, any export task and any problems."""
-        request = ctx.require_request()
+        request = request_of(ctx)
         copy = ctx.input("copy")
         restore = ctx.input("restore")
         rds = ctx.aws("rds", request.target_region)

@@ -34,7 +34,7 @@ from dispatcher.registry import register
 from dispatcher.store import STATUS_RUNNING
 from refresh.copy_claims import claim_copy, take_over_copy_claim
 from refresh.errors import CopyFailed
-from refresh.request import MANAGED_TAG, OPERATION_TAG
+from refresh.request import MANAGED_TAG, OPERATION_TAG, request_of
 from steps.lib import names
 from steps.lib.polling import iso_time, poll_fields
 from steps.lib.snapshots import (
@@ -106,7 +106,7 @@ class CopySnapshot(PollLoopStep):
     def start(self, ctx: StepContext) -> dict[str, Any]:
         """Return the snapshot to restore from (``identifier``, ``arn``, ``region``), whether it
         was ``copied`` or ``reused_from`` another operation, and the poll fields."""
-        request = ctx.require_request()
+        request = request_of(ctx)
         snapshot = ctx.input("snapshot")
         reason = copy_reason(
             cross_region=request.cross_region,
@@ -379,7 +379,7 @@ class CopySnapshot(PollLoopStep):
             # The snapshot is used as it is: nothing to wait for.
             return {**copy, "complete": True, "next_poll_seconds": 0}
         identifier = str(copy["identifier"])
-        region = str(copy.get("region") or ctx.require_request().target_region)
+        region = str(copy.get("region") or request_of(ctx).target_region)
         whose = f" (the copy made by operation {copy['reused_from']})" if copy.get("reused_from") else ""
         rds = ctx.aws("rds", region)
         found = describe_snapshot(rds, identifier)

@@ -17,6 +17,7 @@ from dispatcher.errors import ResourceBusy, ValidationError
 from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import register
 from refresh.errors import RestoreFailed, UnsafeTarget
+from refresh.request import request_of
 from refresh.safety import describe_cluster
 from steps.lib import names
 from steps.lib.clusters import (
@@ -81,7 +82,7 @@ class RestoreSnapshot(PollLoopStep):
         Returns ``cluster_id``, ``swap_required``, the instance ids, ``status`` and the poll
         fields (``complete`` is false: check_restore_status decides when it is done).
         """
-        request = ctx.require_request()
+        request = request_of(ctx)
         snapshot = ctx.input("snapshot")
         copy = ctx.input("copy")
         rds = ctx.aws("rds", request.target_region)
@@ -191,7 +192,7 @@ class RestoreSnapshot(PollLoopStep):
         Raises ``RestoreFailed`` when the cluster or an instance ends in a failed state or the
         cluster vanished, and ``PollTimeout`` past the stack's maximum restore wait.
         """
-        request = ctx.require_request()
+        request = request_of(ctx)
         restore = ctx.input("restore")
         rds = ctx.aws("rds", request.target_region)
         cluster_id = str(restore.get("cluster_id") or "")

@@ -18,6 +18,7 @@ from dispatcher.errors import ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.settings import PREFIX
 from refresh.errors import SnapshotNotFound
+from refresh.request import request_of
 from refresh.safety import (
     check_members_replaceable,
     check_replaceable,
@@ -80,7 +81,7 @@ class SnapshotCheck(Step):
         ``ValidationError`` (wrong kind or engine, missing or unusable key, export settings)
         or ``UnsafeTarget``.
         """
-        request = ctx.require_request()
+        request = request_of(ctx)
         take_lock(ctx.store, request.target_region, request.target_cluster_id, request.operation_id)
         check_export_settings(ctx.settings)
         check_scripts_prefix(request, ctx.settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from refresh.request import request_of
 from refresh.safety import describe_cluster, ensure_replaceable
 from steps.lib import names
 from steps.lib.clusters import delete_cluster_and_instances, made_by, status_of
@@ -27,7 +28,7 @@ def advance_delete(
     ``previous`` is the last output of this loop (None on the first call); ``source`` holds
     ``source_cluster_id`` and ``source_region`` for the never-the-source rule.
     """
-    request = ctx.require_request()
+    request = request_of(ctx)
     rds = ctx.aws("rds", request.target_region)
     cluster_id = request.target_cluster_id
     final_snapshot_id = (

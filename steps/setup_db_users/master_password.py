@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.aws import error_code
 from dispatcher.errors import ResourceBusy
 from refresh.errors import DatabaseSetupFailed, UnsafeTarget
-from refresh.request import MANAGED_TAG, OPERATION_TAG
+from refresh.request import MANAGED_TAG, OPERATION_TAG, request_of
 from refresh.safety import describe_cluster, tags_of
 from refresh.users_spec import secret_name_of
 
@@ -82,7 +82,7 @@ def stack_secret_name(secrets_prefix: str, target_cluster_id: str) -> str:
 
 def reset_master_password(ctx: StepContext, cluster: dict[str, Any]) -> MasterReset:
     """Ask RDS to change the master password of ``cluster`` (once per operation)."""
-    request = ctx.require_request()
+    request = request_of(ctx)
     rds = ctx.aws("rds", request.target_region)
     cluster_id = cluster["DBClusterIdentifier"]
     username = cluster["MasterUsername"]
@@ -134,7 +134,7 @@ def reset_master_password(ctx: StepContext, cluster: dict[str, Any]) -> MasterRe
 
 def _stack_secret(ctx: StepContext, cluster: dict[str, Any]) -> tuple[str, str, bool]:
     """The stack secret's ARN and password for this operation: (arn, password, made earlier by us)."""
-    request = ctx.require_request()
+    request = request_of(ctx)
     sm = ctx.aws("secretsmanager", request.target_region)
     name = stack_secret_name(ctx.settings.secrets_prefix, request.target_cluster_id)
     username = cluster["MasterUsername"]
@@ -222,7 +222,7 @@ def wait_until_applied(
     it spin); past that ``ResourceBusy`` lets the state machine retry the step, which then waits
     for the same change again instead of making another.
     """
-    request = ctx.require_request()
+    request = request_of(ctx)
     rds = ctx.aws("rds", request.target_region)
     max_wait = ctx.settings.password_reset_max_wait_seconds
     max_polls = max(1, math.ceil(max_wait / poll_seconds)) if poll_seconds > 0 else 1
@@ -256,7 +256,7 @@ def wait_until_applied(
 
 def read_master_password(ctx: StepContext, secret_arn: str) -> str:
     """The master password from its secret (RDS's or the stack's)."""
-    request = ctx.require_request()
+    request = request_of(ctx)
     sm = ctx.aws("secretsmanager", request.target_region)
     try:
         value = sm.get_secret_value(SecretId=secret_arn)

@@ -30,7 +30,7 @@ from dispatcher.errors import ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.settings import split_endpoint
 from refresh.errors import DatabaseSetupFailed, UnsafeTarget
-from refresh.request import MANAGED_TAG, OPERATION_TAG
+from refresh.request import MANAGED_TAG, OPERATION_TAG, request_of
 from refresh.safety import describe_cluster, is_managed, tags_of
 from refresh.users_spec import check_secret_prefix, validate_users_spec
 from steps.lib.pg_connect import (
@@ -100,7 +100,7 @@ class SetupDBUsers(Step):
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """Reset the master password, connect, apply the spec; return what changed."""
-        request = ctx.require_request()
+        request = request_of(ctx)
         restore = ctx.input("restore")
         cluster_id = restore.get("cluster_id")
         if not isinstance(cluster_id, str) or not cluster_id:
@@ -201,7 +201,7 @@ class SetupDBUsers(Step):
 
     def _role_passwords(self, ctx: StepContext, spec: Mapping[str, Any]) -> dict[str, str]:
         """Role name -> password, from each role's secret (a JSON object with a 'password' field)."""
-        request = ctx.require_request()
+        request = request_of(ctx)
         passwords: dict[str, str] = {}
         for index, role in enumerate(spec.get("roles", [])):
             reference = role.get("password_secret_arn")
@@ -237,7 +237,7 @@ class SetupDBUsers(Step):
 
     def _load_scripts(self, ctx: StepContext, spec: Mapping[str, Any]) -> list[Script]:
         """The scripts' text: inline, or read from S3 now (a missing object fails before any change)."""
-        request = ctx.require_request()
+        request = request_of(ctx)
         scripts: list[Script] = []
         for index, entry in enumerate(spec.get("scripts", [])):
             if "sql" in entry:
@@ -274,7 +274,7 @@ class SetupDBUsers(Step):
     def _endpoint(
         self, ctx: StepContext, restore: dict[str, Any], cluster: dict[str, Any]
     ) -> tuple[Endpoint, bool]:
-        database = ctx.require_request().database
+        database = request_of(ctx).database
         if ctx.settings.db_endpoint_override:
             host, port = split_endpoint(ctx.settings.db_endpoint_override)
             ctx.log.warning("connecting to the endpoint override, not the cluster", endpoint=f"{host}:{port}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from refresh.errors import SwapFailed
+from refresh.request import request_of
 from refresh.safety import describe_cluster, ensure_replaceable
 from steps.lib import names
 from steps.lib.clusters import (
@@ -137,7 +138,7 @@ def observe(rds: Any, ids: Names, operation_id: str) -> World:
 
 def advance_swap(ctx: StepContext, previous: dict[str, Any] | None) -> dict[str, Any]:
     """Take the swap one phase further if the world allows it, and report where it stands."""
-    request = ctx.require_request()
+    request = request_of(ctx)
     snapshot = ctx.input("snapshot")
     restore = ctx.input("restore")
     rds = ctx.aws("rds", request.target_region)
@@ -202,7 +203,7 @@ def _rename_old_away(
     ctx: StepContext, rds: Any, ids: Names, world: World, source: dict[str, Any], actions: list[str]
 ) -> tuple[int, str]:
     """Phase 1: rename the old target away, once the new cluster is ready and the name is free."""
-    request = ctx.require_request()
+    request = request_of(ctx)
     new, retired = world.new, world.retired
     if new is None or not made_by(new, request.operation_id):
         raise SwapFailed(
@@ -257,7 +258,7 @@ def _rename_new_in(
     ctx: StepContext, rds: Any, ids: Names, world: World, actions: list[str]
 ) -> tuple[int, str]:
     """Phase 2: rename the new cluster to the target's name; undo phase 1 if that fails."""
-    request = ctx.require_request()
+    request = request_of(ctx)
     new = world.new
     if new is None:
         raise _undo(ctx, rds, ids, world, f"the new cluster {ids.new} vanished before it could take the name")
@@ -287,7 +288,7 @@ def _undo(ctx: StepContext, rds: Any, ids: Names, world: World, reason: str) -> 
     Renaming the old target back restores what was there before this operation, so no safety
     rule stands in its way.
     """
-    request = ctx.require_request()
+    request = request_of(ctx)
     retired = world.retired
     if retired is None or not retired_by(retired, request.operation_id):
         return SwapFailed(f"{reason}; there was no old target to put back", cluster_id=ids.target)
@@ -319,7 +320,7 @@ def _delete_old(
     actions: list[str],
 ) -> str:
     """Phase 3: delete the old cluster (instances first), judged by the rules as the old target."""
-    request = ctx.require_request()
+    request = request_of(ctx)
     retired = world.retired
     if retired is None or not retired_by(retired, request.operation_id) or status_of(retired) == "deleting":
         return ""
