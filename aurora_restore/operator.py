@@ -162,7 +162,8 @@ class DeployedStack:
 def new_operation_id(now: datetime | None = None) -> str:
     """A fresh operation id: ``op-<UTC time>-<random>``, sortable, and a valid execution name."""
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return f"op-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    # 32 random bits: two starts within the same second collide about once in four billion.
+    return f"op-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
 def requested_operation_id(raw_input: dict[str, Any]) -> str | None:

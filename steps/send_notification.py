@@ -125,11 +125,9 @@ class SendNotification(Step):
     def send(self, ctx: StepContext, request: RestoreRequest, message: dict[str, Any]) -> dict[str, Any]:
         """Publish and record, or say plainly that no topic is configured."""
         operation_id = ctx.operation_id
-        if not ctx.settings.topic_arn:
-            reason = "no topic configured (AURORA_RESTORE_TOPIC_ARN is empty); nothing was published"
-            ctx.log.warning("success notification not sent", reason=reason)
-            ctx.store.audit(operation_id, "notification_skipped", step=self.name, reason=reason)
-            return {"sent": False, "reason": reason}
+        skipped = notify.skipped_without_topic(ctx, self.name, "success")
+        if skipped is not None:
+            return skipped
         record = notify.publish(
             ctx,
             status=STATUS_SUCCEEDED,
@@ -137,23 +135,15 @@ class SendNotification(Step):
             target_cluster_id=request.target_cluster_id,
             message=message,
         )
-        # Recorded right after publishing: a retry reads it and does not publish again.
-        ctx.store.record_notification(
-            operation_id,
-            STATUS_SUCCEEDED,
-            {**record, "endpoint": message["endpoint"]},
-            execution_id=ctx.execution_id,
+        return notify.record_sent(
+            ctx,
+            self.name,
+            status=STATUS_SUCCEEDED,
+            record=record,
+            stored={**record, "endpoint": message["endpoint"]},
+            audit_event="notified",
+            what="success",
         )
-        ctx.store.audit(
-            operation_id,
-            "notified",
-            step=self.name,
-            message_id=record["message_id"],
-            subject=record["subject"],
-            topic_arn=record["topic_arn"],
-        )
-        ctx.log.info("success notification sent", message_id=record["message_id"], subject=record["subject"])
-        return {"sent": True, **record}
 
     def message(
         self, ctx: StepContext, request: RestoreRequest, data: dict[str, Any], item: dict[str, Any] | None

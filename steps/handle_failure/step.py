@@ -296,11 +296,9 @@ class HandleFailure(Step):
     ) -> dict[str, Any]:
         """Publish and record; a permanent publishing error is reported, a transient one retried."""
         operation_id = ctx.operation_id
-        if not ctx.settings.topic_arn:
-            reason = "no topic configured (AURORA_RESTORE_TOPIC_ARN is empty); nothing was published"
-            ctx.log.warning("failure notification not sent", reason=reason)
-            ctx.store.audit(operation_id, "notification_skipped", step=self.name, reason=reason)
-            return {"sent": False, "reason": reason}
+        skipped = notify.skipped_without_topic(ctx, self.name, "failure")
+        if skipped is not None:
+            return skipped
         try:
             record = notify.publish(
                 ctx,
@@ -319,19 +317,15 @@ class HandleFailure(Step):
             ctx.log.error("failure notification could not be published", error=text)
             ctx.store.audit(operation_id, "notification_failed", step=self.name, error=text[:500])
             return {"sent": False, "error": text}
-        ctx.store.record_notification(
-            operation_id, STATUS_FAILED, {**record, **cleanup}, execution_id=ctx.execution_id
+        return notify.record_sent(
+            ctx,
+            self.name,
+            status=STATUS_FAILED,
+            record=record,
+            stored={**record, **cleanup},
+            audit_event="failed_notified",
+            what="failure",
         )
-        ctx.store.audit(
-            operation_id,
-            "failed_notified",
-            step=self.name,
-            message_id=record["message_id"],
-            subject=record["subject"],
-            topic_arn=record["topic_arn"],
-        )
-        ctx.log.info("failure notification sent", message_id=record["message_id"], subject=record["subject"])
-        return {"sent": True, **record}
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""

@@ -174,3 +174,40 @@ def step_durations(state_item: dict[str, Any] | None) -> dict[str, int]:
     if not isinstance(durations, dict):
         return {}
     return {str(k): int(v) for k, v in durations.items() if isinstance(v, (int, float))}
+
+
+def skipped_without_topic(ctx: StepContext, step_name: str, what: str) -> dict[str, Any] | None:
+    """The step's output when the stack has no topic (said in the log and the audit), else None."""
+    if ctx.settings.topic_arn:
+        return None
+    reason = "no topic configured (AURORA_RESTORE_TOPIC_ARN is empty); nothing was published"
+    ctx.log.warning(f"{what} notification not sent", reason=reason)
+    ctx.store.audit(ctx.operation_id, "notification_skipped", step=step_name, reason=reason)
+    return {"sent": False, "reason": reason}
+
+
+def record_sent(
+    ctx: StepContext,
+    step_name: str,
+    *,
+    status: str,
+    record: dict[str, Any],
+    stored: dict[str, Any],
+    audit_event: str,
+    what: str,
+) -> dict[str, Any]:
+    """Record a published message for this execution, audit it and log it; the step's output.
+
+    Recorded right after publishing: a retry of the step reads it and does not publish again.
+    """
+    ctx.store.record_notification(ctx.operation_id, status, stored, execution_id=ctx.execution_id)
+    ctx.store.audit(
+        ctx.operation_id,
+        audit_event,
+        step=step_name,
+        message_id=record["message_id"],
+        subject=record["subject"],
+        topic_arn=record["topic_arn"],
+    )
+    ctx.log.info(f"{what} notification sent", message_id=record["message_id"], subject=record["subject"])
+    return {"sent": True, **record}

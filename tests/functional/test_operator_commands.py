@@ -458,7 +458,7 @@ def test_a_request_without_an_operation_id_is_a_new_operation_each_time(stack: d
     assert second_id != first_id
     for operation_id in (first_id, second_id):
         # op-<UTC date>-<time>-<random>: a valid execution name, and sortable
-        assert re.fullmatch(r"op-\d{8}-\d{6}-[0-9a-f]{6}", operation_id)
+        assert re.fullmatch(r"op-\d{8}-\d{6}-[0-9a-f]{8}", operation_id)
     assert _wait(stack["sfn"], _execution_arn(stack, second_id)) == "SUCCEEDED"
     assert len(stack["sfn"].list_executions(stateMachineArn=stack["machine"])["executions"]) == 2
 

@@ -155,7 +155,7 @@ def test_operation_ids_are_new_each_time_and_valid_execution_names() -> None:
     ids = {new_operation_id(T0) for _ in range(500)}
     assert len(ids) == 500
     for operation_id in ids:
-        assert re.fullmatch(r"op-20261120-020000-[0-9a-f]{6}", operation_id)
+        assert re.fullmatch(r"op-20261120-020000-[0-9a-f]{8}", operation_id)
         # Step Functions: 1-80 characters; a retry appends "-retry-NN".
         assert OPERATION_ID_PATTERN.match(operation_id) and len(operation_id + "-retry-99") <= 80
 
