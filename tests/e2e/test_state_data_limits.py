@@ -49,7 +49,6 @@ def _with_sql(raw: dict[str, Any], sql: str) -> dict[str, Any]:
 OUTPUTS_BUDGET_BYTES = 16 * 1024
 
 
-@pytest.mark.slow
 def test_the_largest_valid_request_refreshes_the_target_within_the_limits(
     rehearse: Any, seed_input: dict[str, Any]
 ) -> None:
