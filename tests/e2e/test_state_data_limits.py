@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from aurora_restore.simulate.engine import HISTORY_EVENT_LIMIT, STATE_DATA_LIMIT_BYTES
 from refresh.request import MAX_REQUEST_BYTES, RestoreRequest, json_size
 from refresh.users_spec import MAX_INLINE_SQL_BYTES, MAX_ITEMS
