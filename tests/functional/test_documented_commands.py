@@ -495,19 +495,29 @@ def run_document(
         local.play_new_executions(monkeypatch)
 
 
+
+@contextlib.contextmanager
+def documented_world(
+    tmp_path: Path, documented_env: dict[str, str]
+) -> Iterator[tuple[Path, dict[str, str], LocalAws]]:
+    """A copy of the checkout, the AWS CLI's environment, and a local AWS holding the example's world."""
+    find_aws_cli(documented_env)
+    checkout = copy_checkout(tmp_path / "aurora-restore")
+    stand_in_ca_bundle(checkout / "build" / "global-bundle.pem")
+    with moto_server() as endpoint, moto_compat.change_sets_set_outputs():
+        env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
+        local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
+        local.seed_world()
+        yield checkout, env, local
+
+
 @pytest.mark.docs
 def test_the_deploy_guide_and_the_runbook_run_as_written(
     tmp_path: Path, documented_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a copy of the checkout, the AWS CLI, a fresh local AWS holding the example's world
-    find_aws_cli(documented_env)
-    checkout = copy_checkout(tmp_path / "aurora-restore")
-    stand_in_ca_bundle(checkout / "build" / "global-bundle.pem")
     ran: list[str] = []
-    with moto_server() as endpoint, moto_compat.change_sets_set_outputs():
-        env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
-        local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
-        local.seed_world()
+    with documented_world(tmp_path, documented_env) as (checkout, env, local):
 
         # WHEN deploy.md's blocks run, then the runbook's (each in its own shell, as two readers)
         run_document(
@@ -561,14 +571,8 @@ def test_the_readme_runs_as_written(
     tmp_path: Path, documented_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a copy of the checkout, the AWS CLI, a fresh local AWS holding the example's world
-    find_aws_cli(documented_env)
-    checkout = copy_checkout(tmp_path / "aurora-restore")
-    stand_in_ca_bundle(checkout / "build" / "global-bundle.pem")
     ran: list[str] = []
-    with moto_server() as endpoint, moto_compat.change_sets_set_outputs():
-        env = {**documented_env, "AWS_ENDPOINT_URL": endpoint}
-        local = LocalAws(endpoint, tmp_path / "var-task", checkout / "build" / "lambda.zip")
-        local.seed_world()
+    with documented_world(tmp_path, documented_env) as (checkout, env, local):
 
         # WHEN the README's blocks run
         run_document("README.md", Shell(checkout, env, tmp_path / "readme.state"), local, monkeypatch, ran)
