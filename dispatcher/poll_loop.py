@@ -1,16 +1,25 @@
-"""A poll loop as one step: ``start`` the slow work, ``check`` it until it is complete.
+"""A poll loop as one step: ``start`` the slow work, then wait until a ``check`` finds it complete.
 
-RDS has no event for a finished copy, restore, rename or deletion, so the state machine polls.
-One :class:`PollLoopStep` subclass, registered once, is the whole loop: the registry also
-registers its check half (a generated :class:`PollCheck`), and the state machine generates the
-loop's four states from the class::
+RDS sends events when a copy, restore, rename or deletion changes state, but delivery is best
+effort, so an event is a hint to check, never a fact. One :class:`PollLoopStep` subclass,
+registered once, is the whole loop: the registry also registers its check half (a generated
+:class:`PollCheck`) and its waiting half (a generated :class:`PollAwait`), and the state machine
+generates the loop's four states from the class::
 
     <state_name> (start) -> Is<Key>Complete (Choice on $.<key>.complete)
-        -> WaitFor<Key> (Wait, SecondsPath $.<key>.next_poll_seconds) -> Check<Key>Status (check)
+        -> WaitFor<Key> (waiting Task, .waitForTaskToken, times out after $.<key>.next_poll_seconds)
         -> Is<Key>Complete ...
+    WaitFor<Key> on States.Timeout -> Check<Key>Status (check) -> Is<Key>Complete ...
 
-``<Key>`` is the capitalised ``result_key``; both halves write ``$.<result_key>`` and declare the
-same ``outputs``. The halves stay two Task states (and two registered names) because each
+The waiting half records its task token against the resources :meth:`PollLoopStep.awaits` names
+(:mod:`dispatcher.waits`), then checks once (the resource may be done already) and, when it is,
+completes its own wait with the check's output. Otherwise an RDS event about one of those
+resources makes the event step run the same check and complete the wait with its output (or fail
+it with its error); when no event comes, the timeout from the poll policy makes the loop poll
+once and wait again, so with every event lost the loop polls as it would without events.
+
+``<Key>`` is the capitalised ``result_key``; every half writes ``$.<result_key>`` and declares the
+same ``outputs``. The halves stay separate Task states (and registered names) because each
 dispatcher invocation is one bounded unit of work, and the operator's history shows which half
 ran. The steps end the loop with ``PollTimeout`` past ``max_wait_setting``; the state machine's
 own ``TimeoutSeconds`` is only the backstop.
@@ -18,8 +27,10 @@ own ``TimeoutSeconds`` is only the backstop.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dispatcher import waits
 from dispatcher.registry import Step
 
 if TYPE_CHECKING:
@@ -49,7 +60,12 @@ class PollLoopStep(Step):
     check_state_name: ClassVar[str] = ""
     choice_state: ClassVar[str] = ""
     wait_state: ClassVar[str] = ""
+    await_name: ClassVar[str] = ""
+    #: Fields of the loop's output naming the resources whose RDS events may end the wait (a
+    #: string or a list of strings each); see :meth:`awaits`.
+    awaited_fields: ClassVar[tuple[str, ...]] = ()
     _check_half: ClassVar[type[Step] | None] = None
+    _await_half: ClassVar[type[Step] | None] = None
 
     def start(self, ctx: StepContext) -> dict[str, Any]:
         """Start the slow work (adopting work already started) and return the poll fields."""
@@ -63,6 +79,20 @@ class PollLoopStep(Step):
         """The start half."""
         return self.start(ctx)
 
+    def awaits(self, fields: dict[str, Any]) -> list[str]:
+        """The RDS identifiers whose events may mean the wait is over, read from the last output.
+
+        Every identifier an event about the work would carry as its ``SourceIdentifier``: the
+        snapshot being copied, the cluster and instances being restored, the clusters being renamed.
+        """
+        found: list[str] = []
+        for name in self.awaited_fields:
+            value = fields.get(name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and item and item not in found:
+                    found.append(item)
+        return found
+
     def summarize_check(self, output: dict[str, Any]) -> str:
         """The audit line for a check's output; the start's line unless the loop says otherwise."""
         return self.summarize(output)
@@ -75,6 +105,7 @@ class PollLoopStep(Step):
         cls.check_state_name = cls.__dict__.get("check_state_name") or _camel(cls.check_name)
         cls.choice_state = cls.__dict__.get("choice_state") or f"Is{key}Complete"
         cls.wait_state = cls.__dict__.get("wait_state") or f"WaitFor{key}"
+        cls.await_name = cls.__dict__.get("await_name") or f"await_{cls.result_key}"
         made = cls.__dict__.get("_check_half")
         if made is None or made.name != cls.check_name:
             made = type(
@@ -96,7 +127,28 @@ class PollLoopStep(Step):
                 },
             )
             cls._check_half = made
-        return (made,)
+        waiting = cls.__dict__.get("_await_half")
+        if waiting is None or waiting.name != cls.await_name:
+            waiting = type(
+                f"{cls.__name__}Await",
+                (PollAwait,),
+                {
+                    "__doc__": f"Wait for an RDS event about {cls.result_key} (checking once first).",
+                    "__module__": cls.__module__,
+                    "__qualname__": f"{cls.__qualname__}.await",
+                    "name": cls.await_name,
+                    "state_name": cls.wait_state,
+                    "reads": cls.check_reads or (*cls.reads, cls.result_key),
+                    "result_key": cls.result_key,
+                    "outputs": cls.outputs,
+                    "mutating": cls.check_mutating,
+                    "aws_actions": (*cls.aws_actions, *AWAIT_ACTIONS),
+                    "output_doc": "the check's output, sent by whoever saw the work complete",
+                    "part_of": cls,
+                },
+            )
+            cls._await_half = waiting
+        return (made, waiting)
 
 
 class PollCheck(Step):
@@ -120,3 +172,51 @@ class PollCheck(Step):
     def recorded_output(self, output: dict[str, Any]) -> dict[str, Any]:
         """What the loop keeps of its output."""
         return self._loop().recorded_output(output)
+
+
+#: What a waiting half calls beside the loop's own actions: it completes its own wait when its
+#: first check finds the work done.
+AWAIT_ACTIONS = ("states:SendTaskSuccess",)
+
+
+class PollAwait(PollCheck):
+    """The waiting half of a poll loop: records its task token, checks once, and waits.
+
+    Its Task waits for ``SendTaskSuccess``/``SendTaskFailure`` (``.waitForTaskToken``): the value
+    it returns is not the state's output. When its own check finds the work complete it sends the
+    check's output itself; a failing check fails the invocation, which fails the Task with the
+    check's error, as a poll's would.
+    """
+
+    def run(self, ctx: StepContext) -> dict[str, Any]:
+        """Record the token against the awaited resources, then check once."""
+        loop = self._loop()
+        token = ctx.event.get("task_token")
+        if not isinstance(token, str) or not token:
+            from dispatcher.errors import ValidationError
+
+            raise ValidationError("task_token", None, "the waiting Task passes $$.Task.Token as task_token")
+        fields = ctx.input(loop.result_key)
+        region = str(fields.get("region") or ctx.settings.stack_region)
+        timeout = int(fields.get("next_poll_seconds") or 0)
+        check_event = {key: ctx.event[key] for key in self.reads if key in ctx.event}
+        waiter = waits.Waiter(
+            execution_id=ctx.execution_id or "",
+            operation_id=ctx.operation_id,
+            token=token,
+            check_step=loop.check_name,
+            check_event={"step": loop.check_name, "execution_id": ctx.execution_id, **check_event},
+            expires_at=waits.expiry(ctx.clock(), timeout),
+        )
+        resources = loop.awaits(fields)
+        # Recorded before the check: an event arriving from now on finds the token, and whatever
+        # happened before is what the check sees.
+        for resource in resources:
+            waits.add_waiter(ctx.store, region, resource, waiter)
+        output = loop.check(ctx)
+        if output.get("complete"):
+            ctx.aws("stepfunctions").send_task_success(taskToken=token, output=json.dumps(output, default=str))
+            for resource in resources:
+                waits.remove_waiter(ctx.store, region, resource, waiter)
+        ctx.log.info("waiting for an event", resources=resources, region=region, fallback_seconds=timeout)
+        return output

@@ -310,8 +310,19 @@ class Store:
             kwargs["ExpressionAttributeValues"] = {k: self._value(v) for k, v in values.items()}
         return self._conditional(self._db.put_item, kwargs)
 
-    def update_if(self, key: str, update: str, condition: str, values: dict[str, Any]) -> bool:
-        """Apply ``update`` to the item under ``key`` if ``condition`` holds; False if not."""
+    def update_if(
+        self,
+        key: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        """Apply ``update`` to the item under ``key`` if ``condition`` holds; False if not.
+
+        ``names`` are the expression's attribute names (``#name``), for map keys that are not
+        plain words (an execution's name as the key of its entry).
+        """
         kwargs: dict[str, Any] = {
             "TableName": self.state_table,
             "Key": {"operation_id": {"S": key}},
@@ -319,6 +330,8 @@ class Store:
             "ConditionExpression": condition,
             "ExpressionAttributeValues": {k: self._value(v) for k, v in values.items()},
         }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
         return self._conditional(self._db.update_item, kwargs)
 
     def delete_if(self, key: str, condition: str, values: dict[str, Any]) -> bool:

@@ -192,6 +192,7 @@ def pipeline_steps(registry: Registry) -> list[type[Step]]:
         ordered.append(cls)
         if issubclass(cls, PollLoopStep):
             ordered.append(registry.get(cls.check_name))
+            ordered.append(registry.get(cls.await_name))
     return ordered
 
 
@@ -259,8 +260,15 @@ def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: W
             _require(start.state_name, [f"$.{k}" for k in start.reads if k != "$"], state)
             # The Choice and the Wait are entered after either half; the check after the Wait.
             state[key] = [start, check]
+            waiting = _step(registry, start.await_name)
             _require(start.choice_state, [f"$.{key}.complete"], state)
-            _require(start.wait_state, [f"$.{key}.next_poll_seconds"], state)
+            # The waiting Task's output is a check's (sent by itself or the event step).
+            state[key] = [start, check, waiting]
+            _require(
+                start.wait_state,
+                [f"$.{key}.next_poll_seconds", *(f"$.{k}" for k in waiting.reads if k != "$")],
+                state,
+            )
             _require(check.state_name, [f"$.{k}" for k in check.reads if k != "$"], state)
         else:
             _require(stage.choice, _rule_paths(stage.when), state)
@@ -401,11 +409,10 @@ def _emit(
                 "Choices": [{"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": following}],
                 "Default": start.wait_state,
             }
-            states[start.wait_state] = {
-                "Type": "Wait",
-                "SecondsPath": f"$.{key}.next_poll_seconds",
-                "Next": check.state_name,
-            }
+            waiting = _step(registry, start.await_name)
+            states[start.wait_state] = _waiting_state(
+                waiting, check=check.state_name, next_state=start.choice_state, failure=failure
+            )
             states[check.state_name] = _task_state(
                 check, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
@@ -494,6 +501,38 @@ def _task_state(
         state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": f"$.{ERROR_KEY}", "Next": catch_to}]
     state["Next"] = next_state
     return state
+
+
+#: The Step Functions integration that invokes a Lambda function and waits for its task token.
+WAIT_FOR_TASK_TOKEN_RESOURCE = "arn:aws:states:::lambda:invoke.waitForTaskToken"
+#: The error a Task's ``TimeoutSeconds`` raises; the waiting Task catches it to poll once.
+TIMEOUT_ERROR = "States.Timeout"
+
+
+def _waiting_state(waiting: type[Step], *, check: str, next_state: str, failure: str) -> dict[str, Any]:
+    """A poll loop's waiting Task: invokes its half with the task token, then waits for the token.
+
+    It ends when the token is sent (the output is a check's, under ``$.<key>``), fails with the
+    error sent or raised, or times out after the poll policy's next interval: the timeout is caught
+    into the loop's check (``ResultPath: null`` keeps the data as it was), which polls once.
+    """
+    key = waiting.result_key
+    return {
+        "Type": "Task",
+        "Resource": WAIT_FOR_TASK_TOKEN_RESOURCE,
+        "Parameters": {
+            "FunctionName": DISPATCHER_ARN_PLACEHOLDER,
+            "Payload": {**task_parameters(waiting), "task_token.$": "$$.Task.Token"},
+        },
+        "ResultPath": f"$.{key}",
+        "TimeoutSecondsPath": f"$.{key}.next_poll_seconds",
+        "Retry": retry_rules(),
+        "Catch": [
+            {"ErrorEquals": [TIMEOUT_ERROR], "ResultPath": None, "Next": check},
+            {"ErrorEquals": ["States.ALL"], "ResultPath": f"$.{ERROR_KEY}", "Next": failure},
+        ],
+        "Next": next_state,
+    }
 
 
 def _is_first_step(cls: type[Step], pipeline: Pipeline) -> bool:

@@ -101,6 +101,8 @@ class CopySnapshot(PollLoopStep):
     )
     outputs = ("complete", "next_poll_seconds")
     check_reads = ("request", "copy")
+    # RDS events about these (SourceIdentifier) end the wait early.
+    awaited_fields = ("identifier",)
     max_wait_setting = "copy_max_wait_seconds"
 
     def start(self, ctx: StepContext) -> dict[str, Any]:

@@ -72,6 +72,8 @@ class RestoreSnapshot(PollLoopStep):
     )
     outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds")
     check_reads = ("request", "restore")
+    # RDS events about these (SourceIdentifier) end the wait early.
+    awaited_fields = ("cluster_id", "instance_ids")
     # The check creates the instances RDS refused while the cluster was being restored (idempotent).
     check_mutating = True
     max_wait_setting = "restore_max_wait_seconds"

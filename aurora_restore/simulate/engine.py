@@ -9,7 +9,8 @@
    ``requestId``, ``stackTrace``). moto's engine then reports ``Error`` = ``errorType`` and
    ``Cause`` = the payload, as Step Functions does, so the definition's Retry and Catch match the
    same names they will match in AWS.
-2. **The clock of waits.** A Wait state waits its ``SecondsPath`` seconds of real time (the
+2. **The clock of waits.** A waiting Task (``.waitForTaskToken``) waits for its token at most its
+   ``TimeoutSeconds``, and a Wait state waits its ``SecondsPath`` seconds of real time (the
    steps' poll policy never asks for less than 1 s), a Retry rule waits
    ``IntervalSeconds * BackoffRate^n`` (``time.sleep`` in moto's ``retrier_decl``), and botocore
    sleeps its exponential backoff between attempts of a throttled call (``time.sleep`` in
@@ -258,6 +259,7 @@ def compressed_waits(scale: float) -> Iterator[None]:
     from botocore.retries import bucket
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
 
     if not 0 < scale <= 1:
         raise ValueError(f"the time scale must be more than 0 and at most 1, got {scale}")
@@ -266,12 +268,14 @@ def compressed_waits(scale: float) -> Iterator[None]:
     originals = [module.time for module in modules]
     original_threading = token_bucket.threading
     original_wait = WaitFunction._wait_interval
+    original_callback_wait = CallbackEndpoint.wait
     if scale != 1:
         clock = _ScaledTime(scale)
         for module in modules:
             module.time = clock
         token_bucket.threading = _ScaledThreading(scale)
         WaitFunction._wait_interval = _scaled_wait_interval(scale)  # type: ignore[method-assign]
+        CallbackEndpoint.wait = _scaled_callback_wait(original_callback_wait, scale)  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -279,6 +283,16 @@ def compressed_waits(scale: float) -> Iterator[None]:
             module.time = original
         token_bucket.threading = original_threading
         WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
+        CallbackEndpoint.wait = original_callback_wait  # type: ignore[method-assign]
+
+
+def _scaled_callback_wait(original: Callable[..., Any], scale: float) -> Callable[..., Any]:
+    """A waiting Task's wait for its token (``TimeoutSeconds``) on the rehearsal's clock."""
+
+    def wait(self: Any, timeout: float | None = None) -> Any:
+        return original(self, timeout=None if timeout is None else timeout * scale)
+
+    return wait
 
 
 # -- where moto is more lenient than AWS -----------------------------------------------------------

@@ -37,15 +37,17 @@ RESTORE_OUTCOMES = (
     "incompatible-parameters",
     "incompatible-restore",
 )
-COPY_STEPS = ("copy_snapshot", "check_copy_status")
-RESTORE_STEPS = ("restore_snapshot", "check_restore_status")
-DELETE_STEPS = ("delete_target", "check_delete_status")
+COPY_STEPS = ("copy_snapshot", "check_copy_status", "await_copy")
+RESTORE_STEPS = ("restore_snapshot", "check_restore_status", "await_restore")
+DELETE_STEPS = ("delete_target", "check_delete_status", "await_delete")
 #: The loops ``--polls`` can hold in progress, and the check step that counts a poll of each.
 POLL_CHECKS = {
     "copy": "check_copy_status",
     "restore": "check_restore_status",
     "delete": "check_delete_status",
 }
+#: The waiting Task's step of each loop: it checks once before it waits, which is a poll too.
+POLL_AWAITS = {"copy": "await_copy", "restore": "await_restore", "delete": "await_delete"}
 
 
 class ScenarioError(ValueError):
@@ -371,7 +373,7 @@ class ProgressScript:
     def step_invoked(self, event: dict[str, Any]) -> None:
         """Count polls (called by the Lambda bridge before each invocation)."""
         for loop, check in POLL_CHECKS.items():
-            if event.get("step") == check:
+            if event.get("step") in (check, POLL_AWAITS[loop]):
                 self.polls[loop] += 1
 
     def _deleted(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

@@ -48,6 +48,8 @@ class DeleteTarget(PollLoopStep):
     result_key = "delete"
     output_doc = "`cluster_id`, `instances_deleted`, `complete`, `next_poll_seconds`, `polls`, `started_at`"
     check_reads = ("request", "delete")
+    # RDS events about these (SourceIdentifier) end the wait early.
+    awaited_fields = ("cluster_id", "final_snapshot_id")
     # The check re-issues the cluster's deletion when RDS refused it while instances were deleting.
     check_mutating = True
     max_wait_setting = "restore_max_wait_seconds"

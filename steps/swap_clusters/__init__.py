@@ -42,6 +42,8 @@ class SwapClusters(PollLoopStep):
     result_key = "swap"
     output_doc = "`phase`, `old_cluster_id` (renamed-away id), `complete`, `next_poll_seconds`…"
     check_reads = ("request", "snapshot", "restore", "swap")
+    # RDS events about these (SourceIdentifier) end the wait early.
+    awaited_fields = ("target_cluster_id", "old_cluster_id", "new_cluster_id", "final_snapshot_id")
     # Renames and deletes as the swap advances; a retried check never repeats an action.
     check_mutating = True
     max_wait_setting = "restore_max_wait_seconds"
