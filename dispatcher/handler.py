@@ -96,10 +96,11 @@ class Dispatcher:
             execution_id=execution_id,
         )
         # Each record on its own: for the failure step, one refused write must not skip the next.
-        with self._recording(step):
-            self.store.step_started(operation_id, step.name, execution_id)
-        with self._recording(step):
-            self.store.audit(operation_id, "started", step=step.name, execution_id=execution_id or "")
+        if step.records_operation:
+            with self._recording(step):
+                self.store.step_started(operation_id, step.name, execution_id)
+            with self._recording(step):
+                self.store.audit(operation_id, "started", step=step.name, execution_id=execution_id or "")
         self.log.info("step started")
         started = time.perf_counter()
         try:
@@ -119,7 +120,8 @@ class Dispatcher:
             error = aws.translate(raw_error)
             duration_ms = int((time.perf_counter() - started) * 1000)
             detail = error_detail(error)
-            self._record_failure(operation_id, step.name, detail, duration_ms, execution_id)
+            if step.records_operation:
+                self._record_failure(operation_id, step.name, detail, duration_ms, execution_id)
             self.log.error(
                 "step failed", duration_ms=duration_ms, error_type=detail["type"], error=detail["message"]
             )
@@ -128,12 +130,13 @@ class Dispatcher:
             raise error from raw_error
         duration_ms = int((time.perf_counter() - started) * 1000)
         summary = step.summarize(output)
-        with self._recording(step):
-            self.store.step_succeeded(operation_id, step.name, step.recorded_output(output), duration_ms)
-        with self._recording(step):
-            self.store.audit(
-                operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary
-            )
+        if step.records_operation:
+            with self._recording(step):
+                self.store.step_succeeded(operation_id, step.name, step.recorded_output(output), duration_ms)
+            with self._recording(step):
+                self.store.audit(
+                    operation_id, "succeeded", step=step.name, duration_ms=duration_ms, summary=summary
+                )
         self.log.info("step succeeded", duration_ms=duration_ms, summary=summary)
         return output
 

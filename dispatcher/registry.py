@@ -85,8 +85,12 @@ class Step:
     #: Set when the step (with the steps placed after it by others) runs only when a Choice holds.
     run_when: ClassVar[RunWhen | None] = None
     #: ``"first"`` for the step that takes the raw input, ``"failure"`` for the one every Catch
-    #: goes to; None for the others, which set ``run_after``.
+    #: goes to, ``"event"`` for a step EventBridge invokes (no state runs it); None for the others,
+    #: which set ``run_after``.
     pipeline_role: ClassVar[str | None] = None
+    #: False for a step that serves no one operation (an RDS event): the dispatcher keeps no state
+    #: item or audit record under its operation id.
+    records_operation: ClassVar[bool] = True
     #: True for the failure step: it must run (and notify) even when the state table refuses the
     #: dispatcher's own records, so those are logged instead of failing the invocation.
     records_best_effort: ClassVar[bool] = False

@@ -83,7 +83,8 @@ def derive_pipeline(registry: Registry) -> Pipeline:
     runs right after the step it names, before that line goes on; inside its Choice when that
     step has one. Several such steps after one run in name order.
     """
-    placeable = [cls for cls in registry if cls.part_of is None]
+    # A step EventBridge invokes has no place in the state machine.
+    placeable = [cls for cls in registry if cls.part_of is None and cls.pipeline_role != "event"]
     for cls in placeable:
         if cls.pipeline_role and (cls.run_after or cls.run_when):
             raise PipelineError(
