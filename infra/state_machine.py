@@ -185,14 +185,14 @@ def declared_steps(pipeline: Pipeline) -> list[str]:
 
 
 def pipeline_steps(registry: Registry) -> list[type[Step]]:
-    """Every step of the pipeline in order, each poll loop's check half after its start."""
+    """Every step of the pipeline in order, each poll loop's waiting and check halves after its start."""
     ordered: list[type[Step]] = []
     for name in declared_steps(derive_pipeline(registry)):
         cls = registry.get(name)
         ordered.append(cls)
         if issubclass(cls, PollLoopStep):
-            ordered.append(registry.get(cls.check_name))
             ordered.append(registry.get(cls.await_name))
+            ordered.append(registry.get(cls.check_name))
     return ordered
 
 
@@ -550,6 +550,15 @@ def _step(registry: Registry, name: str) -> type[Step]:
 
 
 # -- reading a definition ---------------------------------------------------------------------------
+def task_payload(state: dict[str, Any]) -> dict[str, Any]:
+    """What a Task sends the dispatcher: its ``Parameters``, or a waiting Task's ``Payload``."""
+    parameters: dict[str, Any] = state.get("Parameters", {})
+    if state.get("Resource") == WAIT_FOR_TASK_TOKEN_RESOURCE:
+        payload: dict[str, Any] = parameters.get("Payload", {})
+        return payload
+    return parameters
+
+
 def substitute(definition: dict[str, Any], function_arn: str) -> dict[str, Any]:
     """A copy of ``definition`` with the dispatcher's ARN in every Task (what CloudFormation does)."""
     import json
@@ -560,7 +569,8 @@ def substitute(definition: dict[str, Any], function_arn: str) -> dict[str, Any]:
 
 
 def transitions(definition: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """Every edge ``(from, to, label)`` of the definition; label is ``""``, a condition or ``error``."""
+    """Every edge ``(from, to, label)`` of the definition; label is ``""``, a condition, ``error``
+    or ``timeout`` (a waiting Task's fallback to its loop's check)."""
     for name, state in definition["States"].items():
         for choice in state.get("Choices", []):
             yield name, choice["Next"], describe_rule(choice)
@@ -569,7 +579,7 @@ def transitions(definition: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
         if "Next" in state:
             yield name, state["Next"], ""
         for catch in state.get("Catch", []):
-            yield name, catch["Next"], "error"
+            yield name, catch["Next"], "timeout" if catch["ErrorEquals"] == [TIMEOUT_ERROR] else "error"
 
 
 def describe_rule(rule: dict[str, Any]) -> str:
@@ -597,7 +607,7 @@ def to_mermaid(definition: dict[str, Any]) -> str:
     for name, state in states.items():
         kind = state["Type"]
         if kind == "Task":
-            step = state.get("Parameters", {}).get("step", "")
+            step = task_payload(state).get("step", "")
             lines.append(f'    {name}["{name}<br/>{step}"]')
         elif kind == "Choice":
             lines.append(f"    {name}{{{name}}}")
@@ -612,6 +622,8 @@ def to_mermaid(definition: dict[str, Any]) -> str:
     for source, target, label in transitions(definition):
         if label == "error":
             lines.append(f"    {source} -.-> {target}")
+        elif label == "timeout":
+            lines.append(f'    {source} -.->|"timeout: poll"| {target}')
         elif label:
             lines.append(f'    {source} -->|"{label}"| {target}')
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from infra.pipeline import PipelineError
+from infra.state_machine import TIMEOUT_ERROR, task_payload
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,7 +45,7 @@ def to_state_table(definition: dict[str, Any], registry: Registry) -> str:
 
 
 def _task_row(name: str, state: dict[str, Any], registry: Registry, caught_into: str | None) -> str:
-    parameters = state["Parameters"]
+    parameters = task_payload(state)
     step = registry.get(parameters["step"])
     if not step.output_doc:
         raise PipelineError(
@@ -58,6 +59,8 @@ def _task_row(name: str, state: dict[str, Any], registry: Registry, caught_into:
         # "$" is the whole execution data, passed as `input`.
         reads.append(f"`$` → `{key[:-2]}`" if path == "$" else path.removeprefix("$."))
     what = f"`{step.name}`"
+    if "TimeoutSecondsPath" in state:
+        what += f" (waits for its task token, at most `{state['TimeoutSecondsPath']}` s, then polls)"
     if caught_into:
         what += f" (every Catch goes here, `ResultPath: {caught_into}`)"
     # The step's key, not the ResultPath: the first step's output is the whole data, {request: ...}.
@@ -65,12 +68,17 @@ def _task_row(name: str, state: dict[str, Any], registry: Registry, caught_into:
 
 
 def _catch_result_paths(states: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """The state every Task's Catch goes to, with the Catch's ``ResultPath`` (none when they differ)."""
+    """The state every Task's error Catch goes to, with its ``ResultPath`` (none when they differ).
+
+    A waiting Task's catch of its own timeout (into its loop's check) is part of the loop, not an
+    error path.
+    """
     targets = {
         (catch["Next"], catch.get("ResultPath", "$"))
         for state in states.values()
         if state["Type"] == "Task"
         for catch in state.get("Catch", [])
+        if catch["ErrorEquals"] != [TIMEOUT_ERROR]
     }
     return dict(targets) if len(targets) == 1 else {}
 

@@ -71,7 +71,11 @@ def with_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
     monkeypatch.delitem(sys.modules, "activity_steps", raising=False)
     registry = contract_registry()
     # WHEN the plug-ins are loaded as the dispatcher loads them
-    assert registry.load_plugins() == ["check_activity_stream_status", "start_activity_stream"]
+    assert registry.load_plugins() == [
+        "await_activity_stream",
+        "check_activity_stream_status",
+        "start_activity_stream",
+    ]
     return registry
 
 
@@ -85,11 +89,15 @@ def test_a_poll_loop_plugin_shows_in_the_state_machine(with_plugin: Registry) ->
         {"Variable": "$.activity_stream.complete", "BooleanEquals": True, "Next": "NeedsSwap"}
     ]
     assert states["IsActivityStreamComplete"]["Default"] == "WaitForActivityStream"
-    assert states["WaitForActivityStream"] == {
-        "Type": "Wait",
-        "SecondsPath": "$.activity_stream.next_poll_seconds",
+    waiting = states["WaitForActivityStream"]
+    assert waiting["Parameters"]["Payload"]["step"] == "await_activity_stream"
+    assert waiting["TimeoutSecondsPath"] == "$.activity_stream.next_poll_seconds"
+    assert waiting["Catch"][0] == {
+        "ErrorEquals": ["States.Timeout"],
+        "ResultPath": None,
         "Next": "CheckActivityStreamStatus",
     }
+    assert waiting["Next"] == "IsActivityStreamComplete"
     check = states["CheckActivityStreamStatus"]
     assert check["Parameters"]["step"] == "check_activity_stream_status"
     assert check["Parameters"]["activity_stream.$"] == "$.activity_stream"
@@ -119,7 +127,8 @@ def test_a_poll_loop_plugin_shows_in_the_dispatcher_role(with_plugin: Registry) 
 def test_a_poll_loop_plugin_shows_in_the_regenerated_diagram(with_plugin: Registry) -> None:
     diagram = to_mermaid(build_definition(with_plugin))
     assert "SetupDBUsers --> StartActivityStream" in diagram
-    assert "WaitForActivityStream --> CheckActivityStreamStatus" in diagram
+    assert "WaitForActivityStream --> IsActivityStreamComplete" in diagram
+    assert 'WaitForActivityStream -.->|"timeout: poll"| CheckActivityStreamStatus' in diagram
     assert "CheckActivityStreamStatus --> IsActivityStreamComplete" in diagram
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatcher.poll_loop import PollCheck, PollLoopStep
+from dispatcher.poll_loop import PollAwait, PollCheck, PollLoopStep
 from dispatcher.registry import Registry
 
 
@@ -32,7 +32,13 @@ class Warmup(PollLoopStep):
 def test_registering_a_loop_registers_its_check_half_named_from_the_result_key() -> None:
     registry = Registry()
     registry.register("warm_cache")(Warmup)
-    assert registry.names() == ["check_warmup_status", "warm_cache"]
+    assert registry.names() == ["await_warmup", "check_warmup_status", "warm_cache"]
+    waiting = registry.get("await_warmup")
+    # The waiting half is the loop's Wait state by name, reads what the check reads and writes the same key
+    assert issubclass(waiting, PollAwait) and waiting.part_of is Warmup
+    assert waiting.state_name == "WaitForWarmup" and waiting.result_key == "warmup"
+    assert waiting.reads == ("request", "restore", "warmup") and waiting.outputs == Warmup.outputs
+    assert "states:SendTaskSuccess" in waiting.aws_actions
     check = registry.get("check_warmup_status")
     assert issubclass(check, PollCheck) and check.part_of is Warmup
     assert (check.state_name, Warmup.choice_state, Warmup.wait_state) == (

@@ -14,6 +14,7 @@ from infra.state_machine import (
     LAMBDA_TRANSIENT_ERRORS,
     build_definition,
     to_mermaid,
+    WAIT_FOR_TASK_TOKEN_RESOURCE,
     transitions,
 )
 from tests.contract import contract_registry, contract_steps
@@ -76,8 +77,16 @@ def test_every_task_invokes_the_dispatcher_with_its_step_and_what_it_reads(
         expected = {"step": row.name, "execution_id.$": "$$.Execution.Id"}
         for key in row.reads:
             expected.update({"input.$": "$"} if key == "$" else {f"{key}.$": f"$.{key}"})
-        assert state["Resource"] == DISPATCHER_ARN_PLACEHOLDER, name
-        assert state["Parameters"] == expected, name
+        if state["Resource"] == WAIT_FOR_TASK_TOKEN_RESOURCE:
+            # A waiting Task invokes the same function through the integration, with its token.
+            assert name.startswith("WaitFor"), name
+            assert state["Parameters"] == {
+                "FunctionName": DISPATCHER_ARN_PLACEHOLDER,
+                "Payload": {**expected, "task_token.$": "$$.Task.Token"},
+            }, name
+        else:
+            assert state["Resource"] == DISPATCHER_ARN_PLACEHOLDER, name
+            assert state["Parameters"] == expected, name
         if name == definition["StartAt"]:
             assert (state["ResultPath"], state["ResultSelector"]) == ("$", {f"{row.result_key}.$": "$"})
         else:
@@ -126,8 +135,15 @@ def test_every_poll_loop_waits_as_long_as_the_step_says(definition: dict[str, An
         ("WaitForRestore", "restore", "CheckRestoreStatus"),
         ("WaitForSwap", "swap", "CheckSwapStatus"),
     ):
-        assert states[wait] == {"Type": "Wait", "SecondsPath": f"$.{key}.next_poll_seconds", "Next": check}
-        assert "Seconds" not in states[wait]
+        # The wait ends on the token (an event, or its own first check) or after the poll policy's
+        # interval, when the timeout is caught into the check: with no event the loop polls as before.
+        state = states[wait]
+        assert (state["Type"], state["Resource"]) == ("Task", WAIT_FOR_TASK_TOKEN_RESOURCE)
+        assert state["TimeoutSecondsPath"] == f"$.{key}.next_poll_seconds"
+        assert "TimeoutSeconds" not in state
+        assert state["Catch"][0] == {"ErrorEquals": ["States.Timeout"], "ResultPath": None, "Next": check}
+        assert state["ResultPath"] == f"$.{key}"
+        assert state["Next"] == states[check]["Next"]
 
 
 def test_retries_lambda_errors_as_aws_recommends_and_retryable_with_jitter(
@@ -154,9 +170,11 @@ def test_every_task_but_the_handler_is_caught_into_it_with_the_error_beside_the_
     for name, state in tasks(definition).items():
         if name == "HandleFailure":
             continue
-        assert state["Catch"] == [
+        assert state["Catch"][-1:] == [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "HandleFailure"}
         ]
+        # Only a waiting Task catches something first: its own timeout, into its loop's check.
+        assert len(state["Catch"]) == (2 if name.startswith("WaitFor") else 1), name
 
 
 def test_a_failed_refresh_ends_failed_even_when_the_handler_fails(definition: dict[str, Any]) -> None:
@@ -176,7 +194,11 @@ def test_a_failed_refresh_ends_failed_even_when_the_handler_fails(definition: di
 
 
 def test_everything_has_a_timeout(definition: dict[str, Any]) -> None:
-    assert all(s["TimeoutSeconds"] == TASK_TIMEOUT_SECONDS for s in tasks(definition).values())
+    for name, state in tasks(definition).items():
+        if name.startswith("WaitFor"):
+            assert "TimeoutSecondsPath" in state, name  # the poll policy's interval
+        else:
+            assert state["TimeoutSeconds"] == TASK_TIMEOUT_SECONDS, name
     # Longer than every bounded wait together: the steps' PollTimeout (reported) comes first.
     waits = (
         MAX_WAIT_LIMITS_SECONDS["copy_max_wait_seconds"]
@@ -206,13 +228,17 @@ def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> 
         "validate_request",
         "snapshot_check",
         "copy_snapshot",
+        "await_copy",
         "check_copy_status",
         "delete_target",
+        "await_delete",
         "check_delete_status",
         "restore_snapshot",
+        "await_restore",
         "check_restore_status",
         "setup_db_users",
         "swap_clusters",
+        "await_swap",
         "check_swap_status",
         "archive_snapshot",
         "send_notification",
