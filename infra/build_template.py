@@ -41,6 +41,7 @@ from troposphere import (
     awslambda,
     cloudwatch,
     dynamodb,
+    events,
     iam,
     kms,
     logs,
@@ -61,6 +62,7 @@ from infra.state_machine import (
     DISPATCHER_ARN_VARIABLE,
     PipelineError,
     build_definition,
+    dispatcher_steps,
     pipeline_steps,
     to_mermaid,
 )
@@ -232,6 +234,7 @@ def build_template(
         template, params, key, state_table, audit_table, topic, network, registry, code=code, plugins=plugins
     )
     state_machine = add_state_machine(template, params, key, function, registry)
+    add_rds_events(template, params, function)
     add_alarms(template, params, state_machine, function, topic)
     add_schedule(template, params, state_machine)
     operator_policy = add_operator_policy(template, params, state_machine, state_table, audit_table, key)
@@ -618,7 +621,7 @@ def add_dispatcher(
                                     "scripts": HAS_SCRIPTS_PREFIX,
                                 },
                             ),
-                            pipeline_steps(steps),
+                            dispatcher_steps(steps),
                             target_regions=target_regions,
                         ),
                     },
@@ -751,6 +754,55 @@ def add_state_machine(
             ),
             TracingConfiguration=stepfunctions.TracingConfiguration(Enabled=True),
             Tags=_tags(params),
+        )
+    )
+
+
+# -- RDS events ----------------------------------------------------------------------------------------
+#: What the stack's rule matches: RDS's own events about clusters, cluster snapshots and instances.
+RDS_EVENT_PATTERN = {
+    "source": ["aws.rds"],
+    "detail-type": ["RDS DB Cluster Event", "RDS DB Cluster Snapshot Event", "RDS DB Instance Event"],
+}
+#: The rule's input transformer: the whole event under ``event``, beside the step to route it to.
+RDS_EVENT_INPUT_TEMPLATE = '{"step": "rds_event", "event": <aws.events.event.json>}'
+
+
+def add_rds_events(template: Template, params: Parameters, function: awslambda.Function) -> None:
+    """RDS's events about clusters, snapshots and instances, sent to the dispatcher as hints.
+
+    The event step checks the resource an event names for whoever waits on it; with no rule (or
+    events lost) the waiting Tasks fall back to polling. The pattern does not filter by name: the
+    stack's clusters keep their operators' names, and an event nobody waits on costs one read.
+    """
+    rule = template.add_resource(
+        events.Rule(
+            "RdsEventsRule",
+            Name=_name(params, "aurora-restore-rds-events-${Stage}"),
+            Description="aurora-restore: RDS cluster, cluster snapshot and instance events end waits early",
+            EventPattern=RDS_EVENT_PATTERN,
+            State="ENABLED",
+            Targets=[
+                events.Target(
+                    Id="dispatcher",
+                    Arn=GetAtt(function, "Arn"),
+                    InputTransformer=events.InputTransformer(
+                        InputPathsMap={}, InputTemplate=RDS_EVENT_INPUT_TEMPLATE
+                    ),
+                    # A lost event costs only latency (the fallback poll); no point retrying for a day.
+                    RetryPolicy=events.RetryPolicy(MaximumEventAgeInSeconds=600, MaximumRetryAttempts=3),
+                )
+            ],
+        )
+    )
+    template.add_resource(
+        awslambda.Permission(
+            "RdsEventsInvokeDispatcher",
+            Action="lambda:InvokeFunction",
+            FunctionName=GetAtt(function, "Arn"),
+            Principal="events.amazonaws.com",
+            SourceArn=GetAtt(rule, "Arn"),
+            SourceAccount=Ref("AWS::AccountId"),
         )
     )
 

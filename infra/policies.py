@@ -65,9 +65,10 @@ if TYPE_CHECKING:
     from dispatcher.registry import Step
 
 #: Actions that IAM cannot scope to a resource (X-Ray, CloudWatch Logs log delivery for Step
-#: Functions); the only mutating actions that may have ``"Resource": "*"``. The eight log
-#: delivery actions are the ones the Step Functions Developer Guide lists on ``"*"`` ("IAM
-#: policies for logging to CloudWatch Logs": https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
+#: Functions, answering a task token); the only mutating actions that may have ``"Resource": "*"``.
+#: The eight log delivery actions are the ones the Step Functions Developer Guide lists on ``"*"``
+#: ("IAM policies for logging to CloudWatch Logs": https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html);
+#: the service authorization reference lists no resource type for SendTaskSuccess/Failure/Heartbeat.
 ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
     {
         "xray:PutTraceSegments",
@@ -82,6 +83,9 @@ ACTIONS_WITHOUT_RESOURCE_LEVEL_PERMISSIONS = frozenset(
         "logs:PutResourcePolicy",
         "logs:DescribeResourcePolicies",
         "logs:DescribeLogGroups",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+        "states:SendTaskHeartbeat",
     }
 )
 #: The log delivery actions Step Functions needs on its role, in the guide's order.
@@ -467,6 +471,16 @@ def dispatcher_statements(
             "Sid": "XRayHasNoResourceLevelPermissions",
             "Effect": "Allow",
             "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+            "Resource": "*",
+        },
+        {
+            # The waiting Tasks' tokens: answered by the waiting half (its first check saw the work
+            # done) and by the event step. The service authorization reference lists no resource
+            # type for SendTask*: what is answered is chosen by the token, which only this stack's
+            # executions hand out (kept in its state table), never by the policy.
+            "Sid": "AnswerWaitsHasNoResourceLevelPermissions",
+            "Effect": "Allow",
+            "Action": ["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
             "Resource": "*",
         },
     ]

@@ -196,6 +196,16 @@ def pipeline_steps(registry: Registry) -> list[type[Step]]:
     return ordered
 
 
+def event_steps(registry: Registry) -> list[type[Step]]:
+    """The steps EventBridge invokes (``pipeline_role = "event"``): no state runs them."""
+    return [cls for cls in registry if cls.pipeline_role == "event"]
+
+
+def dispatcher_steps(registry: Registry) -> list[type[Step]]:
+    """Every step the dispatcher function runs: the pipeline's, then the event steps."""
+    return [*pipeline_steps(registry), *event_steps(registry)]
+
+
 def _stage_steps(stages: tuple[Stage, ...]) -> Iterator[str]:
     for stage in stages:
         if isinstance(stage, (Task, PollLoop)):
