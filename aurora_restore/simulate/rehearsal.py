@@ -196,13 +196,17 @@ def substitute(definition: dict[str, Any], values: dict[str, str]) -> str:
 
 
 def task_resources(definition: dict[str, Any]) -> set[str]:
-    """Resource of every Task state (nested Parallel/Map branches included)."""
+    """The function every Task state invokes (nested Parallel/Map branches included): its
+    ``Resource``, or the ``FunctionName`` of a Lambda integration such as a waiting Task's."""
     found: set[str] = set()
 
     def visit(states: dict[str, Any]) -> None:
         for state in states.values():
             if state.get("Type") == "Task":
-                found.add(state.get("Resource", ""))
+                resource = state.get("Resource", "")
+                if resource.startswith("arn:aws:states:::lambda:invoke"):
+                    resource = state.get("Parameters", {}).get("FunctionName", resource)
+                found.add(resource)
             for branch in state.get("Branches", []):
                 visit(branch.get("States", {}))
             for key in ("Iterator", "ItemProcessor"):

@@ -71,12 +71,31 @@ class ScriptedSteps:
 
 
 def polled(key_fields: dict[str, Any], *, rounds: int) -> Callable[[dict[str, Any], int], dict[str, Any]]:
-    """A poll-loop step that reports complete on its ``rounds``-th call (next poll: 0 s)."""
+    """A poll-loop step that reports complete on its ``rounds``-th call (next poll, or the waiting
+    Task's timeout: 1 s)."""
 
     def answer(event: dict[str, Any], calls: int) -> dict[str, Any]:
-        return {**key_fields, "complete": calls >= rounds, "next_poll_seconds": 0, "polls": calls}
+        return {**key_fields, "complete": calls >= rounds, "next_poll_seconds": 1, "polls": calls}
 
     return answer
+
+
+def answered(check: Callable[[dict[str, Any], int], dict[str, Any]]) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+    """A waiting half whose wait is answered at once with ``check``'s output, as an event would."""
+
+    def answer(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        output = check(event, calls)
+        boto3.client("stepfunctions", region_name="us-east-1").send_task_success(
+            taskToken=event["task_token"], output=json.dumps(output)
+        )
+        return output
+
+    return answer
+
+
+def unanswered(check: Callable[[dict[str, Any], int], dict[str, Any]]) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+    """A waiting half nobody answers (every event lost): its Task times out into the check."""
+    return check
 
 
 def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dict[str, Any]:
@@ -93,13 +112,19 @@ def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dic
             "target": {"exists": target_exists},
         },
         "copy_snapshot": polled({"identifier": "ar-my-source-snapshot-1"}, rounds=99),
+        # The copy's wait is answered (an event), the second time with the copy complete.
+        "await_copy": answered(polled({"identifier": "ar-my-source-snapshot-1"}, rounds=2)),
         "check_copy_status": polled({"identifier": "ar-my-source-snapshot-1"}, rounds=2),
         "delete_target": polled({"cluster_id": "new-cluster-id"}, rounds=99),
+        "await_delete": answered(polled({"cluster_id": "new-cluster-id"}, rounds=1)),
         "check_delete_status": polled({"cluster_id": "new-cluster-id"}, rounds=1),
         "restore_snapshot": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=99),
+        # The restore's event is lost: the waiting Task times out and the check polls.
+        "await_restore": unanswered(polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=99)),
         "check_restore_status": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=1),
         "setup_db_users": lambda e, n: {"roles_created": ["app"]},
         "swap_clusters": polled({"phase": "renamed-old"}, rounds=1),
+        "await_swap": answered(polled({"phase": "done"}, rounds=1)),
         "check_swap_status": polled({"phase": "done"}, rounds=1),
         "archive_snapshot": lambda e, n: {"copies_deleted": []},
         "send_notification": lambda e, n: {"message_id": "m-1", "subject": "SUCCEEDED"},
@@ -153,7 +178,7 @@ def run(state_machine_arn: str, execution_input: dict[str, Any]) -> tuple[dict[s
     return described, entered
 
 
-def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world: Any) -> None:
+def test_swap_refresh_waits_for_the_copy_then_swaps_and_succeeds(stepfunctions_world: Any) -> None:
     # GIVEN a target that exists and the default swap strategy; the copy needs two checks
     steps = ScriptedSteps(refresh_script(strategy="swap"))
     arn = stepfunctions_world(steps)
@@ -168,16 +193,19 @@ def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world
         "validate_request",
         "snapshot_check",
         "copy_snapshot",
-        "check_copy_status",
-        "check_copy_status",
+        "await_copy",
+        "await_copy",
         "restore_snapshot",
+        "await_restore",
         "check_restore_status",
         "setup_db_users",
         "swap_clusters",
         "archive_snapshot",
         "send_notification",
     ]
-    assert entered.count("WaitForCopy") == 2
+    # The copy's waits ended on their tokens; the restore's wait timed out into one poll.
+    assert entered.count("WaitForCopy") == 2 and "CheckCopyStatus" not in entered
+    assert entered.count("WaitForRestore") == 1 and entered.count("CheckRestoreStatus") == 1
     assert "DeleteTarget" not in entered and entered[-1] == "RefreshSucceeded"
     # Each step got exactly what it reads, and the request was never overwritten.
     assert set(steps.event("restore_snapshot")) == {"step", "execution_id", "request", "snapshot", "copy"}
@@ -198,7 +226,7 @@ def test_delete_first_deletes_the_target_before_restoring_and_does_not_swap(step
 
     assert described["status"] == "SUCCEEDED", described
     assert entered.index("DeleteTarget") < entered.index("RestoreSnapshot")
-    assert "CheckDeleteStatus" in entered and "SwapClusters" not in entered
+    assert "WaitForDelete" in entered and "SwapClusters" not in entered
 
 
 def test_delete_first_with_no_target_restores_straight_away(stepfunctions_world: Any) -> None:
