@@ -7,7 +7,7 @@ registered once, is the whole loop: the registry also registers its check half (
 generates the loop's four states from the class::
 
     <state_name> (start) -> Is<Key>Complete (Choice on $.<key>.complete)
-        -> WaitFor<Key> (waiting Task, .waitForTaskToken, times out after $.<key>.next_poll_seconds)
+        -> WaitFor<Key> (waiting Task, .waitForTaskToken, times out after $.<key>.fallback_seconds)
         -> Is<Key>Complete ...
     WaitFor<Key> on States.Timeout -> Check<Key>Status (check) -> Is<Key>Complete ...
 
@@ -16,7 +16,8 @@ The waiting half records its task token against the resources :meth:`PollLoopSte
 completes its own wait with the check's output. Otherwise an RDS event about one of those
 resources makes the event step run the same check and complete the wait with its output (or fail
 it with its error); when no event comes, the timeout from the poll policy makes the loop poll
-once and wait again, so with every event lost the loop polls as it would without events.
+once and wait again (``fallback_seconds``: the poll policy's wait where it aims at an expected
+finish, longer where it can only back off; see ``steps/lib/polling.py``).
 
 ``<Key>`` is the capitalised ``result_key``; every half writes ``$.<result_key>`` and declares the
 same ``outputs``. The halves stay separate Task states (and registered names) because each
@@ -44,9 +45,10 @@ def _camel(name: str) -> str:
 class PollLoopStep(Step):
     """A step that starts slow work, then is checked until ``$.<result_key>.complete``."""
 
-    #: Outputs both halves guarantee; a loop's Choice and Wait read these two. (``aws_actions``
+    #: Outputs every half guarantees; a loop's Choice reads ``complete``, its waiting Task's timeout
+    #: is ``fallback_seconds``. (``aws_actions``
     #: covers both halves too: they share the routines that call AWS.)
-    outputs: ClassVar[tuple[str, ...]] = ("complete", "next_poll_seconds")
+    outputs: ClassVar[tuple[str, ...]] = ("complete", "next_poll_seconds", "fallback_seconds")
     #: Keys of the execution's data the check half reads (the start half reads ``reads``).
     check_reads: ClassVar[tuple[str, ...]] = ()
     #: False when the check only looks; True when it also acts (re-issues a deletion, renames).
@@ -198,7 +200,7 @@ class PollAwait(PollCheck):
             raise ValidationError("task_token", None, "the waiting Task passes $$.Task.Token as task_token")
         fields = ctx.input(loop.result_key)
         region = str(fields.get("region") or ctx.settings.stack_region)
-        timeout = int(fields.get("next_poll_seconds") or 0)
+        timeout = int(fields.get("fallback_seconds") or 0)
         check_event = {key: ctx.event[key] for key in self.reads if key in ctx.event}
         waiter = waits.Waiter(
             execution_id=ctx.execution_id or "",

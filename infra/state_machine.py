@@ -276,7 +276,7 @@ def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: W
             state[key] = [start, check, waiting]
             _require(
                 start.wait_state,
-                [f"$.{key}.next_poll_seconds", *(f"$.{k}" for k in waiting.reads if k != "$")],
+                [f"$.{key}.fallback_seconds", *(f"$.{k}" for k in waiting.reads if k != "$")],
                 state,
             )
             _require(check.state_name, [f"$.{k}" for k in check.reads if k != "$"], state)
@@ -535,7 +535,7 @@ def _waiting_state(waiting: type[Step], *, check: str, next_state: str, failure:
             "Payload": {**task_parameters(waiting), "task_token.$": "$$.Task.Token"},
         },
         "ResultPath": f"$.{key}",
-        "TimeoutSecondsPath": f"$.{key}.next_poll_seconds",
+        "TimeoutSecondsPath": f"$.{key}.fallback_seconds",
         "Retry": retry_rules(),
         "Catch": [
             {"ErrorEquals": [TIMEOUT_ERROR], "ResultPath": None, "Next": check},

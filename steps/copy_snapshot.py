@@ -92,14 +92,14 @@ class CopySnapshot(PollLoopStep):
         "`identifier`, `arn`, `region`, `copied` (false = used as is), `reason`, `reused_from` (another "
         "operation's copy), `source_arn`, `kms_key_id`, `status` (`claimed` with `claimed_at` and `arn` "
         '"" when reusing a copy another operation claimed but has not started yet), `percent_progress`, '
-        "and the poll fields `complete`, `next_poll_seconds`, `polls`, `started_at`, `elapsed_seconds`, "
+        "and the poll fields `complete`, `next_poll_seconds`, `fallback_seconds`, `polls`, `started_at`, `elapsed_seconds`, "
         "`progress`"
     )
     check_output_doc = (
         "same shape, updated (`arn` filled in once a claimed copy exists; a claimed copy still missing "
         "`COPY_CLAIM_GRACE_SECONDS` after `claimed_at` is `CopyFailed`)"
     )
-    outputs = ("complete", "next_poll_seconds")
+    outputs = ("complete", "next_poll_seconds", "fallback_seconds")
     check_reads = ("request", "copy")
     # RDS events about these (SourceIdentifier) end the wait early.
     awaited_fields = ("identifier",)
@@ -379,7 +379,7 @@ class CopySnapshot(PollLoopStep):
         copy = ctx.input("copy")
         if not copy.get("copied"):
             # The snapshot is used as it is: nothing to wait for.
-            return {**copy, "complete": True, "next_poll_seconds": 0}
+            return {**copy, "complete": True, "next_poll_seconds": 0, "fallback_seconds": 0}
         identifier = str(copy["identifier"])
         region = str(copy.get("region") or request_of(ctx).target_region)
         whose = f" (the copy made by operation {copy['reused_from']})" if copy.get("reused_from") else ""

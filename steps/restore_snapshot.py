@@ -68,9 +68,9 @@ class RestoreSnapshot(PollLoopStep):
         "`swap_required`, `placement` (the request's, else the old target's, else the stack's: subnet "
         "group, security groups, parameter groups, port, instance class, reader count, "
         "`publicly_accessible`, and `sources` saying which), `instance_ids`, `writer_instance_id`, "
-        "`status`, `complete`, `next_poll_seconds`, `polls`, `started_at`, `endpoint`"
+        "`status`, `complete`, `next_poll_seconds`, `fallback_seconds`, `polls`, `started_at`, `endpoint`"
     )
-    outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds")
+    outputs = ("cluster_id", "swap_required", "complete", "next_poll_seconds", "fallback_seconds")
     check_reads = ("request", "restore")
     # RDS events about these (SourceIdentifier) end the wait early.
     awaited_fields = ("cluster_id", "instance_ids")

@@ -49,6 +49,8 @@ BACKOFF_FACTOR = 1.5
 AIM = 0.95
 #: Polls a loop may make quickly before the budget guard looks at its pace.
 FREE_POLLS = 60
+#: With nothing to aim by, a waiting Task waits at least this long for an event before polling.
+EVENT_FALLBACK_MIN_SECONDS = 600
 #: Past its free polls a loop gets one poll per this many seconds of elapsed time. With
 #: FREE_POLLS this is 900 polls (8,100 events, a third of the history) over 7 days.
 BUDGET_SPACING_SECONDS = 720
@@ -169,7 +171,8 @@ def poll_fields(
     e.g. ``"copy ar-orders-1a2b in eu-central-1"``.
 
     Returns ``polls`` (status checks so far), ``started_at`` (ISO time the wait began),
-    ``elapsed_seconds``, ``complete`` and ``next_poll_seconds`` (0 once complete), plus
+    ``elapsed_seconds``, ``complete``, ``next_poll_seconds`` and ``fallback_seconds`` (how long
+    the waiting Task waits for an event before polling; both 0 once complete), plus
     ``progress`` (what the rate estimate carries from poll to poll) when the resource reports
     progress. Merge them into the output:
     ``{**own_fields, **poll_fields(...)}``. Raises ``PollTimeout`` when the resource is not
@@ -189,6 +192,7 @@ def poll_fields(
         fields["progress"] = progress
     if complete:
         fields["next_poll_seconds"] = 0
+        fields["fallback_seconds"] = 0
         return fields
     if elapsed > max_wait_seconds:
         shown = f" at {percent:g} %" if percent is not None else ""
@@ -201,16 +205,34 @@ def poll_fields(
             polls=polls,
             percent_progress=percent,
         )
+    baseline = (progress["baseline_seconds"], progress["baseline_percent"]) if progress else (0.0, 0.0)
+    reached_at = progress["reached_at"] if progress else None
     fields["next_poll_seconds"] = next_poll_seconds(
         elapsed,
         percent,
         polls,
         min_seconds=settings.poll_min_seconds,
         max_seconds=settings.poll_max_seconds,
-        baseline=(progress["baseline_seconds"], progress["baseline_percent"]) if progress else (0.0, 0.0),
-        reached_at=progress["reached_at"] if progress else None,
+        baseline=baseline,
+        reached_at=reached_at,
     )
+    aimed = _estimate_remaining(float(elapsed), percent, baseline, reached_at) is not None
+    fields["fallback_seconds"] = fallback_seconds(fields["next_poll_seconds"], aimed=aimed, settings=settings)
     return fields
+
+
+def fallback_seconds(next_poll: int, *, aimed: bool, settings: Settings) -> int:
+    """How long a loop's waiting Task waits for an RDS event before it polls once (its timeout).
+
+    Events usually end the wait, so the fallback only bounds how late a lost event is noticed.
+    Aimed at an estimated finish (a copy's progress rate), it is the poll policy's own wait, short
+    near the end; with nothing to aim by (restores, deletes, renames, a queued copy) it is at least
+    ``EVENT_FALLBACK_MIN_SECONDS`` (never more than ``poll_max_seconds``): about what the policy's
+    backoff reaches after a few polls anyway, without the polls.
+    """
+    if aimed or next_poll <= 0:
+        return next_poll
+    return max(next_poll, min(EVENT_FALLBACK_MIN_SECONDS, settings.poll_max_seconds))
 
 
 def _track_progress(kept: Any, elapsed: int, percent: float | None) -> dict[str, Any] | None:
@@ -318,5 +340,7 @@ def step_poll_fields(
         what=waiting_for,
     )
     if urgent and not complete:
+        # Renames follow each other at once; their events end the wait sooner still.
         fields["next_poll_seconds"] = ctx.settings.poll_min_seconds
+        fields["fallback_seconds"] = ctx.settings.poll_min_seconds
     return fields

@@ -54,6 +54,7 @@ def copy_output(clients: Any) -> dict[str, Any]:
         "elapsed_seconds": 0,
         "complete": False,
         "next_poll_seconds": 600,
+        "fallback_seconds": 600,
     }
 
 
@@ -222,7 +223,7 @@ def test_an_expired_wait_is_not_answered(
     clock = Clock()
     start_waiting(registry, copy_output, clock, kw)
     # WHEN the event comes long after the Task's timeout (the fallback poll has taken over)
-    clock.advance(copy_output["next_poll_seconds"] + 3600)
+    clock.advance(copy_output["fallback_seconds"] + 3600)
     state.status = "available"
     result = run(registry, "rds_event", rds_event(COPY), clock, **kw)
     assert result["waiters"] == 0 and answers(calls) == [] and state.describes == 1

@@ -75,7 +75,7 @@ def polled(key_fields: dict[str, Any], *, rounds: int) -> Callable[[dict[str, An
     Task's timeout: 1 s)."""
 
     def answer(event: dict[str, Any], calls: int) -> dict[str, Any]:
-        return {**key_fields, "complete": calls >= rounds, "next_poll_seconds": 1, "polls": calls}
+        return {**key_fields, "complete": calls >= rounds, "next_poll_seconds": 1, "fallback_seconds": 1, "polls": calls}
 
     return answer
 

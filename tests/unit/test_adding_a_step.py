@@ -91,7 +91,7 @@ def test_a_poll_loop_plugin_shows_in_the_state_machine(with_plugin: Registry) ->
     assert states["IsActivityStreamComplete"]["Default"] == "WaitForActivityStream"
     waiting = states["WaitForActivityStream"]
     assert waiting["Parameters"]["Payload"]["step"] == "await_activity_stream"
-    assert waiting["TimeoutSecondsPath"] == "$.activity_stream.next_poll_seconds"
+    assert waiting["TimeoutSecondsPath"] == "$.activity_stream.fallback_seconds"
     assert waiting["Catch"][0] == {
         "ErrorEquals": ["States.Timeout"],
         "ResultPath": None,

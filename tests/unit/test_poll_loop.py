@@ -18,11 +18,11 @@ class Warmup(PollLoopStep):
 
     def start(self, ctx: Any) -> dict[str, Any]:
         """Start warming."""
-        return {"complete": False, "next_poll_seconds": 30, "half": "start"}
+        return {"complete": False, "next_poll_seconds": 30, "fallback_seconds": 600, "half": "start"}
 
     def check(self, ctx: Any) -> dict[str, Any]:
         """Look at the warming once."""
-        return {"complete": True, "next_poll_seconds": 0, "half": "check"}
+        return {"complete": True, "next_poll_seconds": 0, "fallback_seconds": 0, "half": "check"}
 
     def summarize_check(self, output: dict[str, Any]) -> str:
         """The check's line."""
@@ -79,7 +79,7 @@ def test_a_subclass_of_a_registered_loop_brings_its_own_check_half() -> None:
 
         def check(self, ctx: Any) -> dict[str, Any]:
             """Trial check."""
-            return {"complete": True, "next_poll_seconds": 0, "half": "trial"}
+            return {"complete": True, "next_poll_seconds": 0, "fallback_seconds": 0, "half": "trial"}
 
     registry.unregister("warm_cache")
     registry.register("warm_cache")(TrialWarmup)

@@ -139,7 +139,7 @@ def test_every_poll_loop_waits_as_long_as_the_step_says(definition: dict[str, An
         # interval, when the timeout is caught into the check: with no event the loop polls as before.
         state = states[wait]
         assert (state["Type"], state["Resource"]) == ("Task", WAIT_FOR_TASK_TOKEN_RESOURCE)
-        assert state["TimeoutSecondsPath"] == f"$.{key}.next_poll_seconds"
+        assert state["TimeoutSecondsPath"] == f"$.{key}.fallback_seconds"
         assert "TimeoutSeconds" not in state
         assert state["Catch"][0] == {"ErrorEquals": ["States.Timeout"], "ResultPath": None, "Next": check}
         assert state["ResultPath"] == f"$.{key}"

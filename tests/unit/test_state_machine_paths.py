@@ -44,9 +44,9 @@ def without(registry: Registry, step: str, field: str) -> Registry:
         ("restore_snapshot", "swap_required", "NeedsSwap", "$.restore.swap_required"),
         ("snapshot_check", "target.exists", "ChooseStrategy", "$.snapshot.target.exists"),
         ("copy_snapshot", "complete", "IsCopyComplete", "$.copy.complete"),
-        ("check_copy_status", "next_poll_seconds", "WaitForCopy", "$.copy.next_poll_seconds"),
+        ("check_copy_status", "fallback_seconds", "WaitForCopy", "$.copy.fallback_seconds"),
         ("check_delete_status", "complete", "IsDeleteComplete", "$.delete.complete"),
-        ("swap_clusters", "next_poll_seconds", "WaitForSwap", "$.swap.next_poll_seconds"),
+        ("swap_clusters", "fallback_seconds", "WaitForSwap", "$.swap.fallback_seconds"),
         ("validate_request", "strategy", "ChooseStrategy", "$.request.strategy"),
     ],
 )
