@@ -89,6 +89,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "fraction of their real time (1 = as in AWS; default 0.01)",
     )
     parser.add_argument(
+        "--event-delay",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="deliver the RDS events the stack's rule would hand the dispatcher, this many seconds of the "
+        "rehearsal's clock after each change (default: no events; every wait ends by its own check or its "
+        "fallback poll). With events a resource held by --polls N finishes N+1 poll intervals "
+        "(--poll-seconds MIN, at least 1 s) after its loop starts; use --poll-seconds 30,900 for the "
+        "production fallbacks",
+    )
+    parser.add_argument(
+        "--event-loss",
+        metavar="FRACTION",
+        type=float,
+        default=None,
+        help="lose this fraction of the RDS events (0 to 1; implies --event-delay 5 when that is not given)",
+    )
+    parser.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=300.0, help="stop the execution after this long"
     )
     parser.add_argument(
@@ -166,6 +184,10 @@ def read_input(path: str | None) -> Any:
     return value
 
 
+#: The event delay --event-loss implies: EventBridge usually hands RDS events on within seconds.
+DEFAULT_EVENT_DELAY_SECONDS = 5.0
+
+
 def build_options(args: argparse.Namespace) -> Any:
     """Turn the flags into rehearsal options; ValueError / OSError say what is wrong."""
     from aurora_restore.simulate.hooks import parse_fault, parse_outcome, parse_polls
@@ -190,6 +212,13 @@ def build_options(args: argparse.Namespace) -> Any:
         )
     if not 0 < args.time_scale <= 1:
         raise ValueError(f"--time-scale {args.time_scale}: must be more than 0 and at most 1")
+    event_delay, event_loss = args.event_delay, args.event_loss
+    if event_loss is not None and not 0 <= event_loss <= 1:
+        raise ValueError(f"--event-loss {event_loss}: must be a fraction from 0 to 1")
+    if event_delay is not None and event_delay < 0:
+        raise ValueError(f"--event-delay {event_delay}: must be 0 or more seconds")
+    if event_loss is not None and event_delay is None:
+        event_delay = DEFAULT_EVENT_DELAY_SECONDS
     return Options(
         input=raw_input,
         world=world,
@@ -204,6 +233,8 @@ def build_options(args: argparse.Namespace) -> Any:
         poll_min_seconds=int(low),
         poll_max_seconds=int(high),
         time_scale=args.time_scale,
+        event_delay_seconds=event_delay,
+        event_loss=event_loss or 0.0,
         timeout_seconds=args.timeout,
         log_stream=sys.stderr if args.logs else None,
         retry=build_retry_options(args.retry) if getattr(args, "retry", None) is not None else None,
@@ -318,6 +349,28 @@ def _describe_database(report: Report) -> list[str]:
     return lines
 
 
+def _describe_waits(report: Report) -> list[str]:
+    """Dispatcher invocations per poll loop, and (with events) the RDS events and detection latency."""
+    rows = [(loop, row) for loop, row in report.loop_invocations.items() if loop != "events"]
+    if not rows:
+        return []
+    lines = ["\nDispatcher invocations in the loops (start + waiting + checks):"]
+    for loop, row in rows:
+        latency = report.detection_latency.get(loop)
+        noticed = f"; noticed {latency:g} s after it finished" if latency is not None else ""
+        lines.append(
+            f"  {loop:<8} {row['total']} ({row['start']} + {row['waiting']} + {row['checks']}){noticed}"
+        )
+    events = report.events
+    if events:
+        lines.append(
+            f"  RDS events: {events['sent']} sent, {events['lost']} lost, {events['delivered']} delivered "
+            f"after {events['delay_s']:g} s; event step invocations: "
+            f"{report.loop_invocations.get('events', {}).get('total', 0)}"
+        )
+    return lines
+
+
 def print_summary(report: Report) -> None:
     """The human summary after the progress lines."""
     print()
@@ -337,6 +390,8 @@ def print_summary(report: Report) -> None:
         print(f"\nWhat changed in the database (PostgreSQL at {report.database.get('endpoint')}):")
         for line in database_lines:
             print(line)
+    for line in _describe_waits(report):
+        print(line)
     counts: dict[str, int] = {}
     for call in report.aws_calls:
         counts[call["service"]] = counts.get(call["service"], 0) + 1

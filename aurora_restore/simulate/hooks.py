@@ -37,9 +37,12 @@ RESTORE_OUTCOMES = (
     "incompatible-parameters",
     "incompatible-restore",
 )
-COPY_STEPS = ("copy_snapshot", "check_copy_status", "await_copy")
-RESTORE_STEPS = ("restore_snapshot", "check_restore_status", "await_restore")
-DELETE_STEPS = ("delete_target", "check_delete_status", "await_delete")
+#: The steps that look at each loop's resource (the event step runs the loops' checks).
+COPY_STEPS = ("copy_snapshot", "check_copy_status", "await_copy", "rds_event")
+RESTORE_STEPS = ("restore_snapshot", "check_restore_status", "await_restore", "rds_event")
+DELETE_STEPS = ("delete_target", "check_delete_status", "await_delete", "rds_event")
+#: The step that starts each loop: with events, the loop's time starts there.
+POLL_STARTS = {"copy": "copy_snapshot", "restore": "restore_snapshot", "delete": "delete_target"}
 #: The loops ``--polls`` can hold in progress, and the check step that counts a poll of each.
 POLL_CHECKS = {
     "copy": "check_copy_status",
@@ -348,6 +351,49 @@ class ProgressScript:
     restored_clusters: set[tuple[str, str]] = field(default_factory=set)
     restored_instances: set[tuple[str, str]] = field(default_factory=set)
     deleted_clusters: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: With RDS events delivered the loops look rarely, so a poll cannot be the unit of progress:
+    #: given this clock (rehearsal seconds), a resource held for N polls is in progress for
+    #: ``N + 1`` times ``seconds_per_poll`` after its loop started, whoever looks.
+    clock: Callable[[], float] | None = None
+    seconds_per_poll: float = 1.0
+    #: Called with (loop, rehearsal time it finishes) when a held loop starts (clock mode).
+    on_loop_started: Callable[[str, float], None] | None = None
+    started: dict[str, float] = field(default_factory=dict)
+
+    def held(self, loop: str) -> bool:
+        """True when this script holds ``loop``'s resources in progress or makes them fail."""
+        polls = {"copy": self.copy_polls, "restore": self.restore_polls, "delete": self.delete_polls}[loop]
+        outcome = {"copy": self.copy_outcome, "restore": self.restore_outcome}.get(loop, "available")
+        return bool(polls) or outcome != "available"
+
+    def poll(self, loop: str) -> int:
+        """How many polls' worth of progress ``loop`` has made (clock mode: time since it started)."""
+        if self.clock is None:
+            return self.polls[loop]
+        begun = self.started.get(loop)
+        if begun is None:
+            return 0
+        return int((self.clock() - begun) / self.seconds_per_poll)
+
+    def resources_of(self, loop: str) -> list[tuple[str, str, str, str]]:
+        """(kind, region, identifier, message) of each resource of ``loop`` this run made or deleted."""
+        failed = {"copy": self.copy_outcome, "restore": self.restore_outcome}.get(loop, "available") != "available"
+        if loop == "copy":
+            message = "DB cluster snapshot copy failed" if failed else "Finished DB cluster snapshot copy"
+            return [("cluster-snapshot", r, i, message) for r, i in sorted(self.copies)]
+        if loop == "restore":
+            message = "DB cluster restore failed" if failed else "DB cluster created"
+            clusters = [("cluster", r, i, message) for r, i in sorted(self.restored_clusters)]
+            return clusters + [("instance", r, i, "DB instance created") for r, i in sorted(self.restored_instances)]
+        return [("cluster", r, i, "DB cluster deleted") for r, i in sorted(self.deleted_clusters)]
+
+    def finishes_at(self, loop: str) -> float | None:
+        """Rehearsal time the loop's resources finish (clock mode, once it started)."""
+        begun = self.started.get(loop)
+        if begun is None or self.clock is None:
+            return None
+        polls = {"copy": self.copy_polls, "restore": self.restore_polls, "delete": self.delete_polls}[loop]
+        return begun + (polls + 1) * self.seconds_per_poll
 
     @property
     def active(self) -> bool:
@@ -375,6 +421,11 @@ class ProgressScript:
         for loop, check in POLL_CHECKS.items():
             if event.get("step") in (check, POLL_AWAITS[loop]):
                 self.polls[loop] += 1
+            if self.clock is not None and event.get("step") == POLL_STARTS[loop] and loop not in self.started:
+                self.started[loop] = self.clock()
+                finish = self.finishes_at(loop)
+                if self.on_loop_started is not None and finish is not None and self.held(loop):
+                    self.on_loop_started(loop, finish)
 
     def _deleted(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         cluster = parsed.get("DBCluster")
@@ -384,7 +435,7 @@ class ProgressScript:
         self.deleted_clusters[key] = {**cluster, "Status": "deleting", "DBClusterMembers": []}
 
     def _still_deleting(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> Any:
-        if self.current_step() not in DELETE_STEPS or self.polls["delete"] > self.delete_polls:
+        if self.current_step() not in DELETE_STEPS or self.poll("delete") > self.delete_polls:
             return None
         body = params.get("body")
         if not isinstance(body, dict):
@@ -401,7 +452,7 @@ class ProgressScript:
     def _copy_state(self) -> tuple[str, int] | None:
         if self.current_step() not in COPY_STEPS:
             return None
-        poll = self.polls["copy"]
+        poll = self.poll("copy")
         if self.copy_polls and poll <= self.copy_polls:
             return "copying", (100 * poll) // (self.copy_polls + 1)
         if self.copy_outcome != "available":
@@ -411,7 +462,7 @@ class ProgressScript:
     def _restore_state(self) -> str | None:
         if self.current_step() not in RESTORE_STEPS:
             return None
-        if self.restore_polls and self.polls["restore"] <= self.restore_polls:
+        if self.restore_polls and self.poll("restore") <= self.restore_polls:
             return "creating"
         if self.restore_outcome != "available":
             return self.restore_outcome

@@ -31,6 +31,7 @@ from typing import Any
 
 from aurora_restore.history import ExecutionHistory, StateRun, read_new_events
 from aurora_restore.simulate import engine, moto_compat
+from aurora_restore.simulate.events import EventDelivery
 from aurora_restore.simulate.hooks import (
     CallRecorder,
     Fault,
@@ -78,6 +79,10 @@ class Options:
     #: The rehearsal's clock: Wait states, Retry intervals and botocore's backoff last this
     #: fraction of their real time (1 = as in AWS).
     time_scale: float = 0.01
+    #: RDS events handed to the dispatcher this many rehearsal seconds after each change (None:
+    #: no events), and the fraction of them lost.
+    event_delay_seconds: float | None = None
+    event_loss: float = 0.0
     #: Wall-clock limit for the execution; past it the execution is stopped.
     timeout_seconds: float = 300.0
     #: The definition to run; None builds it with ``infra.state_machine.build_definition``.
@@ -137,6 +142,12 @@ class Report:
     execution_name: str = ""
     #: The retry's own report, when the rehearsal ran one (``--retry``).
     retry: Report | None = None
+    #: Dispatcher invocations per poll loop (start, waiting half, checks) and of the event step.
+    loop_invocations: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Per held loop (clock mode): seconds from the resource finishing to the execution knowing it.
+    detection_latency: dict[str, float] = field(default_factory=dict)
+    #: The RDS events sent, lost and delivered (with --event-delay / --event-loss).
+    events: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final(self) -> Report:
@@ -170,6 +181,9 @@ class Report:
             "max_state_bytes": self.max_state_bytes,
             "history_events": self.history_events,
             "execution_name": self.execution_name,
+            "loop_invocations": self.loop_invocations,
+            "detection_latency": self.detection_latency,
+            "events": self.events,
         }
 
 
@@ -452,6 +466,25 @@ class Rehearsal:
                 before=lambda event: self._scenario_now.script.step_invoked(event),
             )
             self._bridge = bridge
+            self._events = None
+            if options.event_delay_seconds is not None:
+                self._events = EventDelivery(
+                    delay_seconds=options.event_delay_seconds,
+                    loss=options.event_loss,
+                    scale=options.time_scale,
+                    invoke=lambda event: bridge.invoke(
+                        {"FunctionName": bridge.function_arn, "Payload": json.dumps(event).encode()},
+                        stack_region,
+                        None,
+                    ),
+                    account=ACCOUNT,
+                )
+                self._events.register(
+                    app.clients.add_hook, held=lambda loop: self._scenario_now.script.held(loop)
+                )
+                stack.callback(self._events.close)
+                first.script.clock = self._events.now
+                self._arm(first)
             if request is not None:
                 database.install_emulation(app.clients.add_hook, own)
             stack.enter_context(bridge.installed())
@@ -477,6 +510,8 @@ class Rehearsal:
                 meter.events.clear()
                 calls_before = len(recorder.calls)
                 logs_before = len(sink.lines)
+                invocations_before = len(bridge.invocations)
+                sent_before = len(self._events.sent) if self._events is not None else 0
                 execution_arn = sfn.start_execution(
                     stateMachineArn=machine_arn, name=name, input=json.dumps(document)
                 )["executionArn"]
@@ -507,12 +542,18 @@ class Rehearsal:
                     max_state_bytes=meter.max_state_bytes,
                     history_events=meter.history_events,
                     execution_name=name,
+                    loop_invocations=loop_invocations(bridge.invocations[invocations_before:]),
+                    detection_latency=self._detection_latency(scenario, history.states),
+                    events=self._events.summary(since=sent_before) if self._events is not None else {},
                 )
 
             report = execute(execution_name(options.input), options.input, first, world_before, started)
             if options.retry is not None:
                 name, document = retry_execution(report.operation_id, options.input)
                 second = self._scenario(options.retry.faults, options.retry, app.clients.add_hook)
+                if self._events is not None:
+                    second.script.clock = self._events.now
+                    self._arm(second)
                 if self._on_retry is not None:
                     self._on_retry(name)
                 report.retry = execute(name, document, second, report.world_after, time.monotonic())
@@ -520,7 +561,41 @@ class Rehearsal:
 
     # -- what each execution meets -----------------------------------------------------------------
     _bridge: Any = None
+    _events: EventDelivery | None = None
     _scenario_now: _Scenario
+
+    def _arm(self, scenario: _Scenario) -> None:
+        """Clock mode: a held loop's resources finish on time and RDS sends their events then."""
+        events = self._events
+        assert events is not None
+        script = scenario.script
+        script.seconds_per_poll = float(max(1, self.options.poll_min_seconds))
+
+        def finished(loop: str, at: float) -> None:
+            def send() -> None:
+                if self._scenario_now is not scenario:
+                    return
+                for kind, region, identifier, message in script.resources_of(loop):
+                    events.changed(kind, region, identifier, message, at=at)
+
+            events.at(at, send)
+
+        script.on_loop_started = finished
+
+    def _detection_latency(self, scenario: _Scenario, states: list[StateRun]) -> dict[str, float]:
+        """For each held loop: rehearsal seconds from its resources finishing to its last Choice."""
+        if self._events is None:
+            return {}
+        found: dict[str, float] = {}
+        for loop in scenario.script.started:
+            finish = scenario.script.finishes_at(loop)
+            choice = f"Is{loop.capitalize()}Complete"
+            entered = [run.entered_at for run in states if run.name == choice]
+            if finish is None or not entered or not scenario.script.held(loop):
+                continue
+            noticed = max(entered).timestamp() / self.options.time_scale
+            found[loop] = round(max(0.0, noticed - finish), 1)
+        return found
 
     def _bridge_step(self) -> str | None:
         return self._bridge.current_step if self._bridge is not None else None
@@ -693,3 +768,26 @@ class Rehearsal:
                     }
                 )
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+#: Which loop each of the dispatcher's steps belongs to (the event step counts on its own).
+LOOP_STEPS = {
+    "copy": ("copy_snapshot", "await_copy", "check_copy_status"),
+    "delete": ("delete_target", "await_delete", "check_delete_status"),
+    "restore": ("restore_snapshot", "await_restore", "check_restore_status"),
+    "swap": ("swap_clusters", "await_swap", "check_swap_status"),
+}
+
+
+def loop_invocations(invocations: list[engine.Invocation]) -> dict[str, dict[str, int]]:
+    """Dispatcher invocations per poll loop: its start, its waiting half, its checks; and events."""
+    counts: dict[str, dict[str, int]] = {}
+    for loop, (start, waiting, check) in LOOP_STEPS.items():
+        names = [i.step for i in invocations]
+        row = {"start": names.count(start), "waiting": names.count(waiting), "checks": names.count(check)}
+        if any(row.values()):
+            counts[loop] = {**row, "total": sum(row.values())}
+    events = sum(1 for i in invocations if i.step == "rds_event")
+    if events:
+        counts["events"] = {"total": events}
+    return counts
