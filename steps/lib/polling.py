@@ -230,9 +230,10 @@ def fallback_seconds(next_poll: int, *, aimed: bool, settings: Settings) -> int:
     ``EVENT_FALLBACK_MIN_SECONDS`` (never more than ``poll_max_seconds``): about what the policy's
     backoff reaches after a few polls anyway, without the polls.
     """
-    if aimed or next_poll <= 0:
-        return next_poll
-    return max(next_poll, min(EVENT_FALLBACK_MIN_SECONDS, settings.poll_max_seconds))
+    # A Task's timeout must be a positive whole number of seconds.
+    if aimed:
+        return max(1, next_poll)
+    return max(1, next_poll, min(EVENT_FALLBACK_MIN_SECONDS, settings.poll_max_seconds))
 
 
 def _track_progress(kept: Any, elapsed: int, percent: float | None) -> dict[str, Any] | None:
@@ -342,5 +343,5 @@ def step_poll_fields(
     if urgent and not complete:
         # Renames follow each other at once; their events end the wait sooner still.
         fields["next_poll_seconds"] = ctx.settings.poll_min_seconds
-        fields["fallback_seconds"] = ctx.settings.poll_min_seconds
+        fields["fallback_seconds"] = max(1, ctx.settings.poll_min_seconds)
     return fields

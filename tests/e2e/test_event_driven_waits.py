@@ -1,0 +1,76 @@
+"""Waits ended by RDS events, end to end: the rehearsal delivers the events the stack's rule would.
+
+With events delivered, a copy and a restore held in progress are noticed through the event step
+(one Describe per event) rather than by polling; with every event lost, the waiting Tasks' fallback
+timeouts poll and the refresh still succeeds. What is asserted is what an operator would see in the
+report: the outcome, the dispatcher invocations per loop and how late each wait noticed the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import seed_request
+
+#: Production poll bounds, so the waiting Tasks' fallbacks are as long as in AWS (10 minutes for a
+#: restore), on the rehearsal's clock (0.01: ten minutes last six seconds).
+PRODUCTION_POLLS = {"poll_min_seconds": 30, "poll_max_seconds": 900}
+
+
+def test_events_end_the_copy_and_restore_waits_without_polling(
+    rehearse: Any, seed_input: dict[str, Any]
+) -> None:
+    # GIVEN a copy and a restore that each take four poll intervals, and events delivered after 5 s
+    report = rehearse(
+        seed_request(seed_input),
+        copy_polls=3,
+        restore_polls=3,
+        event_delay_seconds=5.0,
+        **PRODUCTION_POLLS,
+    )
+    # THEN the refresh succeeds, each wait ended by an event: at most one check per loop
+    assert report.status == "SUCCEEDED", report.error
+    loops = report.loop_invocations
+    assert loops["copy"]["checks"] <= 1 and loops["restore"]["checks"] <= 1
+    assert loops["copy"]["waiting"] == 1 and loops["restore"]["waiting"] == 1
+    assert loops["events"]["total"] >= 2
+    # AND the ends were noticed within seconds of the events' delay, not a fallback's ten minutes
+    assert set(report.detection_latency) == {"copy", "restore"}
+    assert all(5.0 <= latency < 60 for latency in report.detection_latency.values())
+    assert report.events["lost"] == 0 and report.events["delivered"] == report.events["sent"]
+    sent_by = {call["step"] for call in report.aws_calls if call["operation"] == "SendTaskSuccess"}
+    assert "rds_event" in sent_by
+
+
+def test_with_every_event_lost_the_fallback_polls_and_the_refresh_succeeds(
+    rehearse: Any, seed_input: dict[str, Any]
+) -> None:
+    # GIVEN the same refresh with every RDS event lost
+    report = rehearse(
+        seed_request(seed_input),
+        copy_polls=3,
+        restore_polls=3,
+        event_delay_seconds=5.0,
+        event_loss=1.0,
+        **PRODUCTION_POLLS,
+    )
+    # THEN it still succeeds: each waiting Task timed out into its loop's check, which saw the end
+    assert report.status == "SUCCEEDED", report.error
+    assert report.events["sent"] > 0 and report.events["delivered"] == 0
+    assert "events" not in report.loop_invocations
+    assert report.loop_invocations["copy"]["checks"] >= 1
+    assert report.loop_invocations["restore"]["checks"] >= 1
+    timeouts = [run.name for run in report.states if run.error == "States.Timeout"]
+    assert "WaitForCopy" in timeouts and "WaitForRestore" in timeouts
+    # AND noticed by the fallback: later than with events, within one fallback (600 s)
+    assert all(60 < latency <= 600 for latency in report.detection_latency.values())
+
+
+@pytest.mark.parametrize("loss", [-0.1, 1.5])
+def test_a_loss_outside_zero_to_one_is_refused(loss: float) -> None:
+    from aurora_restore.simulate.events import EventDelivery
+
+    with pytest.raises(ValueError, match="--event-loss"):
+        EventDelivery(delay_seconds=1, loss=loss, scale=0.01, invoke=lambda e: None, account="1")
