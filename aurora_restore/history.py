@@ -182,9 +182,12 @@ class ExecutionHistory:
         return self.status != "RUNNING"
 
     def failure(self) -> dict[str, Any] | None:
-        """The error that sent the execution to its failure path: first failed task state."""
+        """The error that sent the execution to its failure path: first failed task state.
+
+        A waiting Task's ``States.Timeout`` is not one: it is the loop's fallback to a poll.
+        """
         for run in self.states:
-            if run.type == "Task" and run.failed:
+            if run.type == "Task" and run.failed and run.error != "States.Timeout":
                 cause = run.cause if isinstance(run.cause, dict) else {}
                 message = (
                     cause.get("errorMessage") if cause else (run.cause if isinstance(run.cause, str) else "")

@@ -130,6 +130,8 @@ class Replay:
     transitions: int  # Task + Choice + Wait states entered
     done_at: float
     noticed_at: float
+    #: Invocations made by the execution's own states (all of them but the event step's).
+    in_execution: int | None = None
 
     @property
     def latency(self) -> float:
@@ -138,8 +140,8 @@ class Replay:
 
     @property
     def history_events(self) -> int:
-        """About this many history events (``EVENTS_PER_POLL_ROUND`` per invocation)."""
-        return history_events(self.polls)
+        """About this many history events (``EVENTS_PER_POLL_ROUND`` per invocation of a state)."""
+        return history_events(self.polls if self.in_execution is None else self.in_execution)
 
 
 def replay_policy(timeline: Timeline, settings: Settings) -> Replay:
@@ -177,6 +179,72 @@ def replay_fixed_waits(timeline: Timeline) -> Replay:
     # Start Task, then per check: Task + Choice, and a Wait between checks.
     transitions = 1 + 2 * checks + (checks - 1)
     return Replay(1 + checks, transitions, timeline.done_at, noticed)
+
+
+#: Event delays (seconds from the change to the event step) and loss rates the events design is
+#: replayed with; the loss rows use ``LOSS_DELAY_SECONDS``.
+EVENT_DELAYS = (1, 5, 10, 30)
+EVENT_LOSSES = (0.0, 0.05, 0.5, 1.0)
+LOSS_DELAY_SECONDS = 5
+#: Events RDS sends when a wait's resource is done: a copied snapshot (one), a restored cluster and
+#: its writer instance (two). Each invokes the event step; the first ends the wait.
+EVENTS_PER_DONE = {"copy": 1, "restore": 2}
+#: Targets for the events design: mean latency, and loop invocations against the fixed waits'.
+EVENT_LATENCY_TARGET_S = 10.0
+EVENT_INVOCATION_SHARE_TARGET = 0.03
+
+
+def replay_events(timeline: Timeline, settings: Settings, *, delay: float, lost: bool) -> Replay:
+    """The loop with a waiting Task: start; wait (its half checks once) until the event or the
+    fallback timeout; on a timeout the check polls once and the Task waits again.
+
+    Invocations: the start, each waiting half, each check after a timeout, and each event step run
+    (``EVENTS_PER_DONE``; they run outside the execution, so they add no history events).
+    """
+    max_wait = (
+        settings.copy_max_wait_seconds if timeline.kind == "copy" else settings.restore_max_wait_seconds
+    )
+    arrival = math.inf if lost else timeline.done_at + delay
+    t = 0
+    invocations = 0
+    in_execution = 0
+    transitions = 0
+    previous: dict[str, Any] | None = None
+
+    def look(at: int) -> dict[str, Any]:
+        percent, done = timeline.observe(at)
+        return poll_fields(
+            previous,
+            now=START + timedelta(seconds=at),
+            complete=done,
+            percent=percent,
+            max_wait_seconds=max_wait,
+            settings=settings,
+            what=timeline.name,
+        )
+
+    fields = look(t)  # the start step
+    invocations += 1
+    in_execution += 1
+    transitions += 2  # the start Task, then IsXComplete
+    while not fields["complete"]:
+        previous = fields
+        # The waiting half records its token and checks once (its output ends the wait only when done).
+        invocations += 1
+        in_execution += 1
+        transitions += 1
+        if timeline.observe(t)[1]:
+            return Replay(invocations, transitions + 1, timeline.done_at, t, in_execution)
+        timeout_at = t + int(fields["fallback_seconds"])
+        if arrival <= timeout_at:
+            invocations += EVENTS_PER_DONE[timeline.kind]
+            return Replay(invocations, transitions + 1, timeline.done_at, math.ceil(arrival), in_execution)
+        t = timeout_at
+        fields = look(t)  # the check after the timeout
+        invocations += 1
+        in_execution += 1
+        transitions += 2  # CheckXStatus, then IsXComplete
+    return Replay(invocations, transitions, timeline.done_at, t, in_execution)
 
 
 def _summary(replays: list[Replay]) -> dict[str, float]:
@@ -249,6 +317,7 @@ def measure() -> dict[str, Any]:
                 "latency_s": statistics.mean(r["latency_s"] for r in per_timeline),
             }
         )
+    events = measure_events(settings, rows)
     all_ = totals["all"]
     targets = {
         "poll_share": {
@@ -278,7 +347,131 @@ def measure() -> dict[str, Any]:
         "long_copy": long_copy,
         "targets": targets,
         "silent_trade_off": trade_off,
+        "events": events,
     }
+
+
+def _lost(index: int, shift: int, loss: float) -> bool:
+    """Whether the replay of timeline ``index`` at ``shift`` loses its event (the same in every run)."""
+    import random
+
+    return random.Random(index * 1000 + shift).random() < loss
+
+
+def measure_events(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The events design on the same timelines: per delay (nothing lost) and per loss rate."""
+    fixed_polls = sum(r["fixed"]["polls"] for r in rows)
+    policy_polls = sum(r["policy"]["polls"] for r in rows)
+    policy_latency = statistics.mean(r["policy"]["latency_s"] for r in rows)
+    fixed_latency = statistics.mean(r["fixed"]["latency_s"] for r in rows)
+
+    def run(delay: float, loss: float) -> dict[str, Any]:
+        per_kind: dict[str, list[dict[str, float]]] = {"copy": [], "restore": []}
+        for index, make in enumerate(TIMELINES):
+            replays = [
+                replay_events(make(shift), settings, delay=delay, lost=_lost(index, shift, loss))
+                for shift in SHIFTS
+            ]
+            per_kind[make(0).kind].append(_summary(replays))
+        every = per_kind["copy"] + per_kind["restore"]
+        invocations = sum(r["polls"] for r in every)
+        return {
+            "delay_s": delay,
+            "loss": loss,
+            "invocations": invocations,
+            "share_of_fixed": invocations / fixed_polls,
+            "latency_s": statistics.mean(r["latency_s"] for r in every),
+            "copy_latency_s": statistics.mean(r["latency_s"] for r in per_kind["copy"]),
+            "restore_latency_s": statistics.mean(r["latency_s"] for r in per_kind["restore"]),
+            "worst_latency_s": max(r["latency_max_s"] for r in every),
+        }
+
+    by_delay = [run(delay, 0.0) for delay in EVENT_DELAYS]
+    by_loss = [run(LOSS_DELAY_SECONDS, loss) for loss in EVENT_LOSSES]
+    long_lost = replay_events(LONG_COPY(0), settings, delay=LOSS_DELAY_SECONDS, lost=True)
+    long_delivered = replay_events(LONG_COPY(0), settings, delay=LOSS_DELAY_SECONDS, lost=False)
+    return {
+        "fixed_polls": fixed_polls,
+        "fixed_latency_s": fixed_latency,
+        "policy_polls": policy_polls,
+        "policy_latency_s": policy_latency,
+        "by_delay": by_delay,
+        "by_loss": by_loss,
+        "long_copy": {
+            "delivered": {"invocations": long_delivered.polls, "history_events": long_delivered.history_events},
+            "lost": {
+                "invocations": long_lost.polls,
+                "history_events": long_lost.history_events,
+                "latency_s": long_lost.latency,
+            },
+        },
+    }
+
+
+def report_events(events: dict[str, Any]) -> list[str]:
+    """The events design's section: side by side with the fixed 60 s waits and today's poll policy."""
+    lines = [
+        "",
+        "### Event-driven waits",
+        "",
+        "The same timelines and shifts through the waiting Task: it checks once, then waits for an RDS "
+        "event (the event step checks and ends the wait) or its fallback timeout (`fallback_seconds`: the "
+        "policy's own wait where it aims at a copy's expected finish, at least "
+        "`EVENT_FALLBACK_MIN_SECONDS` elsewhere), after which the check polls once. Invocations = every "
+        "dispatcher invocation the loop causes: start, waiting halves, checks and event-step runs "
+        f"({EVENTS_PER_DONE['copy']} event per copy, {EVENTS_PER_DONE['restore']} per restore: cluster and "
+        "instance). Baselines from the same run: fixed 30 s / 60 s waits "
+        f"({_n(events['fixed_polls'])} invocations, {_n(events['fixed_latency_s'])} s mean latency) and "
+        f"today's poll policy with Wait states ({_n(events['policy_polls'])} invocations, "
+        f"{_n(events['policy_latency_s'])} s).",
+        "",
+        "| events | invocations | share of fixed waits' | mean latency s (copies / restores) | worst latency s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in events["by_delay"]:
+        lines.append(
+            f"| delivered after {row['delay_s']:g} s | {_n(row['invocations'])} | {row['share_of_fixed']:.1%} "
+            f"| {_n(row['latency_s'])} ({_n(row['copy_latency_s'])} / {_n(row['restore_latency_s'])}) "
+            f"| {_n(row['worst_latency_s'])} |"
+        )
+    for row in events["by_loss"]:
+        lines.append(
+            f"| {row['loss']:.0%} lost (delay {row['delay_s']:g} s) | {_n(row['invocations'])} "
+            f"| {row['share_of_fixed']:.1%} | {_n(row['latency_s'])} ({_n(row['copy_latency_s'])} / "
+            f"{_n(row['restore_latency_s'])}) | {_n(row['worst_latency_s'])} |"
+        )
+    delivered = next(r for r in events["by_loss"] if r["loss"] == 0.0)
+    half = next(r for r in events["by_loss"] if r["loss"] == 0.5)
+    lost = next(r for r in events["by_loss"] if r["loss"] == 1.0)
+    long_copy = events["long_copy"]
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**MISSED**"
+
+    latency_ok = delivered["latency_s"] <= EVENT_LATENCY_TARGET_S
+    share_ok = delivered["share_of_fixed"] <= EVENT_INVOCATION_SHARE_TARGET
+    lost_ok = lost["latency_s"] <= events["policy_latency_s"] and lost["invocations"] <= events["policy_polls"]
+    half_ok = delivered["latency_s"] <= half["latency_s"] <= lost["latency_s"]
+    lines += [
+        "",
+        "Targets (events delivered after {delay:g} s unless said):".format(delay=LOSS_DELAY_SECONDS),
+        "",
+        f"- mean detection latency at most {EVENT_LATENCY_TARGET_S:g} s, copies and restores alike: "
+        f"{_n(delivered['copy_latency_s'])} / {_n(delivered['restore_latency_s'])} s -> {verdict(latency_ok)} "
+        "(the latency is the event's delay: above 10 s only when EventBridge takes longer, see the 30 s row)",
+        f"- loop invocations at most {EVENT_INVOCATION_SHARE_TARGET:.0%} of the fixed waits': "
+        f"{delivered['share_of_fixed']:.1%} -> {verdict(share_ok)}",
+        f"- every event lost: no worse than today's poll policy ({_n(events['policy_latency_s'])} s, "
+        f"{_n(events['policy_polls'])} invocations): {_n(lost['latency_s'])} s, {_n(lost['invocations'])} "
+        f"invocations -> {verdict(lost_ok)}",
+        f"- half lost: between the two ({_n(delivered['latency_s'])} .. {_n(lost['latency_s'])} s): "
+        f"{_n(half['latency_s'])} s -> {verdict(half_ok)}",
+        f"- a 7-day copy inside {HISTORY_EVENT_LIMIT:,} history events: "
+        f"{long_copy['delivered']['history_events']:,} with its event, "
+        f"{long_copy['lost']['history_events']:,} with it lost -> "
+        f"{verdict(long_copy['lost']['history_events'] < HISTORY_EVENT_LIMIT)}",
+    ]
+    return lines
 
 
 def _n(value: float) -> str:
@@ -378,6 +571,7 @@ def report(results: dict[str, Any]) -> str:
     ]
     for row in results["silent_trade_off"]:
         lines.append(f"| {row['poll_max_seconds']} | {_n(row['polls'])} | {_n(row['latency_s'])} |")
+    lines += report_events(results["events"])
     return "\n".join(lines) + "\n"
 
 

