@@ -43,6 +43,11 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
 - Change sets (CloudFormation ``ExecuteChangeSet``): AWS sets the stack's outputs from the
   template the change set applied; moto's ``ChangeSet.apply`` leaves the stack without outputs,
   which ``aws cloudformation deploy`` followed by ``describe-stacks`` would then miss.
+- Task tokens (Step Functions ``SendTaskSuccess``/``SendTaskFailure``): AWS refuses an ``output``
+  that is not JSON or longer than 262,144 bytes (``InvalidOutput``) and passes ``SendTaskFailure``'s
+  ``cause`` on to the failed Task (what a Catch's ``ResultPath`` holds). moto takes any output and
+  drops the ``cause``, so a failure sent by the event step would reach the failure handler with no
+  message.
 """
 
 from __future__ import annotations
@@ -241,7 +246,57 @@ def _apply_cloudformation() -> Callable[[], None]:
     return undo
 
 
+#: SendTaskSuccess's ``output``: at most this many bytes of UTF-8 JSON (the API's length limit).
+TASK_OUTPUT_LIMIT_BYTES = 262_144
+
+
+def _apply_task_tokens() -> Callable[[], None]:
+    """SendTaskSuccess and SendTaskFailure as Step Functions documents them, while the block runs."""
+    import json
+
+    from moto.stepfunctions import responses
+    from moto.stepfunctions.parser import models as parser_models
+    from moto.core.exceptions import JsonRESTError
+
+    backend = parser_models.StepFunctionsParserBackend
+    saved_success = backend.send_task_success
+    saved_failure = backend.send_task_failure
+    saved_response = responses.StepFunctionResponse.send_task_failure
+
+    def send_task_success(self: Any, task_token: str, outcome: str) -> Any:
+        size = len((outcome or "").encode("utf-8"))
+        if size > TASK_OUTPUT_LIMIT_BYTES:
+            raise JsonRESTError("InvalidOutput", f"output is {size} bytes, more than {TASK_OUTPUT_LIMIT_BYTES}")
+        try:
+            json.loads(outcome)
+        except (TypeError, ValueError):
+            raise JsonRESTError("InvalidOutput", "The provided JSON output data is not valid") from None
+        return saved_success(self, task_token, outcome)
+
+    def send_task_failure(self: Any) -> Any:
+        backend_of = self.stepfunction_backend
+        token, error = self._get_param("taskToken"), self._get_param("error")
+        if isinstance(backend_of, backend):
+            backend_of.send_task_failure(token, error=error, cause=self._get_param("cause"))
+        else:  # moto's backend that runs no state machine answers without looking
+            backend_of.send_task_failure(token, error=error)
+        from moto.core.responses import EmptyResult
+
+        return EmptyResult()
+
+    backend.send_task_success = send_task_success  # type: ignore[method-assign]
+    responses.StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
+
+    def undo() -> None:
+        backend.send_task_success = saved_success  # type: ignore[method-assign]
+        backend.send_task_failure = saved_failure  # type: ignore[method-assign]
+        responses.StepFunctionResponse.send_task_failure = saved_response  # type: ignore[method-assign]
+
+    return undo
+
+
 rds_as_documented = _applied_once(_apply_rds)
+task_tokens_as_documented = _applied_once(_apply_task_tokens)
 atomic_conditional_writes = _applied_once(_apply_dynamodb)
 change_sets_set_outputs = _applied_once(_apply_cloudformation)
 
@@ -249,5 +304,5 @@ change_sets_set_outputs = _applied_once(_apply_cloudformation)
 @contextlib.contextmanager
 def corrections() -> Iterator[None]:
     """Every correction while the block runs (the rehearsal's moto); moto is as it was afterwards."""
-    with rds_as_documented(), atomic_conditional_writes(), change_sets_set_outputs():
+    with rds_as_documented(), atomic_conditional_writes(), change_sets_set_outputs(), task_tokens_as_documented():
         yield

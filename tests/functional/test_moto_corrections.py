@@ -3,6 +3,7 @@ nesting without applying twice, and moto as it was once the outermost block ends
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -57,3 +58,23 @@ def test_blocks_nest_and_moto_is_as_it_was_after_the_outermost(clients: Any) -> 
             rename(clients, TARGET, "orders-other")
     # WHEN the outermost block ends THEN moto is as it was
     assert RDSBackend.modify_db_cluster is plain
+
+
+def test_a_task_token_answer_is_held_to_step_functions_limits() -> None:
+    """SendTaskSuccess refuses output that is not JSON or over 262,144 bytes (InvalidOutput), as
+    the API documents; the check comes before the token is even looked up."""
+    import boto3
+    from moto import mock_aws
+
+    from aurora_restore.simulate.moto_compat import TASK_OUTPUT_LIMIT_BYTES, task_tokens_as_documented
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), task_tokens_as_documented():
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        for output in ("not json", json.dumps({"x": "a" * TASK_OUTPUT_LIMIT_BYTES})):
+            with pytest.raises(ClientError) as caught:
+                sfn.send_task_success(taskToken="t", output=output)
+            assert caught.value.response["Error"]["Code"] == "InvalidOutput"
+        # A valid output gets as far as the token, which no execution handed out.
+        with pytest.raises(ClientError) as caught:
+            sfn.send_task_success(taskToken="t", output="{}")
+        assert caught.value.response["Error"]["Code"] == "InvalidToken"
