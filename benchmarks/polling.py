@@ -454,7 +454,7 @@ def report_events(events: dict[str, Any]) -> list[str]:
     half_ok = delivered["latency_s"] <= half["latency_s"] <= lost["latency_s"]
     lines += [
         "",
-        "Targets (events delivered after {delay:g} s unless said):".format(delay=LOSS_DELAY_SECONDS),
+        f"Targets (events delivered after {LOSS_DELAY_SECONDS:g} s unless said):",
         "",
         f"- mean detection latency at most {EVENT_LATENCY_TARGET_S:g} s, copies and restores alike: "
         f"{_n(delivered['copy_latency_s'])} / {_n(delivered['restore_latency_s'])} s -> {verdict(latency_ok)} "

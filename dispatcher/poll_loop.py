@@ -217,7 +217,8 @@ class PollAwait(PollCheck):
             waits.add_waiter(ctx.store, region, resource, waiter)
         output = loop.check(ctx)
         if output.get("complete"):
-            ctx.aws("stepfunctions").send_task_success(taskToken=token, output=json.dumps(output, default=str))
+            answer = json.dumps(output, default=str)
+            ctx.aws("stepfunctions").send_task_success(taskToken=token, output=answer)
             for resource in resources:
                 waits.remove_waiter(ctx.store, region, resource, waiter)
         ctx.log.info("waiting for an event", resources=resources, region=region, fallback_seconds=timeout)

@@ -63,7 +63,6 @@ from infra.state_machine import (
     PipelineError,
     build_definition,
     dispatcher_steps,
-    pipeline_steps,
     to_mermaid,
 )
 from infra.state_table import to_state_table, update_state_table

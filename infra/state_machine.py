@@ -514,7 +514,7 @@ def _task_state(
 
 
 #: The Step Functions integration that invokes a Lambda function and waits for its task token.
-WAIT_FOR_TASK_TOKEN_RESOURCE = "arn:aws:states:::lambda:invoke.waitForTaskToken"
+WAIT_FOR_TASK_TOKEN_RESOURCE = "arn:aws:states:::lambda:invoke.waitForTaskToken"  # noqa: S105 - an ARN
 #: The error a Task's ``TimeoutSeconds`` raises; the waiting Task catches it to poll once.
 TIMEOUT_ERROR = "States.Timeout"
 

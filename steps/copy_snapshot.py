@@ -92,7 +92,8 @@ class CopySnapshot(PollLoopStep):
         "`identifier`, `arn`, `region`, `copied` (false = used as is), `reason`, `reused_from` (another "
         "operation's copy), `source_arn`, `kms_key_id`, `status` (`claimed` with `claimed_at` and `arn` "
         '"" when reusing a copy another operation claimed but has not started yet), `percent_progress`, '
-        "and the poll fields `complete`, `next_poll_seconds`, `fallback_seconds`, `polls`, `started_at`, `elapsed_seconds`, "
+        "and the poll fields `complete`, `next_poll_seconds`, `fallback_seconds`, `polls`, "
+        "`started_at`, `elapsed_seconds`, "
         "`progress`"
     )
     check_output_doc = (

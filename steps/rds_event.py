@@ -123,7 +123,9 @@ class RdsEvent(Step):
         except Exception as raw:
             error = aws.translate(raw)
             if isinstance(error, TRANSIENT):
-                ctx.log.warning("check failed transiently; the fallback poll will look again", error=str(error))
+                ctx.log.warning(
+                    "check failed transiently; the fallback poll will look again", error=str(error)
+                )
                 return None
             if isinstance(error, AuroraRestoreError):
                 return error

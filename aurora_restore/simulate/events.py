@@ -75,7 +75,7 @@ class EventDelivery:
             raise ValueError(f"--event-loss {self.loss}: must be a fraction from 0 to 1")
         if self.delay_seconds < 0:
             raise ValueError(f"--event-delay {self.delay_seconds}: must be 0 or more seconds")
-        self._random = random.Random(self.seed)
+        self._random = random.Random(self.seed)  # noqa: S311 - which events a rehearsal loses, not a secret
 
     def now(self) -> float:
         """The rehearsal's clock, in its seconds."""
@@ -98,7 +98,9 @@ class EventDelivery:
 
         return run
 
-    def changed(self, kind: str, region: str, identifier: str, message: str, *, at: float | None = None) -> None:
+    def changed(
+        self, kind: str, region: str, identifier: str, message: str, *, at: float | None = None
+    ) -> None:
         """RDS changed ``identifier`` at rehearsal time ``at`` (now by default): send its event."""
         changed_at = self.now() if at is None else at
         with self._lock:
@@ -161,7 +163,13 @@ class EventDelivery:
 
         add_hook(
             "after-call.rds.CopyDBClusterSnapshot",
-            after("cluster-snapshot", "DBClusterSnapshot", "DBClusterSnapshotIdentifier", "Finished DB cluster snapshot copy", "copy"),
+            after(
+                "cluster-snapshot",
+                "DBClusterSnapshot",
+                "DBClusterSnapshotIdentifier",
+                "Finished DB cluster snapshot copy",
+                "copy",
+            ),
         )
         add_hook(
             "after-call.rds.RestoreDBClusterFromSnapshot",

@@ -375,14 +375,17 @@ class ProgressScript:
 
     def resources_of(self, loop: str) -> list[tuple[str, str, str, str]]:
         """(kind, region, identifier, message) of each resource of ``loop`` this run made or deleted."""
-        failed = {"copy": self.copy_outcome, "restore": self.restore_outcome}.get(loop, "available") != "available"
+        outcome = {"copy": self.copy_outcome, "restore": self.restore_outcome}.get(loop, "available")
+        failed = outcome != "available"
         if loop == "copy":
             message = "DB cluster snapshot copy failed" if failed else "Finished DB cluster snapshot copy"
             return [("cluster-snapshot", r, i, message) for r, i in sorted(self.copies)]
         if loop == "restore":
             message = "DB cluster restore failed" if failed else "DB cluster created"
             clusters = [("cluster", r, i, message) for r, i in sorted(self.restored_clusters)]
-            return clusters + [("instance", r, i, "DB instance created") for r, i in sorted(self.restored_instances)]
+            made = sorted(self.restored_instances)
+            instances = [("instance", r, i, "DB instance created") for r, i in made]
+            return clusters + instances
         return [("cluster", r, i, "DB cluster deleted") for r, i in sorted(self.deleted_clusters)]
 
     def finishes_at(self, loop: str) -> float | None:

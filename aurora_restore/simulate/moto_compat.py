@@ -254,9 +254,9 @@ def _apply_task_tokens() -> Callable[[], None]:
     """SendTaskSuccess and SendTaskFailure as Step Functions documents them, while the block runs."""
     import json
 
+    from moto.core.exceptions import JsonRESTError
     from moto.stepfunctions import responses
     from moto.stepfunctions.parser import models as parser_models
-    from moto.core.exceptions import JsonRESTError
 
     backend = parser_models.StepFunctionsParserBackend
     saved_success = backend.send_task_success
@@ -266,7 +266,8 @@ def _apply_task_tokens() -> Callable[[], None]:
     def send_task_success(self: Any, task_token: str, outcome: str) -> Any:
         size = len((outcome or "").encode("utf-8"))
         if size > TASK_OUTPUT_LIMIT_BYTES:
-            raise JsonRESTError("InvalidOutput", f"output is {size} bytes, more than {TASK_OUTPUT_LIMIT_BYTES}")
+            message = f"output is {size} bytes, more than {TASK_OUTPUT_LIMIT_BYTES}"
+            raise JsonRESTError("InvalidOutput", message)
         try:
             json.loads(outcome)
         except (TypeError, ValueError):
@@ -304,5 +305,10 @@ change_sets_set_outputs = _applied_once(_apply_cloudformation)
 @contextlib.contextmanager
 def corrections() -> Iterator[None]:
     """Every correction while the block runs (the rehearsal's moto); moto is as it was afterwards."""
-    with rds_as_documented(), atomic_conditional_writes(), change_sets_set_outputs(), task_tokens_as_documented():
+    with (
+        rds_as_documented(),
+        atomic_conditional_writes(),
+        change_sets_set_outputs(),
+        task_tokens_as_documented(),
+    ):
         yield

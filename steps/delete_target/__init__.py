@@ -46,7 +46,10 @@ class DeleteTarget(PollLoopStep):
     )
     reads = ("request", "snapshot")
     result_key = "delete"
-    output_doc = "`cluster_id`, `instances_deleted`, `complete`, `next_poll_seconds`, `fallback_seconds`, `polls`, `started_at`"
+    output_doc = (
+        "`cluster_id`, `instances_deleted`, `complete`, `next_poll_seconds`, `fallback_seconds`, `polls`, "
+        "`started_at`"
+    )
     check_reads = ("request", "delete")
     # RDS events about these (SourceIdentifier) end the wait early.
     awaited_fields = ("cluster_id", "final_snapshot_id")

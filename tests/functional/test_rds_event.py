@@ -73,10 +73,14 @@ class CopyState:
         if self.status == "gone":
             return fail("DBClusterSnapshotNotFoundFault", f"DBClusterSnapshot {COPY} not found.")
         percent = 100 if self.status == "available" else 40
-        return respond({"DBClusterSnapshots": [snapshot_description(COPY, status=self.status, percent=percent)]})
+        return respond(
+            {"DBClusterSnapshots": [snapshot_description(COPY, status=self.status, percent=percent)]}
+        )
 
 
-def rds_event(source_identifier: str, *, region: str = TARGET_REGION, event_id: str = "RDS-EVENT-0060") -> dict[str, Any]:
+def rds_event(
+    source_identifier: str, *, region: str = TARGET_REGION, event_id: str = "RDS-EVENT-0060"
+) -> dict[str, Any]:
     """An EventBridge ``RDS DB Cluster Snapshot Event`` as the rule's input transformer passes it."""
     return {
         "step": "rds_event",
@@ -109,7 +113,9 @@ def run(registry: Any, name: str, event: dict[str, Any], clock: Clock, **kw: Any
 
 
 def answers(calls: Any) -> list[tuple[str, dict[str, Any]]]:
-    return [(op, params) for op, params in ((op, p) for _, _, op, p in calls.made) if op.startswith("SendTask")]
+    return [
+        (op, params) for op, params in ((op, p) for _, _, op, p in calls.made) if op.startswith("SendTask")
+    ]
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from infra.pipeline import MAX_WAIT_LIMITS_SECONDS, TASK_TIMEOUT_SECONDS
 from infra.state_machine import (
     DISPATCHER_ARN_PLACEHOLDER,
     LAMBDA_TRANSIENT_ERRORS,
+    WAIT_FOR_TASK_TOKEN_RESOURCE,
     build_definition,
     to_mermaid,
-    WAIT_FOR_TASK_TOKEN_RESOURCE,
     transitions,
 )
 from tests.contract import contract_registry, contract_steps
