@@ -30,6 +30,25 @@ DETAIL_TYPES = ("RDS DB Cluster Event", "RDS DB Cluster Snapshot Event", "RDS DB
 TRANSIENT: tuple[type[BaseException], ...] = (Retryable,)
 
 
+#: What the event step calls itself: it answers the waits it ends.
+ANSWER_ACTIONS = ("states:SendTaskSuccess", "states:SendTaskFailure")
+
+
+class _AnswersAndChecks:
+    """The event step's ``aws_actions``: its answers, and what the loops' checks it runs call.
+
+    Read when asked, from the registered loops, so a plug-in loop's check is covered without a
+    second list of its actions.
+    """
+
+    def __get__(self, instance: object, owner: type) -> tuple[str, ...]:
+        actions = list(ANSWER_ACTIONS)
+        for cls in registry:
+            if isinstance(cls.part_of, type) and cls.name == getattr(cls.part_of, "check_name", None):
+                actions.extend(cls.aws_actions)
+        return tuple(dict.fromkeys(actions))
+
+
 @register("rds_event")
 class RdsEvent(Step):
     """Check the resource an RDS event names and complete the waits it ends."""
@@ -42,7 +61,7 @@ class RdsEvent(Step):
     output_doc = "what the event step did (not part of an execution's data)"
     # Runs a loop's check (which may act, as a poll would) and answers the waiting Task.
     mutating = True
-    aws_actions = ("states:SendTaskSuccess", "states:SendTaskFailure")
+    aws_actions = _AnswersAndChecks()
 
     def operation_id(self, event: dict[str, Any]) -> str | None:
         """An event belongs to no operation until a wait for its resource is found."""

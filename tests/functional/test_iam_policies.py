@@ -107,6 +107,8 @@ def _scenarios() -> dict[str, Scenario]:
                 "rds.DeleteDBInstance",
                 "secretsmanager.GetSecretValue",
                 "sns.Publish",
+                # A waiting half that finds its work done answers its own task token.
+                "stepfunctions.SendTaskSuccess",
             ),
             secret_keys={f"{SECRETS_PREFIX}iam/iam_app": SECRETS_KEY},
         ),
@@ -132,9 +134,16 @@ def _scenarios() -> dict[str, Scenario]:
             "failing",
             failing,
             _world(failing),
-            options={"restore_polls": 1, "restore_outcome": "failed"},
+            # With RDS events delivered: the event step's check sees the failure and fails the wait.
+            options={
+                "restore_polls": 1,
+                "restore_outcome": "failed",
+                "event_delay_seconds": 5.0,
+                "poll_min_seconds": 30,
+                "poll_max_seconds": 900,
+            },
             # The failed restore is deleted again, and the failure is notified.
-            makes=("rds.DeleteDBCluster", "sns.Publish"),
+            makes=("rds.DeleteDBCluster", "sns.Publish", "stepfunctions.SendTaskFailure"),
         ),
         "export": Scenario(
             "export",
@@ -317,6 +326,7 @@ def test_removing_any_statement_the_calls_need_fails_the_check(
         "DecryptUserSecretsThroughSecretsManager",
         "ReplaceOnlyManagedResources",
         "FinalSnapshotsOfReplacedClusters",
+        "AnswerWaitsHasNoResourceLevelPermissions",
     } <= set(needed)
 
 
