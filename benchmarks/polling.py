@@ -1,4 +1,4 @@
-"""Polling: the production poll policy against fixed 30 s (copy) / 60 s (restore) waits.
+"""Polling: the poll policy and the event-driven waits against fixed 30 s (copy) / 60 s (restore) waits.
 
 Each timeline says, for every second after the wait began, what RDS would report: a copy's
 ``Status`` and ``PercentProgress``, or for a restore only whether it is done (restores report no
@@ -10,6 +10,9 @@ progress figure). Both designs replay every timeline:
   WaitForX -> CheckX -> IsXComplete ...``, as ``infra/state_machine.py`` generates it);
 - **fixed waits**: ``StartX -> CheckX -> IsXComplete -> WaitForX (30 s or 60 s) -> CheckX ...``,
   the loop one writes first: a constant Wait state between checks, whatever RDS reports.
+
+The **events** design (:func:`replay_events`) replays the same timelines through the waiting Task
+with RDS events delivered after 1..30 s or lost at 0/5/50/100 %, side by side with both.
 
 Counted per replay: polls (Lambda invocations in the loop, the start step included), state
 transitions (every Task, Choice and Wait entered: what Standard workflows bill), history events
@@ -484,8 +487,9 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         "## Polling",
         "",
-        "Copy and restore timelines replayed through the production poll policy (`steps.lib.polling."
-        f"poll_fields`, default settings: {settings['poll_min_seconds']}..{settings['poll_max_seconds']} s) and "
+        "Copy and restore timelines replayed through today's poll policy with Wait states (`steps.lib.polling."
+        f"poll_fields`, default settings: {settings['poll_min_seconds']}..{settings['poll_max_seconds']} s; the "
+        "loops now wait for RDS events and fall back to it, see *Event-driven waits* below) and "
         "through fixed 30 s (copy) / 60 s (restore) waits. Each timeline is replayed "
         f"{len(results['shifts'])} times with its end moved 0..{results['shifts'][-1]} s later; figures are "
         f"means over those replays. Polls = Lambda invocations in the loop (start step included); "
