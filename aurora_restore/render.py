@@ -149,6 +149,15 @@ def live_line(history: ExecutionHistory, now: datetime) -> str | None:
         if isinstance(next_poll, (int, float)):
             due = current.entered_at + timedelta(seconds=float(next_poll))
             parts.append(f"next check {clock(due)} ({_until(due, now)})")
+    elif (current.step or "").startswith("await_"):
+        # A poll loop's waiting Task: it ends on an RDS event, or polls after its fallback.
+        poll = history.last_poll()
+        found = poll_text(poll, now) if poll else ""
+        parts.append(f"waiting for RDS: {found}" if found else "waiting for RDS")
+        fallback = poll.get("fallback_seconds") if poll else None
+        if isinstance(fallback, (int, float)):
+            due = current.entered_at + timedelta(seconds=float(fallback))
+            parts.append(f"check by {clock(due)} ({_until(due, now)}) unless an event comes first")
     else:
         parts.append(
             f"running {current.step or 'task'} for {seconds((now - current.entered_at).total_seconds())}"

@@ -70,6 +70,27 @@ def test_the_live_line_of_a_copy_wait_says_progress_finish_next_check_and_elapse
     )
 
 
+def test_the_live_line_of_a_waiting_task_says_progress_and_when_it_polls_without_an_event() -> None:
+    # GIVEN the copy's last look, then its waiting Task (a Task state running await_copy)
+    poll = {**copy_poll(), "fallback_seconds": 600}
+    polled, waiting = T0 + timedelta(minutes=20), T0 + timedelta(minutes=20, seconds=1)
+    history = ExecutionHistory(started_at=T0 - timedelta(minutes=1))
+    history.feed(
+        [
+            event(1, "TaskStateEntered", polled, name="CheckCopyStatus"),
+            event(2, "LambdaFunctionScheduled", polled, input=json.dumps({"step": "check_copy_status"})),
+            event(3, "LambdaFunctionSucceeded", waiting, output=json.dumps(poll)),
+            event(4, "TaskStateExited", waiting, name="CheckCopyStatus"),
+            event(5, "TaskStateEntered", waiting, name="WaitForCopy"),
+            event(6, "LambdaFunctionScheduled", waiting, input=json.dumps({"step": "await_copy"})),
+        ]
+    )
+    # THEN the line says what it waits for and when the fallback polls
+    line = render.live_line(history, T0 + timedelta(minutes=21))
+    assert line is not None and line.startswith("02:21:00  WaitForCopy          waiting for RDS: copy ar-orders-1a2b")
+    assert "check by 02:30:01 (in 9 min 1 s) unless an event comes first" in line
+
+
 def test_a_queued_copy_has_no_estimate_and_a_finish_on_another_day_shows_the_date() -> None:
     settings = Settings(poll_min_seconds=30, poll_max_seconds=900)
     queued = poll_fields(
