@@ -418,9 +418,9 @@ def report_events(events: dict[str, Any]) -> list[str]:
         "### Event-driven waits",
         "",
         "The same timelines and shifts through the waiting Task: it checks once, then waits for an RDS "
-        "event (the event step checks and ends the wait) or its fallback timeout (`fallback_seconds`: the "
-        "policy's own wait where it aims at a copy's expected finish, at least "
-        "`EVENT_FALLBACK_MIN_SECONDS` elsewhere), after which the check polls once. Invocations = every "
+        "event (the event step checks and ends the wait) or its fallback timeout (`fallback_seconds`: just "
+        "past a copy's expected finish, at most an hour away; at least `EVENT_FALLBACK_MIN_SECONDS` = 600 s "
+        "where there is nothing to aim by), after which the check polls once. Invocations = every "
         "dispatcher invocation the loop causes: start, waiting halves, checks and event-step runs "
         f"({EVENTS_PER_DONE['copy']} event per copy, {EVENTS_PER_DONE['restore']} per restore: cluster and "
         "instance). Baselines from the same run: fixed 30 s / 60 s waits "
@@ -473,6 +473,13 @@ def report_events(events: dict[str, Any]) -> list[str]:
         f"{long_copy['delivered']['history_events']:,} with its event, "
         f"{long_copy['lost']['history_events']:,} with it lost -> "
         f"{verdict(long_copy['lost']['history_events'] < HISTORY_EVENT_LIMIT)}",
+        "",
+        "Where the invocations go: every wait costs its start, one waiting half and the event step's "
+        "run(s) (3 for a copy, 4 for a restore) before any fallback; the fallbacks that fire before "
+        "the finish add two each (the check, then the waiting half storing a new token), and a copy's "
+        "fallback is at most an hour away, so an 8 h copy still polls several times. With every event "
+        "lost the same two-per-fallback cost is what puts the loop above the poll policy's one "
+        "invocation per poll.",
     ]
     return lines
 

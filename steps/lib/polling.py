@@ -51,6 +51,8 @@ AIM = 0.95
 FREE_POLLS = 60
 #: With nothing to aim by, a waiting Task waits at least this long for an event before polling.
 EVENT_FALLBACK_MIN_SECONDS = 600
+#: Aimed at an expected finish, the fallback waits at most this long: an early estimate is rough.
+EVENT_FALLBACK_MAX_AIMED_SECONDS = 3600
 #: Past its free polls a loop gets one poll per this many seconds of elapsed time. With
 #: FREE_POLLS this is 900 polls (8,100 events, a third of the history) over 7 days.
 BUDGET_SPACING_SECONDS = 720
@@ -216,23 +218,31 @@ def poll_fields(
         baseline=baseline,
         reached_at=reached_at,
     )
-    aimed = _estimate_remaining(float(elapsed), percent, baseline, reached_at) is not None
-    fields["fallback_seconds"] = fallback_seconds(fields["next_poll_seconds"], aimed=aimed, settings=settings)
+    # Fully transferred but not yet available: the finish is now.
+    remaining: float | None = 0.0
+    if percent is None or percent < 100:
+        remaining = _estimate_remaining(float(elapsed), percent, baseline, reached_at)
+    next_poll = fields["next_poll_seconds"]
+    fields["fallback_seconds"] = fallback_seconds(next_poll, remaining=remaining, settings=settings)
     return fields
 
 
-def fallback_seconds(next_poll: int, *, aimed: bool, settings: Settings) -> int:
+def fallback_seconds(next_poll: int, *, remaining: float | None, settings: Settings) -> int:
     """How long a loop's waiting Task waits for an RDS event before it polls once (its timeout).
 
     Events usually end the wait, so the fallback only bounds how late a lost event is noticed.
-    Aimed at an estimated finish (a copy's progress rate), it is the poll policy's own wait, short
-    near the end; with nothing to aim by (restores, deletes, renames, a queued copy) it is at least
-    ``EVENT_FALLBACK_MIN_SECONDS`` (never more than ``poll_max_seconds``): about what the policy's
-    backoff reaches after a few polls anyway, without the polls.
+    With an estimated finish (a copy's progress rate, ``remaining`` seconds away) it is just past
+    that finish (``poll_min_seconds`` later, at most ``EVENT_FALLBACK_MAX_AIMED_SECONDS``, never
+    less than the policy's own wait); with nothing to aim by (restores, deletes, renames, a queued
+    copy) it is at least ``EVENT_FALLBACK_MIN_SECONDS`` (never more than ``poll_max_seconds``):
+    about what the policy's backoff reaches after a few polls anyway, without the polls.
     """
     # A Task's timeout must be a positive whole number of seconds.
-    if aimed:
-        return max(1, next_poll)
+    if remaining is not None:
+        # Just past the expected finish: the event normally comes first; when it is lost, the
+        # check lands right after the end, and a finish later than expected is aimed at again.
+        aimed = remaining + settings.poll_min_seconds
+        return int(max(1, next_poll, min(aimed, EVENT_FALLBACK_MAX_AIMED_SECONDS)))
     return max(1, next_poll, min(EVENT_FALLBACK_MIN_SECONDS, settings.poll_max_seconds))
 
 

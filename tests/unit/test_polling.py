@@ -291,3 +291,18 @@ def test_a_resource_completing_after_the_maximum_wait_is_still_complete() -> Non
         what="x",
     )
     assert done["complete"] is True
+
+
+def test_the_fallback_of_a_waiting_task_follows_what_the_policy_can_aim_at() -> None:
+    """With an expected finish the fallback lands just past it; with none it waits at least ten
+    minutes for an event; at 100 % (not yet available) it is the minimum."""
+    from steps.lib.polling import EVENT_FALLBACK_MIN_SECONDS, fallback_seconds
+
+    settings = Settings(poll_min_seconds=30, poll_max_seconds=900)
+    assert fallback_seconds(30, remaining=None, settings=settings) == EVENT_FALLBACK_MIN_SECONDS
+    assert fallback_seconds(900, remaining=None, settings=settings) == 900
+    assert fallback_seconds(300, remaining=1000.0, settings=settings) == 1030
+    assert fallback_seconds(30, remaining=0.0, settings=settings) == 30
+    assert fallback_seconds(900, remaining=86_400.0, settings=settings) == 3600
+    # The rehearsal's tiny bounds: never below 1 s (a Task's timeout must be positive)
+    assert fallback_seconds(0, remaining=None, settings=Settings(poll_min_seconds=0, poll_max_seconds=0)) == 1
