@@ -51,8 +51,10 @@ AIM = 0.95
 FREE_POLLS = 60
 #: With nothing to aim by, a waiting Task waits at least this long for an event before polling.
 EVENT_FALLBACK_MIN_SECONDS = 600
-#: Aimed at an expected finish, the fallback waits at most this long: an early estimate is rough.
+#: Aimed at an expected finish, the fallback waits at most this long (an early estimate is rough),
+#: and at most this many of the policy's longest waits (``poll_max_seconds``).
 EVENT_FALLBACK_MAX_AIMED_SECONDS = 3600
+EVENT_FALLBACK_AIMED_WAITS = 4
 #: Past its free polls a loop gets one poll per this many seconds of elapsed time. With
 #: FREE_POLLS this is 900 polls (8,100 events, a third of the history) over 7 days.
 BUDGET_SPACING_SECONDS = 720
@@ -232,17 +234,20 @@ def fallback_seconds(next_poll: int, *, remaining: float | None, settings: Setti
 
     Events usually end the wait, so the fallback only bounds how late a lost event is noticed.
     With an estimated finish (a copy's progress rate, ``remaining`` seconds away) it is just past
-    that finish (``poll_min_seconds`` later, at most ``EVENT_FALLBACK_MAX_AIMED_SECONDS``, never
-    less than the policy's own wait); with nothing to aim by (restores, deletes, renames, a queued
-    copy) it is at least ``EVENT_FALLBACK_MIN_SECONDS`` (never more than ``poll_max_seconds``):
-    about what the policy's backoff reaches after a few polls anyway, without the polls.
+    that finish (``poll_min_seconds`` later, at most ``EVENT_FALLBACK_MAX_AIMED_SECONDS`` and four
+    ``poll_max_seconds``, never less than the policy's own wait); with nothing to aim by
+    (restores, deletes, renames, a queued copy) it is at least ``EVENT_FALLBACK_MIN_SECONDS``
+    (never more than ``poll_max_seconds``): about what the policy's backoff reaches after a few
+    polls anyway, without the polls.
     """
     # A Task's timeout must be a positive whole number of seconds.
     if remaining is not None:
         # Just past the expected finish: the event normally comes first; when it is lost, the
         # check lands right after the end, and a finish later than expected is aimed at again.
         aimed = remaining + settings.poll_min_seconds
-        return int(max(1, next_poll, min(aimed, EVENT_FALLBACK_MAX_AIMED_SECONDS)))
+        longest = EVENT_FALLBACK_AIMED_WAITS * max(1, settings.poll_max_seconds)
+        cap = min(EVENT_FALLBACK_MAX_AIMED_SECONDS, longest)
+        return int(max(1, next_poll, min(aimed, cap)))
     return max(1, next_poll, min(EVENT_FALLBACK_MIN_SECONDS, settings.poll_max_seconds))
 
 
