@@ -457,6 +457,9 @@ class Rehearsal:
                 handler._dispatcher = handler.Dispatcher(registry=options.registry)
             app = handler.get_dispatcher()
             app.clients._session = _shared_boto_session()
+            # Made now, not first by a waiting half mid-run: botocore makes clients from one
+            # session one at a time, and this thread keeps reading the execution's history.
+            app.clients("stepfunctions", stack_region)
             recorder = CallRecorder(current_step=lambda: self._bridge_step())
             recorder.register(app.clients.add_hook)
             first = self._scenario(options.faults, options, app.clients.add_hook)
