@@ -57,7 +57,10 @@ def state_line(run: StateRun) -> str:
         notes.append(str(output["status"]))
     if run.attempts > 1:
         notes.append(f"{run.attempts} attempts")
-    if run.status == "failed" and run.error:
+    if run.status == "failed" and run.error == "States.Timeout" and (run.step or "").startswith("await_"):
+        # A waiting Task that saw no event in time: the loop polls once and waits again.
+        notes.append("no event in time: polls")
+    elif run.status == "failed" and run.error:
         notes.append(f"FAILED {run.error}")
     if run.type == "Fail":
         notes.append("FAILED")

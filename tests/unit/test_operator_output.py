@@ -269,3 +269,19 @@ def test_a_finished_restore_poll_names_the_cluster_and_its_instances() -> None:
     assert render.state_line(history.states[0]).endswith(
         "cluster orders-dev-new-1a2b available; instances orders-dev-1a2b-1 available, orders-dev-1a2b-2 creating"
     )
+
+
+def test_a_waiting_task_that_timed_out_is_shown_as_the_loop_polling_not_as_a_failure() -> None:
+    waited, polled = T0, T0 + timedelta(minutes=10)
+    history = ExecutionHistory(started_at=T0)
+    history.feed(
+        [
+            event(1, "TaskStateEntered", waited, name="WaitForRestore"),
+            event(2, "LambdaFunctionScheduled", waited, input=json.dumps({"step": "await_restore"})),
+            {"id": 3, "type": "TaskTimedOut", "timestamp": polled, "taskTimedOutEventDetails": {"error": "States.Timeout"}},
+            event(4, "TaskStateExited", polled, name="WaitForRestore"),
+        ]
+    )
+    [run] = history.states
+    line = render.state_line(run)
+    assert line.endswith("no event in time: polls") and "FAILED" not in line
