@@ -106,6 +106,25 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def waiting(check: Scenario, await_step: str) -> Scenario:
+    """The loop's waiting half meeting what its check meets: it records its token, then runs the
+    same check once (moto's Step Functions API takes the answer and does nothing with it)."""
+
+    def scenario(dispatcher: Any, clients: Any, world: dict[str, Any]) -> dict[str, Any]:
+        return {**check(dispatcher, clients, world), "step": await_step, "task_token": "token-1"}
+
+    return scenario
+
+
+SCENARIOS.update(
+    {
+        "await_restore": waiting(check_restore_status, "await_restore"),
+        "await_delete": waiting(check_delete_status, "await_delete"),
+        "await_swap[renaming-new-in]": waiting(check_swap_status_renaming_new_in, "await_swap"),
+    }
+)
+
+
 def test_every_mutating_replace_step_has_a_scenario() -> None:
     steps = [s for s in load_builtin_steps() if s.mutating and s.__module__ in REPLACE_MODULES]
     assert {s.__module__ for s in steps} == REPLACE_MODULES
