@@ -54,6 +54,8 @@ def test_with_every_event_lost_the_fallback_polls_and_the_refresh_succeeds(
         restore_polls=3,
         event_delay_seconds=5.0,
         event_loss=1.0,
+        # (ten-minute fallbacks on a faster clock: three seconds each)
+        time_scale=0.005,
         **PRODUCTION_POLLS,
     )
     # THEN it still succeeds: each waiting Task timed out into its loop's check, which saw the end
