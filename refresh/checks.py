@@ -226,7 +226,7 @@ def _finite(value: float) -> bool:
 
 def check_line(result: Mapping[str, Any]) -> str:
     """One check's result on one line: ``PASS masked: expected no rows, saw 0 rows (12 ms)``."""
-    verdict = "PASS" if result.get("passed") else "FAIL"
+    verdict = "PASS" if result.get("ok") else "FAIL"
     duration = result.get("duration_ms")
     took = f" ({duration} ms)" if isinstance(duration, int) else ""
     return (

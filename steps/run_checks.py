@@ -71,10 +71,8 @@ class RunChecks(Step):
     run_after = "setup_db_users"
     reads = ("request", "users")
     result_key = "checks"
-    output_doc = (
-        "`passed`, each check's name, expectation, what was seen and duration (never row contents), `counts`"
-    )
-    outputs = ("passed", "results", "counts")
+    output_doc = "`ok`, each check's name, expectation, what was seen, duration (never rows), `counts`"
+    outputs = ("ok", "results", "counts")
     # The checks only read; a second run finds the same and records it again.
     mutating = False
 
@@ -88,7 +86,7 @@ class RunChecks(Step):
         users = ctx.input("users")
         cluster_id = users.get("cluster_id")
         if not request.checks:
-            return {"cluster_id": cluster_id, "passed": True, "results": [], "counts": _counts([])}
+            return {"cluster_id": cluster_id, "ok": True, "results": [], "counts": _counts([])}
         found = users.get("master_user")
         master: dict[str, Any] = found if isinstance(found, dict) else {}
         host, port = users.get("endpoint"), users.get("port")
@@ -105,18 +103,19 @@ class RunChecks(Step):
             self._run_all(ctx, host, port, str(master.get("username")), password, request.checks)
         )
         counts = _counts(results)
-        failed = [result for result in results if not result["passed"]]
+        failed = [result for result in results if not result["ok"]]
         ctx.store.audit(
             ctx.operation_id,
             "checks_run",
             step=self.name,
+            execution_id=ctx.execution_id,
             cluster_id=cluster_id,
-            passed=not failed,
+            ok=not failed,
             results=results,
         )
         ctx.store.record_execution(ctx.operation_id, ctx.execution_id, checks=results)
         for result in results:
-            ctx.log.info("check", line=check_line(result), passed=result["passed"])
+            ctx.log.info("check", line=check_line(result), ok=result["ok"])
         if failed:
             named = "; ".join(f"{r['name']} (expected {r['expected']}, saw {r['seen']})" for r in failed)
             raise ChecksFailed(
@@ -125,12 +124,12 @@ class RunChecks(Step):
                 cluster_id=cluster_id,
                 failed=[r["name"] for r in failed],
             )
-        return {"cluster_id": cluster_id, "passed": True, "results": results, "counts": counts}
+        return {"cluster_id": cluster_id, "ok": True, "results": results, "counts": counts}
 
     def summarize(self, output: dict[str, Any]) -> str:
         """``3 checks passed on <cluster>``."""
         counts = output.get("counts") or {}
-        passed, total = counts.get("passed", 0), counts.get("total", 0)
+        passed, total = counts.get("ok", 0), counts.get("total", 0)
         return f"{passed} of {total} checks passed on {output.get('cluster_id')}"
 
     async def _run_all(
@@ -340,11 +339,11 @@ def _result(check: Mapping[str, Any], passed: bool, seen: str, duration_ms: int)
         "database": check["database"],
         "expected": describe_expectation(check),
         "seen": seen,
-        "passed": passed,
+        "ok": passed,
         "duration_ms": duration_ms,
     }
 
 
 def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
-    passed = sum(1 for result in results if result["passed"])
-    return {"total": len(results), "passed": passed, "failed": len(results) - passed}
+    passed = sum(1 for result in results if result["ok"])
+    return {"total": len(results), "ok": passed, "failed": len(results) - passed}
