@@ -92,7 +92,11 @@ def test_every_kind_of_expectation_passes_on_a_good_copy(world: World) -> None:
 
 def test_a_failing_check_fails_the_gate_naming_it_and_what_was_seen(world: World) -> None:
     checks = [
-        {"name": "masked", "sql": "SELECT 1 FROM customers WHERE email NOT LIKE '%@example.com'", "no_rows": True},
+        {
+            "name": "masked",
+            "sql": "SELECT 1 FROM customers WHERE email NOT LIKE '%@example.com'",
+            "no_rows": True,
+        },
         {"name": "count", "sql": "SELECT count(*) FROM customers", "at_least": 100},
         {"name": "fine", "sql": "SELECT 1", "rows": 1},
     ]
@@ -164,8 +168,12 @@ def test_running_the_gate_twice_is_harmless(world: World) -> None:
 
 def test_no_checks_means_no_connection(world: World) -> None:
     output = run_checks(world, [])
-    assert output == {"cluster_id": output["cluster_id"], "ok": True, "results": [], "counts": {
-        "total": 0, "ok": 0, "failed": 0}}
+    assert output == {
+        "cluster_id": output["cluster_id"],
+        "ok": True,
+        "results": [],
+        "counts": {"total": 0, "ok": 0, "failed": 0},
+    }
     assert not [e for e in world.store.audit_trail(OPERATION) if e["event"] == "checks_run"]
 
 
