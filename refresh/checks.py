@@ -43,8 +43,10 @@ DEFAULT_TIMEOUT_SECONDS = 30
 MAX_TIMEOUT_SECONDS = 300
 #: All checks run in one invocation of the function (Lambda's 900 s timeout), one after another.
 MAX_TOTAL_TIMEOUT_SECONDS = 600
-#: What an expected string may hold; the seen value is cut to the same length when reported.
+#: What an expected string may hold.
 MAX_VALUE_CHARS = 256
+#: An expected or seen value as a result reports it: each result travels through the later states.
+SHOWN_VALUE_CHARS = 64
 NAME_RULE = "1-63 letters, digits, underscores, hyphens or periods, starting with a letter or digit"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 #: PostgreSQL keeps at most 63 bytes of a name (NAMEDATALEN - 1).
@@ -110,6 +112,8 @@ def describe_expectation(check: Mapping[str, Any]) -> str:
         return f"at least {expected} row{'s' if expected != 1 else ''}"
     if key == "max_rows":
         return f"at most {expected} row{'s' if expected != 1 else ''}"
+    if isinstance(expected, str) and len(expected) > SHOWN_VALUE_CHARS:
+        expected = expected[: SHOWN_VALUE_CHARS - 3] + "..."
     shown = "null" if expected is None else repr(expected) if isinstance(expected, str) else str(expected)
     if isinstance(expected, bool):
         shown = "true" if expected else "false"

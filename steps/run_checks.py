@@ -31,7 +31,13 @@ from dispatcher import tracing
 from dispatcher.errors import Retryable, ValidationError
 from dispatcher.logs import looks_like_secret
 from dispatcher.registry import Step, register
-from refresh.checks import VALUE_EXPECTATIONS, check_line, describe_expectation, expectation_of
+from refresh.checks import (
+    SHOWN_VALUE_CHARS,
+    VALUE_EXPECTATIONS,
+    check_line,
+    describe_expectation,
+    expectation_of,
+)
 from refresh.errors import ChecksFailed, DatabaseSetupFailed
 from refresh.request import request_of
 from steps.lib.master_secret import read_master_password
@@ -45,14 +51,17 @@ if TYPE_CHECKING:
 
 #: The compared value, as reported: the operator asked to see it, but a notification is no place
 #: for a long text.
-SEEN_MAX_CHARS = 64
-#: An SQL error's message, as reported.
-ERROR_MAX_CHARS = 300
+SEEN_MAX_CHARS = SHOWN_VALUE_CHARS
+#: An SQL error's message, as reported (50 results of the longest kind stay near 20 KB).
+ERROR_MAX_CHARS = 160
 #: PostgreSQL's SQLSTATE classes whose messages may quote a row's value (``invalid input syntax for
 #: type integer: "alice@corp.com"``, a key in a unique violation): only the condition is reported.
 DATA_CLASSES = ("22", "23")
 #: Seconds the client waits beyond a check's statement_timeout before it gives up on the server.
 CLIENT_GRACE_SECONDS = 10.0
+#: Failed checks the error message names (the caught error travels in the state data, and the
+#: notification shows its first 2,000 characters); every result is in the audit trail.
+MESSAGE_FAILED_CHECKS = 10
 #: SQLSTATEs told apart in the results.
 READ_ONLY_TRANSACTION = "25006"
 QUERY_CANCELED = "57014"
@@ -117,7 +126,10 @@ class RunChecks(Step):
         for result in results:
             ctx.log.info("check", line=check_line(result), ok=result["ok"])
         if failed:
-            named = "; ".join(f"{r['name']} (expected {r['expected']}, saw {r['seen']})" for r in failed)
+            shown = failed[:MESSAGE_FAILED_CHECKS]
+            named = "; ".join(f"{r['name']} (expected {r['expected']}, saw {r['seen']})" for r in shown)
+            if len(failed) > MESSAGE_FAILED_CHECKS:
+                named += f"; and {len(failed) - MESSAGE_FAILED_CHECKS} more (audit event checks_run)"
             raise ChecksFailed(
                 f"{len(failed)} of {len(results)} checks failed on the restored cluster {cluster_id}, "
                 f"so it does not replace {request.target_cluster_id}: {named}",

@@ -106,3 +106,30 @@ def test_expectations_and_results_read_as_one_line() -> None:
 def test_no_checks_is_an_empty_gate() -> None:
     assert validate_checks(None, default_database="postgres") == []
     assert parse_request(BASE).checks == ()
+
+
+def test_the_results_of_the_most_checks_fit_the_state_data_beside_the_largest_request() -> None:
+    # GIVEN 50 checks with the longest names, databases and expected strings, all failing with the
+    # longest SQL error a result reports
+    from refresh.checks import MAX_CHECKS, SHOWN_VALUE_CHARS
+    from refresh.request import MAX_REQUEST_BYTES, STATE_DATA_LIMIT_BYTES, json_size
+    from steps.run_checks import ERROR_MAX_CHARS, _counts, _result
+
+    longest = [
+        {
+            "name": f"{i:02d}" + "n" * 61,
+            "sql": "SELECT 1",
+            "database": "d" * 63,
+            "timeout_seconds": 300,
+            "equals": "v" * 256,
+        }
+        for i in range(MAX_CHECKS)
+    ]
+    seen = "SQL error 42P01 (UndefinedTableError): " + "m" * ERROR_MAX_CHARS
+    results = [_result(check, False, seen, 300_000) for check in longest]
+    output = {"cluster_id": "c" * 63, "ok": False, "results": results, "counts": _counts(results)}
+    # THEN the gate's output stays near 20 KB: beside the largest request (128 KiB) and the other
+    # steps' outputs it is far from Step Functions' 256 KiB
+    assert all(len(r["expected"]) <= SHOWN_VALUE_CHARS + 5 for r in results)
+    assert json_size(output) < 24 * 1024
+    assert MAX_REQUEST_BYTES + 16 * 1024 + json_size(output) < STATE_DATA_LIMIT_BYTES
