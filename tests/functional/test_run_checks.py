@@ -181,3 +181,21 @@ def test_a_request_with_a_malformed_check_is_refused_naming_the_field(world: Wor
     with pytest.raises(ValidationError) as raised:
         world.request(checks=[{"name": "a", "sql": "SELECT 1", "rows": 1, "no_rows": True}])
     assert raised.value.field == "checks[0].no_rows"
+
+
+def test_a_compared_value_that_looks_like_a_secret_is_not_shown(world: World) -> None:
+    world.execute("CREATE TABLE settings (api_key text); INSERT INTO settings VALUES ('Zq8#vL2!mK9$pR4x');")
+    error, results = failing(
+        world, [{"name": "key-reset", "sql": "SELECT api_key FROM settings", "equals": "reset"}]
+    )
+    assert results["key-reset"]["seen"] == "a value that looks like a secret (not shown)"
+    assert "Zq8#vL2" not in error.message + json.dumps(results)
+
+
+def test_more_failed_checks_than_the_message_names_are_counted(world: World) -> None:
+    checks = [{"name": f"c{i}", "sql": "SELECT 1", "no_rows": True} for i in range(12)]
+    error, results = failing(world, checks)
+    assert len(results) == 12
+    assert "12 of 12 checks failed" in error.message
+    assert "c9 (expected no rows" in error.message and "c10 (" not in error.message
+    assert "and 2 more (audit event checks_run)" in error.message
