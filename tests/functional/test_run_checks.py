@@ -199,3 +199,49 @@ def test_more_failed_checks_than_the_message_names_are_counted(world: World) -> 
     assert "12 of 12 checks failed" in error.message
     assert "c9 (expected no rows" in error.message and "c10 (" not in error.message
     assert "and 2 more (audit event checks_run)" in error.message
+
+
+def test_a_connection_lost_during_a_check_is_retryable(world: World) -> None:
+    # GIVEN a check running on the restored cluster, and the server ending its session mid-query
+    import asyncio
+    import ssl
+
+    import asyncpg
+
+    from dispatcher.errors import Retryable
+    from steps.run_checks import run_check
+
+    world.run()
+    check = {
+        "name": "slow",
+        "sql": "SELECT pg_sleep(5)",
+        "database": world.database,
+        "timeout_seconds": 30,
+        "rows": 1,
+    }
+
+    async def scenario() -> None:
+        connection = await asyncpg.connect(
+            host=world.server.host,
+            port=world.server.port,
+            user="master",
+            password=world.master_password_now(),
+            database=world.database,
+            ssl=ssl.create_default_context(cafile=world.server.ca_file),
+            server_settings={"application_name": "gate-lost-connection"},
+        )
+        running = asyncio.ensure_future(run_check(connection, check))
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(
+            world.server.execute,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'gate-lost-connection'",
+        )
+        try:
+            await running
+        finally:
+            await connection.close()
+
+    # WHEN the check meets the lost connection THEN the step is retried, not failed as a check
+    with pytest.raises(Retryable) as raised:
+        asyncio.run(scenario())
+    assert "run again" in raised.value.message
