@@ -229,10 +229,14 @@ def _finite(value: float) -> bool:
 
 
 def check_line(result: Mapping[str, Any]) -> str:
-    """One check's result on one line: ``PASS masked: expected no rows, saw 0 rows (12 ms)``."""
+    """One check's result on one line: ``PASS masked (expected no rows, saw 0 rows; 12 ms)``.
+
+    No ``name: value`` shape: a check named like a secret (``password-reset``) would have what
+    follows the colon masked by the log and notification scrubbing.
+    """
     verdict = "PASS" if result.get("ok") else "FAIL"
     duration = result.get("duration_ms")
-    took = f" ({duration} ms)" if isinstance(duration, int) else ""
+    took = f"; {duration} ms" if isinstance(duration, int) else ""
     return (
-        f"{verdict} {result.get('name')}: expected {result.get('expected')}, saw {result.get('seen')}{took}"
+        f"{verdict} {result.get('name')} (expected {result.get('expected')}, saw {result.get('seen')}{took})"
     )

@@ -55,7 +55,7 @@ def test_the_masking_example_passes_its_checks_and_replaces_the_target(rehearse:
     assert entered.index("SetupDBUsers") < entered.index("RunChecks") < entered.index("SwapClusters")
     (notification,) = report.notifications
     lines = notification["message"]["checks"]
-    assert [line.split(":")[0] for line in lines] == [
+    assert [line.split(" (")[0] for line in lines] == [
         "PASS emails-masked",
         "PASS phones-removed",
         "PASS customers-kept",
@@ -81,7 +81,7 @@ def test_a_failing_check_leaves_the_target_untouched_and_removes_the_copy(rehear
     assert notification["attributes"]["status"] == "FAILED"
     assert message["failed_step"] == "run_checks"
     assert "emails-masked (expected no rows, saw at least 1 row)" in message["error"]["message"]
-    assert "FAIL phones-removed: expected = 0, saw 500" in " ".join(message["checks"])
+    assert "FAIL phones-removed (expected = 0, saw 500;" in " ".join(message["checks"])
     assert "PASS customers-kept" in " ".join(message["checks"])
     assert f"did not replace {TARGET}" in message["checks_outcome"]
     # AND no customer's address reached the notification

@@ -100,7 +100,7 @@ def test_expectations_and_results_read_as_one_line() -> None:
     line = check_line(
         {"name": "masked", "expected": "no rows", "seen": "at least 1 row", "ok": False, "duration_ms": 4}
     )
-    assert line == "FAIL masked: expected no rows, saw at least 1 row (4 ms)"
+    assert line == "FAIL masked (expected no rows, saw at least 1 row; 4 ms)"
 
 
 def test_no_checks_is_an_empty_gate() -> None:
@@ -133,3 +133,12 @@ def test_the_results_of_the_most_checks_fit_the_state_data_beside_the_largest_re
     assert all(len(r["expected"]) <= SHOWN_VALUE_CHARS + 5 for r in results)
     assert json_size(output) < 24 * 1024
     assert MAX_REQUEST_BYTES + 16 * 1024 + json_size(output) < STATE_DATA_LIMIT_BYTES
+
+
+def test_a_check_named_like_a_secret_still_reads_whole_after_scrubbing() -> None:
+    from dispatcher.logs import scrub_text
+
+    line = check_line(
+        {"name": "password-reset", "expected": "no rows", "seen": "0 rows", "ok": True, "duration_ms": 1}
+    )
+    assert scrub_text(line) == line == "PASS password-reset (expected no rows, saw 0 rows; 1 ms)"

@@ -258,10 +258,10 @@ def test_status_shows_the_checks_of_the_execution_it_describes_one_line_each() -
     passed = {"name": "masked", "expected": "no rows", "seen": "0 rows", "ok": True, "duration_ms": 2}
     item = {"executions": {"op-1": {"checks": [failed]}, "op-1-retry-1": {"checks": [passed]}}}
     # The retry's execution: its own result, not the first run's
-    assert check_lines(item, {"arn": arn}) == ["PASS masked: expected no rows, saw 0 rows (2 ms)"]
+    assert check_lines(item, {"arn": arn}) == ["PASS masked (expected no rows, saw 0 rows; 2 ms)"]
     # No execution known any more: the latest record that ran checks
-    assert check_lines(item, {}) == ["PASS masked: expected no rows, saw 0 rows (2 ms)"]
+    assert check_lines(item, {}) == ["PASS masked (expected no rows, saw 0 rows; 2 ms)"]
     assert check_lines({"executions": {"op-1": {"checks": [failed]}}}, {}) == [
-        "FAIL masked: expected no rows, saw at least 1 row (3 ms)"
+        "FAIL masked (expected no rows, saw at least 1 row; 3 ms)"
     ]
     assert check_lines({}, {}) == []
