@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from aurora_restore.commands.status import check_lines
 from aurora_restore.simulate.world import load_world
 from refresh.request import OPERATION_TAG, RestoreRequest
 from steps.handle_failure.cleanup import KEPT_TAG
@@ -94,6 +95,14 @@ def test_a_failing_check_leaves_the_target_untouched_and_removes_the_copy(rehear
     assert after[TARGET]["status"] == "available"
     assert any("deleting the temporary cluster" in line for line in message["cleaned_up"])
     assert report.locks == []
+    # AND `aurora-restore status` shows each check from the state item, one line each
+    shown = check_lines(report.state_item, {})
+    assert [line.split(" (")[0] for line in shown] == [
+        "FAIL emails-masked",
+        "FAIL phones-removed",
+        "PASS customers-kept",
+        "PASS orders-present",
+    ]
 
 
 def test_keep_failed_restore_keeps_the_copy_tagged_and_names_it(rehearse: Any) -> None:
