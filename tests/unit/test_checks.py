@@ -142,3 +142,21 @@ def test_a_check_named_like_a_secret_still_reads_whole_after_scrubbing() -> None
         {"name": "password-reset", "expected": "no rows", "seen": "0 rows", "ok": True, "duration_ms": 1}
     )
     assert scrub_text(line) == line == "PASS password-reset (expected no rows, saw 0 rows; 1 ms)"
+
+
+def test_the_documented_example_and_the_shipped_example_are_valid_checks() -> None:
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    text = (root / "docs" / "checks.md").read_text()
+    documented = json.loads(text.split("```json")[1].split("```")[0])
+    assert len(validate_checks(documented["checks"], default_database=documented["database"])) == 5
+    shipped = json.loads((root / "aurora_restore" / "examples" / "masking-input.json").read_text())
+    request = parse_request(shipped)
+    assert [check["name"] for check in request.checks] == [
+        "emails-masked",
+        "phones-removed",
+        "customers-kept",
+        "orders-present",
+    ]
