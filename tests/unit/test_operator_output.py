@@ -285,3 +285,20 @@ def test_a_waiting_task_that_timed_out_is_shown_as_the_loop_polling_not_as_a_fai
     [run] = history.states
     line = render.state_line(run)
     assert line.endswith("no event in time: polls") and "FAILED" not in line
+
+
+def test_status_shows_the_checks_of_the_execution_it_describes_one_line_each() -> None:
+    from aurora_restore.commands.status import check_lines
+
+    arn = "arn:aws:states:eu-central-1:123456789012:execution:aurora-restore:op-1-retry-1"
+    failed = {"name": "masked", "expected": "no rows", "seen": "at least 1 row", "ok": False, "duration_ms": 3}
+    passed = {"name": "masked", "expected": "no rows", "seen": "0 rows", "ok": True, "duration_ms": 2}
+    item = {"executions": {"op-1": {"checks": [failed]}, "op-1-retry-1": {"checks": [passed]}}}
+    # The retry's execution: its own result, not the first run's
+    assert check_lines(item, {"arn": arn}) == ["PASS masked (expected no rows, saw 0 rows; 2 ms)"]
+    # No execution known any more: the latest record that ran checks
+    assert check_lines(item, {}) == ["PASS masked (expected no rows, saw 0 rows; 2 ms)"]
+    assert check_lines({"executions": {"op-1": {"checks": [failed]}}}, {}) == [
+        "FAIL masked (expected no rows, saw at least 1 row; 3 ms)"
+    ]
+    assert check_lines({}, {}) == []

@@ -237,6 +237,7 @@ def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> 
         "await_restore",
         "check_restore_status",
         "setup_db_users",
+        "run_checks",
         "swap_clusters",
         "await_swap",
         "check_swap_status",
