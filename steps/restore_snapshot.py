@@ -23,6 +23,7 @@ from dispatcher.registry import register
 from refresh.errors import RestoreFailed, UnsafeTarget
 from refresh.request import request_of
 from refresh.safety import describe_cluster
+from refresh.sources import RESTORE_TYPES
 from steps.lib import names
 from steps.lib.clusters import (
     SOURCE_CLUSTER_TAG,
@@ -364,7 +365,7 @@ def point_in_time_arguments(
     arguments: dict[str, Any] = {
         "DBClusterIdentifier": cluster_id,
         "SourceDBClusterIdentifier": str(snapshot["source_cluster_id"]),
-        "RestoreType": str(snapshot.get("restore_type") or ("copy-on-write" if kind == "clone" else "full-copy")),
+        "RestoreType": str(snapshot.get("restore_type") or RESTORE_TYPES[kind]),
         "DeletionProtection": False,
         "EnableIAMDatabaseAuthentication": request.iam_database_auth,
         "Tags": resource_tags(

@@ -19,6 +19,13 @@ from dispatcher.registry import Step, register
 from dispatcher.settings import PREFIX
 from refresh.errors import SnapshotNotFound
 from refresh.request import request_of
+from refresh.safety import (
+    check_members_replaceable,
+    check_replaceable,
+    describe_cluster,
+    is_managed,
+    member_descriptions,
+)
 from refresh.sources import (
     CLUSTER_KINDS,
     RESTORE_TYPES,
@@ -27,13 +34,6 @@ from refresh.sources import (
     check_restore_window,
     check_source_cluster,
     clones_of,
-)
-from refresh.safety import (
-    check_members_replaceable,
-    check_replaceable,
-    describe_cluster,
-    is_managed,
-    member_descriptions,
 )
 from refresh.target_lock import take_lock
 from steps.lib.restoring import check_new_target_placement, target_placement
@@ -72,7 +72,8 @@ class SnapshotCheck(Step):
         "source snapshot facts (`arn`, `identifier`, `engine`, `engine_version`, `encrypted`, "
         "`kms_key_id`, `size_gb`, `source_cluster_id`, `source_region`, `snapshot_type`, `account`, "
         "`shared`, `created_at`), `source_kind` (`snapshot`, or `clone` / `pitr` for a live cluster, "
-        "with `restore_type`, `restore_to_time`, `restorable_window` and `clones`), `copy_reason` (`cross-region`, `automated`, `shared` or null), "
+        "with `restore_type`, `restore_to_time`, `restorable_window` and `clones`), "
+        "`copy_reason` (`cross-region`, `automated`, `shared` or null), "
         "`target_kms_key_id` (verified key ARN a copy uses, or null), `target` (`exists`, `cluster_id`, "
         "`managed`, `deletion_protection`, `status`; when it exists also `disable_deletion_protection`, "
         "`engine_version`, `arn` and `placement`: its `db_subnet_group`, `vpc_security_group_ids`, "
@@ -106,7 +107,9 @@ class SnapshotCheck(Step):
             facts = snapshot_facts(source, request)
             facts["target"] = check_target(ctx, request, facts)
             facts["copy_reason"] = copy_reason(
-                cross_region=request.cross_region, snapshot_type=facts["snapshot_type"], shared=facts["shared"]
+                cross_region=request.cross_region,
+                snapshot_type=facts["snapshot_type"],
+                shared=facts["shared"],
             )
             facts["target_kms_key_id"] = check_kms_key(ctx, request, facts)
         ctx.log.info(
@@ -524,7 +527,9 @@ def _key_arn(ctx: StepContext, request: RestoreRequest, key: str) -> str:
         metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
     except kms.exceptions.ClientError as exc:
         raise ValidationError(
-            "kms_key_id", key, f"cannot be used in {request.target_region}: {error_code(exc)}; name a key there"
+            "kms_key_id",
+            key,
+            f"cannot be used in {request.target_region}: {error_code(exc)}; name a key there",
         ) from None
     if metadata.get("KeyState", "Enabled") != "Enabled":
         raise ValidationError(

@@ -185,10 +185,13 @@ def _restores_to_point_in_time_as_rds_does(original: Any) -> Any:
             source_db_cluster_identifier.lower()
         )
         if source is None:
-            raise RDSClientError("DBClusterNotFoundFault", f"DBCluster {source_db_cluster_identifier} not found.")
+            raise RDSClientError(
+                "DBClusterNotFoundFault", f"DBCluster {source_db_cluster_identifier} not found."
+            )
         if source.status != "available":
             raise RDSClientError(
-                "InvalidDBClusterStateFault", f"DbCluster {source.db_cluster_identifier} is not in available state"
+                "InvalidDBClusterStateFault",
+                f"DbCluster {source.db_cluster_identifier} is not in available state",
             )
         restore_to = kwargs.get("restore_to_time")
         if restore_to is not None:

@@ -651,7 +651,7 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: 
 
     clusters = rds_backends[ACCOUNT][rds.meta.region_name].clusters
     made = next(c for key, c in clusters.items() if key.lower() == cluster.id.lower())
-    made.earliest_restorable_time = made.earliest_restorable_time - timedelta(days=cluster.backup_retention_days)
+    made.earliest_restorable_time -= timedelta(days=cluster.backup_retention_days)
     for instance in cluster.instances:
         rds.create_db_instance(
             DBInstanceIdentifier=instance,

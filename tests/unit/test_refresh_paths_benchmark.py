@@ -14,7 +14,7 @@ def test_a_clone_takes_as_long_whatever_the_size_and_a_snapshot_grows() -> None:
     assert len(set(clone)) == 1
     assert snapshot == sorted(snapshot) and snapshot[0] < snapshot[-1]
     # A point-in-time restore skips the copy but still loads the volume.
-    assert all(c < p < s for c, p, s in zip(clone, pitr, snapshot))
+    assert all(c < p < s for c, p, s in zip(clone, pitr, snapshot, strict=True))
     assert "copy" in expected("snapshot", 100).stages and "copy" not in expected("pitr", 100).stages
 
 
