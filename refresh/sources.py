@@ -119,10 +119,14 @@ def _check_cluster_id(value: str, cluster_id: str, form: str) -> None:
 def parse_utc(value: str, when: str) -> datetime:
     """The restore time of ``pitr:...@<when>``, timezone-aware UTC."""
     if not _UTC_TIME.fullmatch(when):
+        from dispatcher.logs import looks_like_secret
+
+        # Whatever was pasted after '@' is echoed only when it cannot be a password.
+        shown = "the time" if looks_like_secret(when) else f"the time {when!r}"
         raise ValidationError(
             "snapshot_id",
             value,
-            f"the time {when!r} must be an ISO 8601 UTC timestamp such as 2026-11-20T02:00:00Z "
+            f"{shown} must be an ISO 8601 UTC timestamp such as 2026-11-20T02:00:00Z "
             "(Z or +00:00; no other zone), or latest",
         )
     try:

@@ -74,6 +74,13 @@ def test_a_malformed_source_is_refused_with_the_forms_that_exist(value: str, wor
         assert word in str(caught.value)
 
 
+def test_a_pasted_secret_in_place_of_the_time_is_never_echoed() -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_request({**SAME_REGION, "snapshot_id": "pitr:orders@Sup3r-Secr3t!x"})
+    assert "Sup3r-Secr3t!x" not in str(caught.value)
+    assert "ISO 8601 UTC" in str(caught.value)
+
+
 @pytest.mark.parametrize("value", ["clone:orders", "pitr:orders@latest"])
 def test_a_clone_or_point_in_time_in_another_region_is_refused(value: str) -> None:
     with pytest.raises(ValidationError) as caught:
