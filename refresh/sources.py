@@ -33,10 +33,12 @@ PITR_PREFIX = "pitr:"
 LATEST = "latest"
 #: RestoreType for each kind.
 RESTORE_TYPES = {"clone": "copy-on-write", "pitr": "full-copy"}
-#: Aurora's documented limit of copy-on-write clones sharing one source's storage, clones of clones
-#: included ("Limitations of Aurora cloning", Aurora user guide). Newer pages let RDS make a
-#: full copy past it, which takes as long as a point-in-time restore: refusing says so instead of
-#: turning a minutes-long clone into an hours-long copy unannounced.
+#: Copy-on-write clones allowed on one source's storage, clones of clones included. The Aurora user
+#: guide's "Limitations" of cloning long read "up to 15 clones based on a copy ... After that, only
+#: copies can be created" (AuroraMySQL.Managing.Clone.html); the current page allows clones up to
+#: the region's DB cluster quota, "using copy-on-write or full-copy protocol". A full copy takes as
+#: long as a point-in-time restore, so the 16th is refused, saying so, rather than risk a
+#: minutes-long clone turning into an hours-long copy. RDS shows the family as one CloneGroupId.
 MAX_CLONES_PER_SOURCE = 15
 
 #: The Choice rule of the steps only a snapshot needs (its copy and its archive): a live cluster
