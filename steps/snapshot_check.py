@@ -514,6 +514,16 @@ def check_cluster_source_key(ctx: StepContext, request: RestoreRequest, facts: d
         requested = _key_arn(ctx, request, request.kms_key_id) if request.kms_key_id else None
         check_clone_key(request.snapshot_id, source_key, requested)
     elif request.kms_key_id:
+        if not source_key:
+            # RestoreDBClusterToPointInTime's KmsKeyId: "If DBClusterIdentifier refers to a DB cluster
+            # that isn't encrypted, then the restore request is rejected."
+            raise ValidationError(
+                "kms_key_id",
+                request.kms_key_id,
+                f"cannot encrypt a point-in-time restore of {facts['identifier']}, which is not encrypted "
+                "(RDS rejects a key for an unencrypted source): drop kms_key_id, or refresh from an "
+                "encrypted snapshot copy",
+            )
         return _key_arn(ctx, request, request.kms_key_id)
     if source_key:
         check_snapshot_key(ctx, request, facts)

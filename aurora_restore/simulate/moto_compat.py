@@ -40,7 +40,7 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
   (``InvalidDBClusterStateFault``) and a ``RestoreToTime`` outside the source's
   ``EarliestRestorableTime``..``LatestRestorableTime`` (``InvalidRestoreFault``); a
   ``copy-on-write`` clone shares the source's storage, so it keeps the source's KMS key (another
-  ``KmsKeyId`` is refused) and joins its clone group: every member reports the same
+  ``KmsKeyId`` is refused; so is any for an unencrypted source) and joins its clone group: every member reports the same
   ``CloneGroupId`` in DescribeDBClusters, which is how clones of one source are counted. moto
   restores any time, overwrites a taken name and leaves ``CloneGroupId`` empty.
 - Conditional writes (DynamoDB ``PutItem``/``UpdateItem``/``DeleteItem`` with a
@@ -208,6 +208,10 @@ def _restores_to_point_in_time_as_rds_does(original: Any) -> Any:
                 )
         copy_on_write = kwargs.get("restore_type") == "copy-on-write"
         key = kwargs.get("kms_key_id")
+        if key and not source.storage_encrypted:
+            raise RDSClientError(
+                "InvalidParameterCombination", "KmsKeyId cannot be given for an unencrypted source DB cluster"
+            )
         if copy_on_write and key and key != source.kms_key_id:
             raise RDSClientError(
                 "InvalidParameterCombination", "A copy-on-write clone keeps the source DB cluster's KMS key"

@@ -112,6 +112,19 @@ def test_an_engine_version_other_than_the_sources_is_refused(
     assert caught.value.field == "engine_version" and "15.4" in str(caught.value)
 
 
+def test_a_key_for_a_point_in_time_restore_of_an_unencrypted_source_is_refused(
+    registry: Any, world: None, settings: Any, clients: Any, store: Any
+) -> None:
+    # GIVEN production is not encrypted, and the request names a key
+    calls = record_calls(clients)
+    req = live(snapshot_id=f"pitr:{SOURCE}@latest", kms_key_id="alias/orders-dev")
+    # THEN it is refused by field, before any change (RDS would reject the restore)
+    with pytest.raises(ValidationError) as caught:
+        check(registry, req, settings=settings, clients=clients, store=store)
+    assert caught.value.field == "kms_key_id" and "not encrypted" in str(caught.value)
+    assert calls.mutating("rds") == []
+
+
 # -- moto corrected to RDS's documented RestoreDBClusterToPointInTime ---------------------------------
 
 
@@ -136,6 +149,13 @@ def test_rds_refuses_a_taken_name_a_time_outside_the_window_and_another_key_for_
             DBClusterIdentifier="other-key",
             SourceDBClusterIdentifier=SOURCE,
             RestoreType="copy-on-write",
+            UseLatestRestorableTime=True,
+            KmsKeyId="arn:aws:kms:us-west-2:123456789012:key/another",
+        )
+    with pytest.raises(rds.exceptions.ClientError, match="unencrypted source"):
+        rds.restore_db_cluster_to_point_in_time(
+            DBClusterIdentifier="key-for-plain",
+            SourceDBClusterIdentifier=SOURCE,
             UseLatestRestorableTime=True,
             KmsKeyId="arn:aws:kms:us-west-2:123456789012:key/another",
         )
