@@ -40,8 +40,9 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
   (``InvalidDBClusterStateFault``) and a ``RestoreToTime`` outside the source's
   ``EarliestRestorableTime``..``LatestRestorableTime`` (``InvalidRestoreFault``); a
   ``copy-on-write`` clone shares the source's storage, so it keeps the source's KMS key (another
-  ``KmsKeyId`` is refused; so is any for an unencrypted source) and joins its clone group: every member reports the same
-  ``CloneGroupId`` in DescribeDBClusters, which is how clones of one source are counted. moto
+  ``KmsKeyId`` is refused) and joins its clone group: every member reports the same
+  ``CloneGroupId`` in DescribeDBClusters, which is how clones of one source are counted. Any
+  ``KmsKeyId`` for an unencrypted source is rejected (the API reference, ``KmsKeyId``). moto
   restores any time, overwrites a taken name and leaves ``CloneGroupId`` empty.
 - Conditional writes (DynamoDB ``PutItem``/``UpdateItem``/``DeleteItem`` with a
   ``ConditionExpression``): DynamoDB evaluates the condition and writes atomically. moto checks
