@@ -206,7 +206,7 @@ def source_cluster(world: World, request: RestoreRequest | None) -> ClusterSpec 
     if request is None:
         return None
     ref = request.snapshot
-    if ref.kind == "latest":
+    if ref.kind in ("latest", "clone", "pitr"):
         return world.cluster(ref.cluster_id, request.source_region)
     snapshot_id = ref.value.split(":cluster-snapshot:")[-1] if ref.kind == "arn" else ref.value
     for snapshot in world.snapshots:

@@ -388,6 +388,10 @@ def test_seeding_places_clusters_and_turns_stack_group_names_into_ids(aws: None)
             {"clusters": [{"id": "a", "region": "eu-west-1", "instances": [{"id": "a-1", "colour": "red"}]}]},
             ["clusters[0].instances[0].colour", "is not known"],
         ),
+        (
+            {"clusters": [{"id": "a", "region": "eu-west-1", "backup_retention_days": 36}]},
+            ["clusters[0].backup_retention_days", "36", "from 1 to 35"],
+        ),
     ],
 )
 def test_a_bad_world_names_the_field_and_value(world: dict[str, Any], words: list[str]) -> None:
