@@ -176,6 +176,10 @@ class EventDelivery:
             after("cluster", "DBCluster", "DBClusterIdentifier", "DB cluster created", "restore"),
         )
         add_hook(
+            "after-call.rds.RestoreDBClusterToPointInTime",
+            after("cluster", "DBCluster", "DBClusterIdentifier", "DB cluster created", "restore"),
+        )
+        add_hook(
             "after-call.rds.CreateDBInstance",
             after("instance", "DBInstance", "DBInstanceIdentifier", "DB instance created", "restore"),
         )
