@@ -258,6 +258,8 @@ def compressed_waits(scale: float) -> Iterator[None]:
     from botocore import endpoint
     from botocore.retries import bucket
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import Timeout
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
 
@@ -269,6 +271,8 @@ def compressed_waits(scale: float) -> Iterator[None]:
     original_threading = token_bucket.threading
     original_wait = WaitFunction._wait_interval
     original_callback_wait = CallbackEndpoint.wait
+    original_with_timeout = ExecutionState._evaluate_with_timeout
+    original_timeout_body = Timeout._eval_body
     if scale != 1:
         clock = _ScaledTime(scale)
         for module in modules:
@@ -276,6 +280,8 @@ def compressed_waits(scale: float) -> Iterator[None]:
         token_bucket.threading = _ScaledThreading(scale)
         WaitFunction._wait_interval = _scaled_wait_interval(scale)  # type: ignore[method-assign]
         CallbackEndpoint.wait = _scaled_callback_wait(original_callback_wait, scale)  # type: ignore[method-assign]
+        ExecutionState._evaluate_with_timeout = _waiting_task_timeout(original_with_timeout)  # type: ignore[method-assign]
+        Timeout._eval_body = _outer_timeout(original_timeout_body)  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -284,6 +290,50 @@ def compressed_waits(scale: float) -> Iterator[None]:
         token_bucket.threading = original_threading
         WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
         CallbackEndpoint.wait = original_callback_wait  # type: ignore[method-assign]
+        ExecutionState._evaluate_with_timeout = original_with_timeout  # type: ignore[method-assign]
+        Timeout._eval_body = original_timeout_body  # type: ignore[method-assign]
+
+
+#: Set, in the engine's thread, while a waiting Task's overall time limit is being read.
+_task_limit = threading.local()
+
+
+def _waiting_task_timeout(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A waiting Task's overall limit lifted; its wait for the token (scaled) keeps the timeout.
+
+    moto bounds the whole Task (the Lambda invocation, then the wait for the token) by
+    ``TimeoutSeconds`` of real time. On the rehearsal's clock the wait shrinks but the invocation
+    does not: a one-second fallback would time out a check still running, which AWS, where a check
+    takes a second against fallbacks of minutes, never sees. The wait for the token still times
+    out after the scaled ``TimeoutSeconds``, once the invocation has returned.
+    """
+
+    def evaluate(self: Any, env: Any) -> None:
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+            ResourceCondition,
+        )
+
+        resource = getattr(self, "resource", None)
+        waiting = getattr(resource, "condition", None) == ResourceCondition.WaitForTaskToken
+        _task_limit.lifted = waiting
+        try:
+            original(self, env)
+        finally:
+            _task_limit.lifted = False
+
+    return evaluate
+
+
+def _outer_timeout(original: Callable[..., Any]) -> Callable[..., Any]:
+    def eval_body(self: Any, env: Any) -> None:
+        original(self, env)
+        if getattr(_task_limit, "lifted", False):
+            # Read once per Task, in the engine's thread: the invocation's own read is elsewhere.
+            _task_limit.lifted = False
+            env.stack.pop()
+            env.stack.append(None)
+
+    return eval_body
 
 
 def _scaled_callback_wait(original: Callable[..., Any], scale: float) -> Callable[..., Any]:
