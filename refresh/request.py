@@ -150,6 +150,8 @@ class RestoreRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     skip_final_snapshot: bool = False
     allow_disable_deletion_protection: bool = False
+    #: The account that owns the snapshot when it is not the stack's (reached through its role).
+    source_account: str | None = None
 
     @property
     def snapshot(self) -> SnapshotRef:
@@ -208,6 +210,8 @@ FIELDS: dict[str, str] = {
     "tags": "map of tag key to value",
     "skip_final_snapshot": "true or false",
     "allow_disable_deletion_protection": "true or false",
+    "source_account": "12-digit account id owning the snapshot, when another account (needs its role in "
+    "the stack's SourceAccountRoleArns); implied by a snapshot ARN of that account",
 }
 
 
@@ -387,6 +391,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
         tags=tags,
         skip_final_snapshot=skip_final,
         allow_disable_deletion_protection=allow_unprotect,
+        source_account=_source_account(fields, snapshot),
     )
     # Normalizing can grow a request ("ALL" privileges spelled out, defaults filled in).
     size = json_size(request.to_dict())
@@ -398,6 +403,22 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
             "defaults filled in); put large SQL scripts in S3 (users.scripts[].s3_uri)",
         )
     return request
+
+
+def _source_account(fields: Mapping[str, Any], snapshot: SnapshotRef) -> str | None:
+    """``source_account``: 12 digits, agreeing with the account of a snapshot ARN."""
+    value = fields.get("source_account")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"\d{12}", value):
+        raise ValidationError("source_account", value, "must be a 12-digit AWS account id")
+    if snapshot.kind == "arn" and snapshot.account != value:
+        raise ValidationError(
+            "source_account",
+            value,
+            f"differs from the account of snapshot_id ({snapshot.account}); they must agree",
+        )
+    return value
 
 
 def parse_snapshot_ref(value: str) -> SnapshotRef:

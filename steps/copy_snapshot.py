@@ -85,7 +85,7 @@ class CopySnapshot(PollLoopStep):
         "kms:ReEncrypt*",
         "kms:GenerateDataKey*",
     )
-    run_after = "snapshot_check"
+    run_after = "share_source_snapshot"
     reads = ("request", "snapshot")
     result_key = "copy"
     output_doc = (
@@ -486,7 +486,8 @@ class CopyPlan:
         self.operation_id = request.operation_id
         self.region = request.target_region
         self.reason = reason
-        self.source_arn = str(snapshot["arn"])
+        # Another account's snapshot is copied from the copy shared out of that account.
+        self.source_arn = str(snapshot.get("shared_copy_arn") or snapshot["arn"])
         self.source_identifier = str(snapshot["identifier"])
         self.encrypted = bool(snapshot.get("encrypted"))
         self.copy_id = names.copy_snapshot_id(self.source_identifier, self.operation_id)
