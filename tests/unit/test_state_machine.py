@@ -96,7 +96,8 @@ def test_no_state_overwrites_the_request_or_the_whole_data(definition: dict[str,
 def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, Any]) -> None:
     states = definition["States"]
     for choice, key, done in (
-        ("IsCopyComplete", "copy", "ChooseStrategy"),
+        ("IsSourceShareComplete", "snapshot", "CopySnapshot"),
+        ("IsCopyComplete", "copy", "SharedFromSourceAccount"),
         ("IsDeleteComplete", "delete", "RestoreSnapshot"),
         ("IsRestoreComplete", "restore", "SetupDBUsers"),
         ("IsSwapComplete", "swap", "ArchiveSnapshot"),
@@ -104,6 +105,15 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
         assert states[choice]["Choices"] == [
             {"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": done}
         ]
+    # Another account's snapshot is shared out of it before the copy and retired after it.
+    for choice, step_state, after in (
+        ("NeedsSourceShare", "ShareSourceSnapshot", "CopySnapshot"),
+        ("SharedFromSourceAccount", "RetireSourceShare", "ChooseStrategy"),
+    ):
+        assert states[choice]["Choices"] == [
+            {"Variable": "$.snapshot.source_share_required", "BooleanEquals": True, "Next": step_state}
+        ]
+        assert states[choice]["Default"] == after
     strategy = states["ChooseStrategy"]
     assert strategy["Choices"][0]["And"] == [
         {"Variable": "$.request.strategy", "StringEquals": "delete-first"},
@@ -205,8 +215,11 @@ def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> 
     assert [step.name for step in contract_steps() if step.name != "handle_failure"] == [
         "validate_request",
         "snapshot_check",
+        "share_source_snapshot",
+        "check_source_share_status",
         "copy_snapshot",
         "check_copy_status",
+        "retire_source_share",
         "delete_target",
         "check_delete_status",
         "restore_snapshot",
