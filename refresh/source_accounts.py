@@ -92,6 +92,13 @@ def assume(ctx: StepContext, account: str, region: str) -> Clients:
     return ctx.aws.assumed(credentials)
 
 
+def restore_accounts(rds: Any, copy_id: str) -> list[str]:
+    """The accounts a snapshot is shared with (its ``restore`` attribute)."""
+    result = rds.describe_db_cluster_snapshot_attributes(DBClusterSnapshotIdentifier=copy_id)
+    attributes = result["DBClusterSnapshotAttributesResult"]["DBClusterSnapshotAttributes"]
+    return list(next((a["AttributeValues"] for a in attributes if a["AttributeName"] == "restore"), []))
+
+
 def check_shareable_key(
     kms: Any, key_arn: str | None, *, account: str, region: str, target_account: str, snapshot: dict[str, Any]
 ) -> str:

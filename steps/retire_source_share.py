@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.aws import error_code
 from dispatcher.registry import RunWhen, Step, register
 from refresh.request import OPERATION_TAG, request_of
-from refresh.source_accounts import assume
+from refresh.source_accounts import assume, restore_accounts
 from steps.lib.snapshots import describe_snapshot, snapshot_tags
 
 if TYPE_CHECKING:
@@ -51,12 +51,13 @@ class RetireSourceShare(Step):
                 # Never touch a snapshot this operation did not make.
                 ctx.log.warning("source-account copy not ours; left alone", copy_id=copy_id)
                 return {"account": share["account"], "copy_id": copy_id, "unshared": False, "deleted": False}
-            rds.modify_db_cluster_snapshot_attribute(
-                DBClusterSnapshotIdentifier=copy_id,
-                AttributeName="restore",
-                ValuesToRemove=[share["target_account"]],
-            )
-            unshared = True
+            if share["target_account"] in restore_accounts(rds, copy_id):
+                rds.modify_db_cluster_snapshot_attribute(
+                    DBClusterSnapshotIdentifier=copy_id,
+                    AttributeName="restore",
+                    ValuesToRemove=[share["target_account"]],
+                )
+                unshared = True
             try:
                 rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=copy_id)
             except rds.exceptions.ClientError as exc:

@@ -22,7 +22,7 @@ from dispatcher.poll_loop import PollLoopStep
 from dispatcher.registry import RunWhen, register
 from refresh.errors import CopyFailed
 from refresh.request import MANAGED_TAG, OPERATION_TAG, request_of
-from refresh.source_accounts import SHARED_WITH_TAG, assume
+from refresh.source_accounts import SHARED_WITH_TAG, assume, restore_accounts
 from steps.lib import names
 from steps.lib.polling import poll_fields
 from steps.lib.snapshots import SOURCE_SNAPSHOT_TAG, describe_snapshot, snapshot_tags, to_tag_list
@@ -108,14 +108,14 @@ class ShareSourceSnapshot(PollLoopStep):
         complete = status == "available"
         shared_with: list[str] = []
         if complete:
-            attributes = rds.modify_db_cluster_snapshot_attribute(
-                DBClusterSnapshotIdentifier=copy_id,
-                AttributeName="restore",
-                ValuesToAdd=[share["target_account"]],
-            )["DBClusterSnapshotAttributesResult"]["DBClusterSnapshotAttributes"]
-            shared_with = next(
-                (a["AttributeValues"] for a in attributes if a["AttributeName"] == "restore"), []
-            )
+            shared_with = restore_accounts(rds, copy_id)
+            if share["target_account"] not in shared_with:
+                rds.modify_db_cluster_snapshot_attribute(
+                    DBClusterSnapshotIdentifier=copy_id,
+                    AttributeName="restore",
+                    ValuesToAdd=[share["target_account"]],
+                )
+                shared_with = restore_accounts(rds, copy_id)
             ctx.store.audit(
                 request.operation_id,
                 "source_snapshot_shared",
