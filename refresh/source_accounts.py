@@ -89,7 +89,7 @@ def assume(ctx: StepContext, account: str, region: str) -> Clients:
                 "source-account stack with both",
             ) from None
         raise
-    return ctx.aws.assumed(credentials)
+    return ctx.aws.assumed(credentials, account)
 
 
 def restore_accounts(rds: Any, copy_id: str) -> list[str]:

@@ -108,6 +108,9 @@ class CallRecorder:
             "params": redact_params(_plain(params)),
             "error": None,
         }
+        if context.get("account"):
+            # A call made in another account through its role (a cross-account refresh).
+            record["account"] = context["account"]
         with self._lock:
             self.calls.append(record)
         context["aurora_restore_call"] = record
