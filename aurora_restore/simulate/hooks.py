@@ -38,6 +38,9 @@ RESTORE_OUTCOMES = (
     "incompatible-restore",
 )
 COPY_STEPS = ("copy_snapshot", "check_copy_status")
+#: The copy inside another account (cross-account refreshes): ``copy_polls`` holds it in progress too,
+#: counted by its own check.
+SHARE_STEPS = ("share_source_snapshot", "check_source_share_status")
 RESTORE_STEPS = ("restore_snapshot", "check_restore_status")
 DELETE_STEPS = ("delete_target", "check_delete_status")
 #: The loops ``--polls`` can hold in progress, and the check step that counts a poll of each.
@@ -376,6 +379,8 @@ class ProgressScript:
         for loop, check in POLL_CHECKS.items():
             if event.get("step") == check:
                 self.polls[loop] += 1
+        if event.get("step") == SHARE_STEPS[1]:
+            self.polls["share"] = self.polls.get("share", 0) + 1
 
     def _deleted(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         cluster = parsed.get("DBCluster")
@@ -400,9 +405,10 @@ class ProgressScript:
         return response, {"DBClusters": [dict(described)], "ResponseMetadata": {"HTTPStatusCode": 200}}
 
     def _copy_state(self) -> tuple[str, int] | None:
-        if self.current_step() not in COPY_STEPS:
+        step = self.current_step()
+        if step not in COPY_STEPS and step not in SHARE_STEPS:
             return None
-        poll = self.polls["copy"]
+        poll = self.polls["copy"] if step in COPY_STEPS else self.polls.get("share", 0)
         if self.copy_polls and poll <= self.copy_polls:
             return "copying", (100 * poll) // (self.copy_polls + 1)
         if self.copy_outcome != "available":

@@ -383,8 +383,8 @@ def _apply_accounts() -> Callable[[], None]:
             self.keys[key_id].key_manager = "AWS"
         return key_id
 
-    STSBackend.assume_role = assume_role  # type: ignore[method-assign]
-    RDSBackend.get_snapshot = get_snapshot  # type: ignore[method-assign,assignment]
+    STSBackend.assume_role = assume_role  # type: ignore[method-assign,assignment]
+    RDSBackend.get_snapshot = get_snapshot  # type: ignore[method-assign]
     RDSBackend.copy_db_cluster_snapshot = copy_db_cluster_snapshot  # type: ignore[method-assign]
     RDSBackend.modify_db_cluster_snapshot_attribute = modify_db_cluster_snapshot_attribute  # type: ignore[method-assign]
     KmsBackend._generate_default_keys = generate_default_keys  # type: ignore[method-assign]
