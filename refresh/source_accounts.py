@@ -99,6 +99,44 @@ def restore_accounts(rds: Any, copy_id: str) -> list[str]:
     return list(next((a["AttributeValues"] for a in attributes if a["AttributeName"] == "restore"), []))
 
 
+def retire_shared_copy(
+    ctx: StepContext, *, share: dict[str, Any], copy_id: str, region: str
+) -> dict[str, Any]:
+    """Unshare, then delete, this operation's copy in the source account; a copy already gone is done.
+
+    A snapshot of that name not tagged with this operation is left alone (never touch what this
+    operation did not make). Returns ``account``, ``copy_id``, ``unshared``, ``deleted`` and
+    ``existed`` (False: nothing was there any more).
+    """
+    from refresh.request import OPERATION_TAG
+
+    rds = assume(ctx, share["account"], region)("rds", region)
+    result = {"account": share["account"], "copy_id": copy_id, "unshared": False, "deleted": False}
+    try:
+        found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=copy_id)["DBClusterSnapshots"]
+    except rds.exceptions.DBClusterSnapshotNotFoundFault:
+        found = []
+    if not found:
+        return {**result, "deleted": True, "existed": False}
+    tags = rds.list_tags_for_resource(ResourceName=found[0]["DBClusterSnapshotArn"])["TagList"]
+    if {t["Key"]: t["Value"] for t in tags}.get(OPERATION_TAG) != ctx.operation_id:
+        ctx.log.warning("source-account copy not this operation's; left alone", copy_id=copy_id)
+        return result
+    if share["target_account"] in restore_accounts(rds, copy_id):
+        rds.modify_db_cluster_snapshot_attribute(
+            DBClusterSnapshotIdentifier=copy_id,
+            AttributeName="restore",
+            ValuesToRemove=[share["target_account"]],
+        )
+        result["unshared"] = True
+    try:
+        rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=copy_id)
+    except rds.exceptions.ClientError as exc:
+        if error_code(exc) != "DBClusterSnapshotNotFoundFault":
+            raise
+    return {**result, "deleted": True, "existed": True}
+
+
 def check_shareable_key(
     kms: Any, key_arn: str | None, *, account: str, region: str, target_account: str, snapshot: dict[str, Any]
 ) -> str:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.aws import error_code
 from dispatcher.registry import RunWhen, Step, register
-from refresh.request import OPERATION_TAG, request_of
-from refresh.source_accounts import assume, restore_accounts
-from steps.lib.snapshots import describe_snapshot, snapshot_tags
+from refresh.request import request_of
+from refresh.source_accounts import retire_shared_copy
 
 if TYPE_CHECKING:
     from dispatcher.context import StepContext
@@ -32,7 +30,7 @@ class RetireSourceShare(Step):
     )
     reads = ("request", "snapshot", "copy")
     result_key = "source_share"
-    output_doc = "`account`, `copy_id`, `unshared`, `deleted` (the copy in the source account)"
+    output_doc = "`account`, `copy_id`, `unshared`, `deleted`, `existed` (the copy in the source account)"
     outputs = ("deleted",)
     mutating = True
 
@@ -40,38 +38,19 @@ class RetireSourceShare(Step):
         """Unshare, then delete, this operation's copy in the source account."""
         request = request_of(ctx)
         snapshot = ctx.input("snapshot")
-        share = snapshot["source_share"]
         copy_id = str(snapshot["shared_copy"]["identifier"])
-        region = request.source_region
-        rds = assume(ctx, share["account"], region)("rds", region)
-        found = describe_snapshot(rds, copy_id)
-        unshared = deleted = False
-        if found is not None:
-            if snapshot_tags(rds, found).get(OPERATION_TAG) != request.operation_id:
-                # Never touch a snapshot this operation did not make.
-                ctx.log.warning("source-account copy not ours; left alone", copy_id=copy_id)
-                return {"account": share["account"], "copy_id": copy_id, "unshared": False, "deleted": False}
-            if share["target_account"] in restore_accounts(rds, copy_id):
-                rds.modify_db_cluster_snapshot_attribute(
-                    DBClusterSnapshotIdentifier=copy_id,
-                    AttributeName="restore",
-                    ValuesToRemove=[share["target_account"]],
-                )
-                unshared = True
-            try:
-                rds.delete_db_cluster_snapshot(DBClusterSnapshotIdentifier=copy_id)
-            except rds.exceptions.ClientError as exc:
-                if error_code(exc) != "DBClusterSnapshotNotFoundFault":
-                    raise
-        deleted = True
+        result = retire_shared_copy(
+            ctx, share=snapshot["source_share"], copy_id=copy_id, region=request.source_region
+        )
         ctx.store.audit(
             request.operation_id,
             "source_snapshot_share_retired",
             step=self.name,
-            account=share["account"],
+            account=result["account"],
             copy_id=copy_id,
+            deleted=result["deleted"],
         )
-        return {"account": share["account"], "copy_id": copy_id, "unshared": unshared, "deleted": deleted}
+        return result
 
     def summarize(self, output: dict[str, Any]) -> str:
         """One line an operator recognises."""

@@ -143,3 +143,24 @@ def test_a_wrong_external_id_is_refused_before_any_change(
     report = rehearse(raw, world=dataclasses.replace(world, stack=stack))
     assert_refused_before_any_change(report, "cannot be assumed", "SourceAccountExternalId")
     assert "someone-elses" not in report.error["message"]
+
+
+def test_a_copy_that_fails_inside_the_source_account_is_removed_there_by_the_failure_handler(
+    rehearse: Any, example: tuple[dict[str, Any], Any]
+) -> None:
+    # GIVEN the example, with the copy inside the source account ending failed (its key, say)
+    raw, world = example
+    report = rehearse(raw, world=world, copy_polls=1, copy_outcome="failed")
+    # THEN the refresh fails in the share loop, never shared anything, and the failed copy there is gone
+    assert report.status == "FAILED"
+    assert (report.error["state"], report.error["type"]) == ("CheckSourceShareStatus", "CopyFailed"), (
+        report.error
+    )
+    assert changes(report, account=SOURCE) == [
+        "share_source_snapshot rds.CopyDBClusterSnapshot",
+        "handle_failure rds.DeleteDBClusterSnapshot",
+    ]
+    assert changes(report) == [], "nothing changed in this account"
+    assert source_side(report.world_after) == source_side(report.world_before)
+    cleaned = report.state_item["results"]["handle_failure"]["cleaned_up"]
+    assert any("in account 111111111111" in line for line in cleaned), cleaned

@@ -167,7 +167,13 @@ def test_an_automated_snapshot_under_aws_rds_reaches_the_target_account_and_the_
     retired = RetireSourceShare().run(ctx(snapshot=shared, copy=copy))
     again = RetireSourceShare().run(ctx(snapshot=shared, copy=copy))
     # THEN the source account is exactly as it was: the copy unshared and gone, nothing else touched
-    assert retired == {"account": SOURCE_ACCOUNT, "copy_id": copy_id, "unshared": True, "deleted": True}
+    assert retired == {
+        "account": SOURCE_ACCOUNT,
+        "copy_id": copy_id,
+        "unshared": True,
+        "deleted": True,
+        "existed": True,
+    }
     assert again["deleted"] is True and again["unshared"] is False
     assert source_state(source) == before
 
@@ -187,6 +193,34 @@ def test_the_share_step_run_twice_makes_one_copy(two_accounts: None, clients: An
     )
     assert second["shared_copy"]["identifier"] == first["shared_copy"]["identifier"]
     assert source_state(source) == after_first
+
+
+def test_a_failure_after_the_share_retires_the_copy_in_the_source_account(
+    two_accounts: None, clients: Any, store: Any
+) -> None:
+    from steps.handle_failure.cleanup import cleanup_after_failure
+
+    # GIVEN a refresh that shared its copy out of the source account, then failed (its copy here, say)
+    source = source_of(clients)
+    automated_snapshot_under_aws_rds(source, "orders", AUTOMATED)
+    before = source_state(source)
+    settings = settings_for(source, target_key(clients))
+    req = request(snapshot_id=AUTOMATED, source_account=SOURCE_ACCOUNT)
+    snapshot = SnapshotCheck().run(context({}, req, settings=settings, clients=clients, store=store))
+    shared = ShareSourceSnapshot().start(
+        context({"snapshot": snapshot}, req, settings=settings, clients=clients, store=store)
+    )
+    assert source_state(source) != before
+    # WHEN the failure handler cleans up (twice: it runs twice sooner or later)
+    ctx = context({}, req, settings=settings, clients=clients, store=store)
+    data = {"request": req.to_dict(), "snapshot": shared}
+    lines = cleanup_after_failure(ctx, data)
+    again = cleanup_after_failure(ctx, data)
+    # THEN the copy there is unshared and deleted, and the source account is as it was
+    copy_id = shared["shared_copy"]["identifier"]
+    assert lines == [f"copy {copy_id} in account {SOURCE_ACCOUNT} unshared and deleted"]
+    assert again == []  # nothing left to do
+    assert source_state(source) == before
 
 
 # -- the traps: refused in SnapshotCheck, nothing changed in the target account --------------------
