@@ -55,6 +55,7 @@ _RETRY_SUFFIX = re.compile(r"-retry-\d+$")
 RUNBOOK = "docs/runbook.md"
 RUNBOOK_SECTIONS = {
     "SwapFailed": "cleaning-up-after-a-failed-swap",
+    "ChecksFailed": "when-checks-fail",
     "ABORTED": "releasing-a-stuck-lock",
     "TIMED_OUT": "releasing-a-stuck-lock",
 }

@@ -35,3 +35,7 @@ class SwapFailed(AuroraRestoreError):
 
 class DatabaseSetupFailed(AuroraRestoreError):
     """Resetting credentials or applying the users spec on the restored cluster failed."""
+
+
+class ChecksFailed(AuroraRestoreError):
+    """The restored copy failed one or more of the request's checks: it does not replace the target."""

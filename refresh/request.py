@@ -150,6 +150,10 @@ class RestoreRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     skip_final_snapshot: bool = False
     allow_disable_deletion_protection: bool = False
+    #: The validation gate (refresh/checks.py): queries the restored copy must pass before the swap.
+    checks: tuple[Mapping[str, Any], ...] = ()
+    #: When the checks fail under swap: keep the restored cluster (tagged) instead of removing it.
+    keep_failed_restore: bool = False
     #: The account that owns the snapshot when it is not the stack's (reached through its role).
     source_account: str | None = None
 
@@ -170,6 +174,7 @@ class RestoreRequest:
         data["users"] = dict(self.users) if self.users is not None else None
         data["retention"] = dict(self.retention)
         data["tags"] = dict(self.tags)
+        data["checks"] = [dict(check) for check in self.checks]
         return data
 
     @classmethod
@@ -210,6 +215,8 @@ FIELDS: dict[str, str] = {
     "tags": "map of tag key to value",
     "skip_final_snapshot": "true or false",
     "allow_disable_deletion_protection": "true or false",
+    "checks": "list of checks the restored copy must pass before it replaces the target (docs/checks.md)",
+    "keep_failed_restore": "true or false (default false: a restore that fails its checks is removed)",
     "source_account": "12-digit account id owning the snapshot, when another account (needs its role in "
     "the stack's SourceAccountRoleArns); implied by a snapshot ARN of that account",
 }
@@ -363,6 +370,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     tags = _tags(fields.get("tags", {}))
     skip_final = _boolean(fields, "skip_final_snapshot", False)
     allow_unprotect = _boolean(fields, "allow_disable_deletion_protection", False)
+    checks, keep_failed_restore = _gate(fields, database)
 
     request = RestoreRequest(
         operation_id=operation_id,
@@ -391,6 +399,8 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
         tags=tags,
         skip_final_snapshot=skip_final,
         allow_disable_deletion_protection=allow_unprotect,
+        checks=checks,
+        keep_failed_restore=keep_failed_restore,
         source_account=_source_account(fields, snapshot),
     )
     # Normalizing can grow a request ("ALL" privileges spelled out, defaults filled in).
@@ -551,6 +561,14 @@ def _tags(value: Any) -> dict[str, str]:
                 f"tags.{key}", tag_value, "tag values are strings of at most 256 characters"
             )
     return dict(value)
+
+
+def _gate(fields: Mapping[str, Any], database: str) -> tuple[tuple[dict[str, Any], ...], bool]:
+    """The validation gate's fields: the checks (each in ``database`` unless it names another)."""
+    from refresh.checks import validate_checks
+
+    checks = tuple(validate_checks(fields.get("checks"), default_database=database))
+    return checks, _boolean(fields, "keep_failed_restore", False)
 
 
 def request_of(ctx: StepContext) -> RestoreRequest:

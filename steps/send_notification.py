@@ -18,6 +18,7 @@ from dispatcher.errors import Retryable, ValidationError
 from dispatcher.registry import Step, register
 from dispatcher.store import STATUS_SUCCEEDED
 from refresh import target_lock
+from refresh.checks import check_line
 from refresh.request import RestoreRequest
 from refresh.safety import describe_cluster
 from steps.lib import notify
@@ -190,6 +191,9 @@ class SendNotification(Step):
                 "retired": _first(archive, "deleted", "copies_deleted", "deleted_copies", "retired"),
                 "export_task": _first(archive, "export_task", "export"),
             },
+            "checks": [
+                check_line(r) for r in _section(data, "checks").get("results") or [] if isinstance(r, dict)
+            ],
             "step_durations_ms": durations,
             "started_at": started_at,
             "finished_at": notify.iso(now),

@@ -337,6 +337,16 @@ def _describe_database(report: Report) -> list[str]:
     return lines
 
 
+def _describe_checks(report: Report) -> list[str]:
+    """Each check's result, one line each, from the audit trail (a failed gate has no output)."""
+    from refresh.checks import check_line
+
+    runs = [event for event in report.audit if event.get("event") == "checks_run"]
+    if not runs:
+        return []
+    return [f"  {check_line(result)}" for result in runs[-1].get("results") or [] if isinstance(result, dict)]
+
+
 def print_summary(report: Report) -> None:
     """The human summary after the progress lines."""
     print()
@@ -351,6 +361,11 @@ def print_summary(report: Report) -> None:
     print("\nWhat changed in RDS:")
     for line in _describe_changes(report):
         print(line)
+    check_lines = _describe_checks(report)
+    if check_lines:
+        print("\nChecks on the restored copy (the gate before the swap):")
+        for line in check_lines:
+            print(line)
     database_lines = _describe_database(report)
     if database_lines:
         print(f"\nWhat changed in the database (PostgreSQL at {report.database.get('endpoint')}):")

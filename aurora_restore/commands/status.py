@@ -39,6 +39,21 @@ def lock_line(found: Any) -> str | None:
     return f"held by this operation{since} (released when it ends)"
 
 
+def check_lines(item: dict[str, Any], execution: dict[str, Any]) -> list[str]:
+    """The validation gate's results of the operation's latest execution, one line each."""
+    from dispatcher.store import execution_record
+    from refresh.checks import check_line
+
+    records = item.get("executions") if isinstance(item.get("executions"), dict) else {}
+    record = execution_record(item, execution.get("arn")) if execution.get("arn") else {}
+    if not record and records:
+        # No execution known (gone after 90 days): the most recently updated record that ran checks.
+        record = next(
+            (r for r in reversed(list(records.values())) if isinstance(r, dict) and r.get("checks")), {}
+        )
+    return [check_line(result) for result in record.get("checks") or [] if isinstance(result, dict)]
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the status; exit 1 when the operation failed, timed out or was stopped."""
     from aurora_restore import operator
@@ -67,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if durations:
         shown = ", ".join(f"{step} {ms / 1000:.1f} s" for step, ms in durations.items())
         print(f"  step times:    {shown}")
+    for index, line in enumerate(check_lines(item, execution)):
+        print(f"  {'checks:' if index == 0 else '':<14} {line}")
     if execution:
         print(f"  execution:     {execution.get('status')}  {execution.get('arn')}")
     else:

@@ -62,7 +62,7 @@ class ExternalPostgres:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    def run(self, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    def run(self, work: Callable[[Any], Coroutine[Any, Any, T]], *, database: str | None = None) -> T:
         """``await work(connection)`` on a thread of its own (callers may be inside an event loop)."""
         result: list[T] = []
         failure: list[BaseException] = []
@@ -70,7 +70,8 @@ class ExternalPostgres:
         async def main() -> None:
             import asyncpg
 
-            connection = await asyncpg.connect(dsn=self.url, timeout=10)
+            extra = {"database": database} if database else {}
+            connection = await asyncpg.connect(dsn=self.url, timeout=10, **extra)
             try:
                 result.append(await work(connection))
             finally:
@@ -89,13 +90,13 @@ class ExternalPostgres:
             raise DatabaseError(f"--database-url {_shown(self.url)}: {failure[0]}") from failure[0]
         return result[0]
 
-    def execute(self, sql: str) -> None:
-        """Run SQL as the URL's role."""
+    def execute(self, sql: str, *, database: str | None = None) -> None:
+        """Run SQL as the URL's role, in the URL's database or ``database``."""
 
         async def work(connection: Any) -> None:
             await connection.execute(sql)
 
-        self.run(work)
+        self.run(work, database=database)
 
     def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         """Rows of a query as dicts."""
@@ -262,4 +263,7 @@ def rehearsal_database(
             from steps.setup_db_users.pgsql import quote_ident
 
             server.execute(f"CREATE DATABASE {quote_ident(request.database)}")
+            if source is not None and source.data_sql:
+                # The snapshot's data, as the world file describes it, in the database it names.
+                server.execute(source.data_sql, database=request.database)
         yield database

@@ -87,6 +87,9 @@ class ClusterSpec:
     port: int | None = None
     #: Tags of instances that do not carry the cluster's own (``{"id": ..., "tags": ...}`` entries).
     instance_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: SQL that stands in for the data a snapshot of this cluster holds: the rehearsal runs it in the
+    #: restored copy's database before the refresh, so masking scripts and checks have rows to work on.
+    data_sql: str = ""
     #: The account that owns it (production in another account); the stack's account by default.
     account: str = ACCOUNT
 
@@ -285,6 +288,15 @@ _REGION_RULE = "an AWS region name such as eu-west-1"
 _ID_RULE = "letters, digits and single hyphens, starting with a letter, at most 63 characters"
 
 
+def _data_sql(where: str, value: Any) -> str:
+    """SQL text, or a list of statements joined (a world file reads better one statement a line)."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "\n".join(value)
+    if not isinstance(value, str):
+        raise WorldError(f"{where}: must be SQL text or a list of SQL statements")
+    return value
+
+
 def _cluster(where: str, value: Any) -> ClusterSpec:
     known = (
         "id",
@@ -302,6 +314,7 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         "subnet_group",
         "security_groups",
         "port",
+        "data_sql",
         "account",
     )
     raw = _object(where, value, known, ("id", "region"))
@@ -350,6 +363,7 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         else _text(f"{where}.subnet_group", subnet_group, _GROUP_NAME, "a DB subnet group name"),
         security_groups=tuple(_text(f"{where}.security_groups[{i}]", g) for i, g in enumerate(groups)),
         port=port,
+        data_sql=_data_sql(f"{where}.data_sql", raw.get("data_sql", "")),
         instance_tags=instance_tags,
         account=_account(where, raw),
     )

@@ -162,6 +162,9 @@ def _remove_temporary_clusters(
         if is_renaming(cluster):
             lines.append(f"left the temporary cluster {cluster_id} alone: it is being renamed")
             continue
+        if request.keep_failed_restore and failed_checks(data):
+            lines.append(_keep_failed_restore(rds, cluster, request))
+            continue
         try:
             cluster = ensure_replaceable(ctx, cluster_id, source=source)
         except UnsafeTarget as refusal:
@@ -183,6 +186,33 @@ def _remove_temporary_clusters(
                 "settle; delete it by hand"
             )
     return lines
+
+
+#: The tag a restore kept after failing its checks carries (its value says why and when).
+KEPT_TAG = "aurora-restore:kept-after-failed-checks"
+
+
+def failed_checks(data: dict[str, Any]) -> bool:
+    """True when the run failed at the validation gate (the error Step Functions caught)."""
+    error = data.get("error") if isinstance(data, dict) else None
+    return isinstance(error, dict) and error.get("Error") == "ChecksFailed"
+
+
+def _keep_failed_restore(rds: Any, cluster: dict[str, Any], request: RestoreRequest) -> str:
+    """Tag the restored cluster that failed its checks and leave it for the operator to look at.
+
+    Only after failed checks: by then setup_db_users has reset the master password, so the kept
+    copy no longer opens with production's credentials. Tagging again changes nothing.
+    """
+    cluster_id = cluster["DBClusterIdentifier"]
+    rds.add_tags_to_resource(
+        ResourceName=cluster["DBClusterArn"],
+        Tags=[{"Key": KEPT_TAG, "Value": f"operation {request.operation_id}: checks failed"}],
+    )
+    return (
+        f"kept the restored cluster {cluster_id} (keep_failed_restore), tagged {KEPT_TAG}: it failed its "
+        "checks and never replaced the target; delete it when it is no longer needed"
+    )
 
 
 def describe_delete_first(

@@ -142,6 +142,7 @@ class HandleFailure(Step):
                     "failed_state": _state_name(failed_step),
                     "error": error,
                     "restore_completed": restore_completed,
+                    **checks_report(trail, ctx.execution_id, request, error),
                     **cleanup,
                     **({"replaced_target": replaced} if replaced else {}),
                     "lock": lock["lock"],
@@ -543,6 +544,44 @@ def describe_replaced_target(
         error = aws.translate(raw_error)
         text = notify.scrub_text(f"{type(error).__name__}: {error}"[:500])
         return {"summary": f"what remains of {request.target_cluster_id} could not be read: {text}"}
+
+
+def checks_report(
+    trail: list[dict[str, Any]],
+    execution_id: str | None,
+    request: RestoreRequest | None,
+    error: dict[str, Any],
+) -> dict[str, Any]:
+    """The validation gate's results in this execution (one line each) and, when it failed, what that means.
+
+    Under swap the target was never touched; under delete-first it was deleted before the restore,
+    so the notification says plainly that the old environment is already gone.
+    """
+    from refresh.checks import check_line
+
+    runs = [
+        event
+        for event in trail
+        if event.get("event") == "checks_run" and _same_execution(event.get("execution_id"), execution_id)
+    ]
+    if not runs:
+        return {}
+    report: dict[str, Any] = {
+        "checks": [check_line(result) for result in runs[-1].get("results") or [] if isinstance(result, dict)]
+    }
+    if error.get("type") == "ChecksFailed" and request is not None:
+        target = request.target_cluster_id
+        if request.strategy == "delete-first":
+            report["checks_outcome"] = (
+                f"the old environment is already gone: delete-first deleted {target} before the restore, and "
+                f"the restored copy under its name failed its checks; see the runbook, 'When checks fail'"
+            )
+        else:
+            report["checks_outcome"] = (
+                f"the restored copy failed its checks and did not replace {target}: {target} was not touched "
+                "and still serves"
+            )
+    return report
 
 
 def success_notification_step() -> str | None:

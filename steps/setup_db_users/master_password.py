@@ -26,12 +26,15 @@ import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.aws import error_code
 from dispatcher.errors import ResourceBusy
 from refresh.errors import DatabaseSetupFailed, UnsafeTarget
 from refresh.request import MANAGED_TAG, OPERATION_TAG, request_of
 from refresh.safety import describe_cluster, tags_of
 from refresh.users_spec import secret_name_of
+from steps.lib.master_secret import read_master_password
+
+#: Read back where the checks read it too (steps/lib/master_secret.py).
+__all__ = ["read_master_password"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -252,27 +255,3 @@ def wait_until_applied(
         )
         sleep(poll_seconds)
         polls += 1
-
-
-def read_master_password(ctx: StepContext, secret_arn: str) -> str:
-    """The master password from its secret (RDS's or the stack's)."""
-    request = request_of(ctx)
-    sm = ctx.aws("secretsmanager", request.target_region)
-    try:
-        value = sm.get_secret_value(SecretId=secret_arn)
-    except Exception as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            raise DatabaseSetupFailed(
-                f"the master user secret {secret_arn} has no current value yet; the step will wait for it "
-                "when retried",
-                secret_arn=secret_arn,
-            ) from None
-        raise
-    try:
-        password = json.loads(value.get("SecretString") or "")["password"]
-    except (ValueError, KeyError, TypeError):
-        raise DatabaseSetupFailed(
-            f"the master user secret {secret_arn} does not hold a JSON object with a 'password' field",
-            secret_arn=secret_arn,
-        ) from None
-    return str(password)

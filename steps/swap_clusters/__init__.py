@@ -35,7 +35,8 @@ class SwapClusters(PollLoopStep):
         "rds:DeleteDBCluster",
         "rds:CreateDBClusterSnapshot",
     )
-    run_after = "setup_db_users"
+    # After the validation gate: only a copy that passed its checks replaces the target.
+    run_after = "run_checks"
     # Only when the restore went beside an existing target; otherwise it already holds the name.
     run_when = RunWhen("NeedsSwap", {"Variable": "$.restore.swap_required", "BooleanEquals": True})
     reads = ("request", "snapshot", "restore")

@@ -627,11 +627,16 @@ def _summary(outcomes: list[Outcome], *, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scenario(seed_input: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The seed's input (swap, existing managed target) with a users spec, and its world."""
-    from tests.e2e.conftest import with_users
+#: A check every copy passes: the gate (RunChecks, its master password read) runs in every case.
+GATE_CHECK = {"name": "copy-answers", "sql": "SELECT 1", "rows": 1}
 
-    return with_users(seed_input)
+
+def scenario(seed_input: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The seed's input (swap, existing managed target) with a users spec and a check, and its world."""
+    from tests.e2e.conftest import seed_request, with_users
+
+    raw_input, world = with_users(seed_input)
+    return seed_request(raw_input, checks=[GATE_CHECK]), world
 
 
 #: Set by :func:`main`: the exhaustive test writes the document there.

@@ -27,6 +27,7 @@ SWAP_STEPS = {
     "restore_snapshot",
     "check_restore_status",
     "setup_db_users",
+    "run_checks",
     "swap_clusters",
     "check_swap_status",
     "archive_snapshot",

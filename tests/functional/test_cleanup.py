@@ -316,3 +316,34 @@ def test_an_aws_error_is_reported_as_a_line_never_raised(
     lines = cleanup_after_failure(failure_ctx, data)
     assert lines[-1].startswith(f"clean-up stopped in {TARGET_REGION}: Retryable")
     assert "Rate exceeded" in lines[-1]
+
+
+def test_keep_failed_restore_keeps_only_a_copy_that_failed_its_checks(
+    dispatcher: Any, failure_ctx: StepContext, clients: Any, target_world: dict[str, Any], mutations: Any
+) -> None:
+    # GIVEN a swap run with keep_failed_restore that restored beside the target
+    make_cluster(clients, TARGET)
+    data = run_until_restored(dispatcher, target_world, keep_failed_restore=True)
+    mutations.clear()
+    # WHEN it failed in the users setup (the master password may still be production's)
+    lines = cleanup_after_failure(failure_ctx, failed(data))
+    # THEN the copy is deleted all the same: only a copy that failed its checks is kept
+    assert "DeleteDBCluster" in mutations.names
+    assert any(f"deleting the temporary cluster {NEW}" in line for line in lines)
+
+
+def test_a_copy_that_failed_its_checks_is_kept_tagged_and_tagging_again_changes_nothing(
+    dispatcher: Any, failure_ctx: StepContext, clients: Any, target_world: dict[str, Any], mutations: Any
+) -> None:
+    from steps.handle_failure.cleanup import KEPT_TAG
+
+    make_cluster(clients, TARGET)
+    data = run_until_restored(dispatcher, target_world, keep_failed_restore=True)
+    data = {**data, "error": {"Error": "ChecksFailed", "Cause": "1 of 1 checks failed"}}
+    mutations.clear()
+    first = cleanup_after_failure(failure_ctx, data)
+    second = cleanup_after_failure(failure_ctx, data)
+    assert mutations.names == ["AddTagsToResource", "AddTagsToResource"]
+    assert first == second and f"kept the restored cluster {NEW}" in first[0]
+    assert tags(clients, describe(clients, NEW))[KEPT_TAG] == f"operation {OPERATION}: checks failed"
+    assert sorted(cluster_ids(clients)) == sorted([TARGET, NEW])

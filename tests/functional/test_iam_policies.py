@@ -83,8 +83,15 @@ def _world(body: dict[str, Any], *, target: bool = True, encrypted: bool = True)
     return dataclasses.replace(world, clusters=clusters, snapshots=snapshots, secrets=(secret,))
 
 
+#: A check that passes on any database: the gate runs (and reads the master password) in the swap.
+PASSING_CHECK = {"name": "reachable", "sql": "SELECT 1", "rows": 1}
+#: A check that fails on any database: the gate refuses the copy.
+FAILING_CHECK = {"name": "never", "sql": "SELECT 1", "no_rows": True}
+
+
 def _scenarios() -> dict[str, Scenario]:
-    swap = _body()
+    swap = _body(checks=[PASSING_CHECK])
+    gate_keeps = _body(checks=[FAILING_CHECK], keep_failed_restore=True)
     delete_first = _body(strategy="delete-first", source_region="eu-central-1")
     # A new target is placed by the request (ValidateRequest refuses one nobody places).
     new_target = _body(
@@ -137,6 +144,13 @@ def _scenarios() -> dict[str, Scenario]:
             # The failed restore is deleted again, and the failure is notified.
             makes=("rds.DeleteDBCluster", "sns.Publish"),
         ),
+        "checks-fail-keep": Scenario(
+            "checks-fail-keep",
+            gate_keeps,
+            _world(gate_keeps),
+            # The copy that failed its checks is kept and tagged, not deleted; the failure is notified.
+            makes=("secretsmanager.GetSecretValue", "rds.AddTagsToResource", "sns.Publish"),
+        ),
         "export": Scenario(
             "export",
             export,
@@ -160,7 +174,12 @@ def _scenarios() -> dict[str, Scenario]:
 
 SCENARIOS = _scenarios()
 #: The default run: between them nearly every call, the failure path included; the rest with -m slow.
-DEFAULT = ("swap-cross-region-encrypted", "delete-first-same-region", "restore-fails-clean-up")
+DEFAULT = (
+    "swap-cross-region-encrypted",
+    "delete-first-same-region",
+    "restore-fails-clean-up",
+    "checks-fail-keep",
+)
 
 
 @pytest.fixture(scope="module")

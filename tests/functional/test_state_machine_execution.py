@@ -99,6 +99,7 @@ def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dic
         "restore_snapshot": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=99),
         "check_restore_status": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=1),
         "setup_db_users": lambda e, n: {"roles_created": ["app"]},
+        "run_checks": lambda e, n: {"ok": True, "results": [], "counts": {"total": 0, "ok": 0, "failed": 0}},
         "swap_clusters": polled({"phase": "renamed-old"}, rounds=1),
         "check_swap_status": polled({"phase": "done"}, rounds=1),
         "archive_snapshot": lambda e, n: {"copies_deleted": []},
@@ -162,7 +163,7 @@ def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world
     described, entered = run(arn, SEED_INPUT)
 
     # THEN moto accepted the definition, and the refresh succeeds through the copy loop, the
-    # restore, the users and the swap
+    # restore, the users, the checks and the swap
     assert described["status"] == "SUCCEEDED", described
     assert steps.steps() == [
         "validate_request",
@@ -173,6 +174,7 @@ def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world
         "restore_snapshot",
         "check_restore_status",
         "setup_db_users",
+        "run_checks",
         "swap_clusters",
         "archive_snapshot",
         "send_notification",
@@ -183,7 +185,7 @@ def test_swap_refresh_polls_the_copy_then_swaps_and_succeeds(stepfunctions_world
     assert set(steps.event("restore_snapshot")) == {"step", "execution_id", "request", "snapshot", "copy"}
     assert steps.event("restore_snapshot")["request"]["target_cluster_id"] == "new-cluster-id"
     notified = steps.event("send_notification")["input"]
-    assert {"request", "snapshot", "copy", "restore", "users", "swap", "archive"} <= set(notified)
+    assert {"request", "snapshot", "copy", "restore", "users", "checks", "swap", "archive"} <= set(notified)
     # The raw input was dropped after validation: the request travels once.
     assert "body" not in notified
     assert notified["request"]["operation_id"] == "op-test002"

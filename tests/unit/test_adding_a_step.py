@@ -78,11 +78,12 @@ def with_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
 def test_a_poll_loop_plugin_shows_in_the_state_machine(with_plugin: Registry) -> None:
     # WHEN the state machine is generated with the plug-in registered
     states = build_definition(with_plugin)["States"]
-    # THEN its start, Choice, Wait and check run right after SetupDBUsers, before NeedsSwap
+    # THEN its start, Choice, Wait and check run right after SetupDBUsers, before the built-in line
+    # goes on (RunChecks, then NeedsSwap)
     assert states["SetupDBUsers"]["Next"] == "StartActivityStream"
     assert states["StartActivityStream"]["Next"] == "IsActivityStreamComplete"
     assert states["IsActivityStreamComplete"]["Choices"] == [
-        {"Variable": "$.activity_stream.complete", "BooleanEquals": True, "Next": "NeedsSwap"}
+        {"Variable": "$.activity_stream.complete", "BooleanEquals": True, "Next": "RunChecks"}
     ]
     assert states["IsActivityStreamComplete"]["Default"] == "WaitForActivityStream"
     assert states["WaitForActivityStream"] == {

@@ -248,3 +248,20 @@ def test_a_finished_restore_poll_names_the_cluster_and_its_instances() -> None:
     assert render.state_line(history.states[0]).endswith(
         "cluster orders-dev-new-1a2b available; instances orders-dev-1a2b-1 available, orders-dev-1a2b-2 creating"
     )
+
+
+def test_status_shows_the_checks_of_the_execution_it_describes_one_line_each() -> None:
+    from aurora_restore.commands.status import check_lines
+
+    arn = "arn:aws:states:eu-central-1:123456789012:execution:aurora-restore:op-1-retry-1"
+    failed = {"name": "masked", "expected": "no rows", "seen": "at least 1 row", "ok": False, "duration_ms": 3}
+    passed = {"name": "masked", "expected": "no rows", "seen": "0 rows", "ok": True, "duration_ms": 2}
+    item = {"executions": {"op-1": {"checks": [failed]}, "op-1-retry-1": {"checks": [passed]}}}
+    # The retry's execution: its own result, not the first run's
+    assert check_lines(item, {"arn": arn}) == ["PASS masked (expected no rows, saw 0 rows; 2 ms)"]
+    # No execution known any more: the latest record that ran checks
+    assert check_lines(item, {}) == ["PASS masked (expected no rows, saw 0 rows; 2 ms)"]
+    assert check_lines({"executions": {"op-1": {"checks": [failed]}}}, {}) == [
+        "FAIL masked (expected no rows, saw at least 1 row; 3 ms)"
+    ]
+    assert check_lines({}, {}) == []

@@ -44,9 +44,9 @@ def test_an_extra_step_runs_after_the_step_it_names_with_no_template_edit() -> N
     # WHEN the definition is generated
     states = build_definition(registry)["States"]
 
-    # THEN it sits between SetupDBUsers and NeedsSwap, called like every other step
+    # THEN it sits between SetupDBUsers and the built-in line's next step, called like every other step
     assert states["SetupDBUsers"]["Next"] == "MaskEmails"
-    assert states["MaskEmails"]["Next"] == "NeedsSwap"
+    assert states["MaskEmails"]["Next"] == "RunChecks"
     assert states["MaskEmails"]["Parameters"] == {
         "step": "mask_emails",
         "execution_id.$": "$$.Execution.Id",

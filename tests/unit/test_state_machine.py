@@ -225,6 +225,7 @@ def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> 
         "restore_snapshot",
         "check_restore_status",
         "setup_db_users",
+        "run_checks",
         "swap_clusters",
         "check_swap_status",
         "archive_snapshot",
