@@ -100,17 +100,25 @@ def restore_accounts(rds: Any, copy_id: str) -> list[str]:
 
 
 def retire_shared_copy(
-    ctx: StepContext, *, share: dict[str, Any], copy_id: str, region: str
+    ctx: StepContext,
+    *,
+    share: dict[str, Any],
+    copy_id: str,
+    region: str,
+    operation_id: str = "",
+    rds: Any = None,
 ) -> dict[str, Any]:
     """Unshare, then delete, this operation's copy in the source account; a copy already gone is done.
 
     A snapshot of that name not tagged with this operation is left alone (never touch what this
-    operation did not make). Returns ``account``, ``copy_id``, ``unshared``, ``deleted`` and
+    operation, or ``operation_id``, did not make). Returns ``account``, ``copy_id``, ``unshared``,
+    ``deleted`` and
     ``existed`` (False: nothing was there any more).
     """
     from refresh.request import OPERATION_TAG
 
-    rds = assume(ctx, share["account"], region)("rds", region)
+    operation_id = operation_id or ctx.operation_id
+    rds = rds or assume(ctx, share["account"], region)("rds", region)
     result = {"account": share["account"], "copy_id": copy_id, "unshared": False, "deleted": False}
     try:
         found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=copy_id)["DBClusterSnapshots"]
@@ -119,7 +127,7 @@ def retire_shared_copy(
     if not found:
         return {**result, "deleted": True, "existed": False}
     tags = rds.list_tags_for_resource(ResourceName=found[0]["DBClusterSnapshotArn"])["TagList"]
-    if {t["Key"]: t["Value"] for t in tags}.get(OPERATION_TAG) != ctx.operation_id:
+    if {t["Key"]: t["Value"] for t in tags}.get(OPERATION_TAG) != operation_id:
         ctx.log.warning("source-account copy not this operation's; left alone", copy_id=copy_id)
         return result
     if share["target_account"] in restore_accounts(rds, copy_id):
@@ -135,6 +143,24 @@ def retire_shared_copy(
         if error_code(exc) != "DBClusterSnapshotNotFoundFault":
             raise
     return {**result, "deleted": True, "existed": True}
+
+
+def leftover_copies(rds: Any, target_account: str, *, except_operation: str) -> list[tuple[str, str]]:
+    """(copy id, operation id) of every copy aurora-restore made in this source account for
+    ``target_account`` under another operation: what a run that died without its failure handler
+    (aborted, timed out) left there."""
+    from refresh.request import MANAGED_TAG, OPERATION_TAG
+
+    found = []
+    for page in rds.get_paginator("describe_db_cluster_snapshots").paginate(SnapshotType="manual"):
+        for snapshot in page["DBClusterSnapshots"]:
+            tags = rds.list_tags_for_resource(ResourceName=snapshot["DBClusterSnapshotArn"])["TagList"]
+            tag = {t["Key"]: t["Value"] for t in tags}
+            owner = tag.get(OPERATION_TAG, "")
+            if tag.get(MANAGED_TAG) == "true" and tag.get(SHARED_WITH_TAG) == target_account and owner:
+                if owner != except_operation:
+                    found.append((str(snapshot["DBClusterSnapshotIdentifier"]), owner))
+    return found
 
 
 def check_shareable_key(

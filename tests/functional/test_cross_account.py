@@ -223,6 +223,49 @@ def test_a_failure_after_the_share_retires_the_copy_in_the_source_account(
     assert source_state(source) == before
 
 
+def test_the_archive_step_retires_copies_left_in_the_source_account_by_runs_that_died(
+    two_accounts: None, clients: Any, store: Any
+) -> None:
+    from steps.archive_snapshot import ArchiveSnapshot
+
+    # GIVEN two earlier runs that shared copies and died before retiring them: one FAILED, one RUNNING
+    source = source_of(clients)
+    automated_snapshot_under_aws_rds(source, "orders", AUTOMATED)
+    before = source_state(source)
+    settings = settings_for(source, target_key(clients))
+    left = {}
+    for operation_id, status in (("op-dead-1", "FAILED"), ("op-alive-1", None)):
+        # (each its own target: their locks stay taken, as a dead run's would)
+        req = request(
+            snapshot_id=AUTOMATED,
+            source_account=SOURCE_ACCOUNT,
+            operation_id=operation_id,
+            target_cluster_id=f"orders-{operation_id}",
+        )
+        snapshot = SnapshotCheck().run(context({}, req, settings=settings, clients=clients, store=store))
+        shared = ShareSourceSnapshot().start(
+            context({"snapshot": snapshot}, req, settings=settings, clients=clients, store=store)
+        )
+        left[operation_id] = shared["shared_copy"]["identifier"]
+        if status:
+            store.finish(operation_id, status)
+    # WHEN a later refresh of the same source archives
+    req = request(snapshot_id=AUTOMATED, source_account=SOURCE_ACCOUNT, operation_id="op-now-1")
+    snapshot = SnapshotCheck().run(context({}, req, settings=settings, clients=clients, store=store))
+    event = {"snapshot": snapshot, "copy": {"identifier": "none", "copied": False}, "restore": {}}
+    output = ArchiveSnapshot().run(context(event, req, settings=settings, clients=clients, store=store))
+    # THEN the dead run's copy is unshared and deleted there, the running one's kept
+    assert output["problems"] == []
+    assert output["source_account_deleted"] == [left["op-dead-1"]]
+    assert {"identifier": left["op-alive-1"], "reason": "operation op-alive-1 may still run"} in output[
+        "skipped"
+    ]
+    after = source_state(source)
+    assert left["op-dead-1"] not in after["snapshots"]
+    assert after["snapshots"][left["op-alive-1"]]["shared_with"] == [TARGET_ACCOUNT]
+    assert set(after["snapshots"]) - {left["op-alive-1"]} == set(before["snapshots"])
+
+
 # -- the traps: refused in SnapshotCheck, nothing changed in the target account --------------------
 def test_no_role_for_the_account(
     two_accounts: None, clients: Any, store: Any, calls: list[tuple[str, str]]
