@@ -195,6 +195,14 @@ def role_statements(key_arn: Any) -> list[dict[str, Any]]:
     ours = {"StringEquals": {f"aws:ResourceTag/{MANAGED_TAG}": "true"}}
     return [
         {
+            # Listing the account's snapshots (no identifier: the retention of copies a dead run
+            # left) authorizes on "*"; it only reads.
+            "Sid": "ListSnapshots",
+            "Effect": "Allow",
+            "Action": ["rds:DescribeDBClusterSnapshots"],
+            "Resource": "*",
+        },
+        {
             # Describe and list calls authorize on the snapshot or the cluster; neither changes anything.
             "Sid": "ReadSnapshots",
             "Effect": "Allow",

@@ -387,3 +387,16 @@ def test_the_key_policy_check_reads_principals_and_conditions() -> None:
     assert policy_grants(text, "222222222222", "kms:CreateGrant")
     assert not policy_grants(text, "333333333333", "kms:Decrypt")  # a condition we cannot promise
     assert not policy_grants(text, "444444444444", "kms:Decrypt")
+
+
+def test_a_snapshot_arn_of_a_configured_account_is_read_through_its_role(
+    two_accounts: None, clients: Any, store: Any
+) -> None:
+    source = source_of(clients)
+    made = automated_snapshot_under_aws_rds(source, "orders", AUTOMATED)
+    req = request(snapshot_id=made["DBClusterSnapshotArn"])  # no source_account: the ARN says it
+    facts = SnapshotCheck().run(
+        context({}, req, settings=settings_for(source, target_key(clients)), clients=clients, store=store)
+    )
+    assert facts["source_share_required"] is True
+    assert facts["source_share"]["account"] == SOURCE_ACCOUNT and facts["identifier"] == AUTOMATED

@@ -119,6 +119,7 @@ OURS = {"aws:ResourceTag/aurora-restore:managed": ("true",)}
 #: tags each resource carries then, plus what RDS checks on the role when it copies under a key.
 NEEDED = [
     request("rds:DescribeDBClusterSnapshots", snapshot("rds:orders-2026-11-29-03-00")),
+    request("rds:DescribeDBClusterSnapshots", "*"),
     request("rds:DescribeDBClusterSnapshotAttributes", snapshot("ar-share-copy")),
     request("rds:ListTagsForResource", snapshot("ar-share-copy"), **OURS),
     request("rds:CopyDBClusterSnapshot", snapshot("rds:orders-2026-11-29-03-00")),
