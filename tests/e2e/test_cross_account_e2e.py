@@ -100,6 +100,8 @@ def test_the_cross_account_example_succeeds_and_leaves_the_source_account_as_it_
     # AND nothing in the source account is any different: no cluster touched, no snapshot left or shared
     assert source_side(report.world_after) == source_side(report.world_before)
     assert source_side(report.world_before)["snapshots"][0]["shared_with"] == []
+    # AND the external id the role demands is nowhere in the report (calls, logs, state, audit)
+    assert "rehearsal-external-id-0001" not in json.dumps(report.to_dict(), default=str)
     # AND the audit trail says what happened there
     events = [entry["event"] for entry in report.audit]
     assert "source_snapshot_copy_started" in events and "source_snapshot_shared" in events
