@@ -16,7 +16,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-BENCHMARKS = ["polling", "cold_start", "package", "rehearsal", "fan_out"]
+BENCHMARKS = ["polling", "cold_start", "package", "rehearsal", "fan_out", "refresh_paths"]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 #: The default ``pytest`` run's wall time, measured by hand: timing the whole suite from here would
 #: take minutes on every benchmark run and compete with the benchmarks for the machine's cores.

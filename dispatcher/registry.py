@@ -138,11 +138,17 @@ class Step:
 class RunWhen:
     """A step's condition: its stage runs only when ``rule`` (an ASL Choice rule, no ``Next``) holds.
 
-    ``choice`` names the Choice state; when the rule does not hold the pipeline goes on past it.
+    ``choice`` names the Choice state; when the rule does not hold the pipeline goes on past it
+    (through ``otherwise_state``, writing ``otherwise_output`` as the step's result, when set).
     """
 
     choice: str
     rule: dict[str, Any]
+    #: When later steps read the step's ``result_key`` whichever way the Choice goes: the Pass state
+    #: the Choice takes otherwise, and what it writes there (every later read then finds the key,
+    #: with these fields, which the build's path proof holds the readers to).
+    otherwise_state: str | None = None
+    otherwise_output: dict[str, Any] | None = None
 
 
 def missing_outputs(declared: tuple[str, ...], output: Any) -> list[str]:

@@ -47,6 +47,11 @@ class Branch:
     choice: str
     when: dict[str, Any]
     stages: tuple[Stage, ...]
+    #: When the rule does not hold: a Pass state writing ``otherwise_output`` at ``$.<otherwise_key>``
+    #: (the branch's step's result key), so later readers find it on both paths; None: go straight on.
+    otherwise_state: str | None = None
+    otherwise_key: str | None = None
+    otherwise_output: dict[str, Any] | None = None
 
 
 Stage = Task | PollLoop | Branch
@@ -165,8 +170,25 @@ def _stages_from(cls: type[Step], after: dict[str, list[type[Step]]], reached: s
     for step in followers:
         if not _is_builtin(step):
             own.extend(_stages_from(step, after, reached))
+    when = cls.run_when
+    if when is not None and (when.otherwise_state is None) != (when.otherwise_output is None):
+        raise PipelineError(
+            f"step {cls.name!r}: run_when sets only one of otherwise_state and otherwise_output; set both "
+            "(a Pass state and what it writes at $." + cls.result_key + ") or neither"
+        )
     stages: list[Stage] = (
-        [Branch(cls.run_when.choice, cls.run_when.rule, tuple(own))] if cls.run_when else own
+        [
+            Branch(
+                when.choice,
+                when.rule,
+                tuple(own),
+                otherwise_state=when.otherwise_state,
+                otherwise_key=cls.result_key if when.otherwise_state else None,
+                otherwise_output=dict(when.otherwise_output) if when.otherwise_output is not None else None,
+            )
+        ]
+        if when
+        else own
     )
     for step in line:
         stages.extend(_stages_from(step, after, reached))

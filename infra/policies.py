@@ -32,6 +32,10 @@ not name them, so they are easy to miss; ``tests/iam_check.py`` adds each to the
   (for RDS, hence ``kms:GrantIsForAWSResource``) and ``kms:DescribeKey`` on the snapshot's key and
   on the new key (Aurora User Guide, "Copying a DB cluster snapshot", encryption section:
   https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/aurora-copy-snapshot.html).
+- An encrypted ``RestoreDBClusterToPointInTime`` (clone or point-in-time restore): the same
+  ``kms:CreateGrant``/``kms:DescribeKey`` on the source cluster's key, which a clone keeps (Aurora
+  User Guide, "Cloning a volume for an Amazon Aurora DB cluster":
+  https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/Aurora.Managing.Clone.html).
 - A cross-region ``CopyDBClusterSnapshot`` carries a pre-signed ``CopyDBClusterSnapshot`` request
   for the source region (boto3 makes it from ``SourceRegion``), so the same action is authorized
   there too, on the source snapshot, with ``aws:RequestedRegion`` the source region (RDS API
@@ -205,6 +209,16 @@ def dispatcher_statements(
             "Resource": rds_arns(
                 "*", "cluster", "db", "cluster-snapshot", "subgrp", "cluster-pg", "pg", "og", "secgrp"
             ),
+            "Condition": {"StringEquals": {**in_target_regions, **managed_request}},
+        },
+        {
+            # A clone or a point-in-time restore is authorized on the source cluster and on the new
+            # one (both "cluster" resources), in the stack's region, tagged managed in the request;
+            # the source's key is reached through the KMS statements (SourceKmsKeyArns).
+            "Sid": "CloneOrRestoreClustersToPointInTimeTaggedManaged",
+            "Effect": "Allow",
+            "Action": ["rds:RestoreDBClusterToPointInTime"],
+            "Resource": rds_arns("*", "cluster", "subgrp", "cluster-pg", "og", "secgrp"),
             "Condition": {"StringEquals": {**in_target_regions, **managed_request}},
         },
         {

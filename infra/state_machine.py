@@ -267,11 +267,27 @@ def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: W
             after = _check_stage_reads(stage.stages, registry, state)
             # The branch may be skipped: what it adds is not certain afterwards, and a key it
             # rewrites may have been written last by either side.
-            state = {
+            merged = {
                 key: writers + [w for w in after.get(key, writers) if w not in writers]
                 for key, writers in state.items()
             }
+            if stage.otherwise_state and stage.otherwise_key:
+                # Skipped, the Pass state writes the key: certain on both paths, with the fields of
+                # whichever side wrote it last.
+                key = stage.otherwise_key
+                merged[key] = [*after.get(key, []), _pass_writer(stage)]
+            state = merged
     return state
+
+
+def _pass_writer(stage: Branch) -> type[Step]:
+    """The skipped branch's Pass state as a writer the proof can hold to its fields."""
+    output = stage.otherwise_output or {}
+    return type(
+        "Otherwise",
+        (Step,),
+        {"name": f"({stage.otherwise_state})", "state_name": stage.otherwise_state, "outputs": tuple(output)},
+    )
 
 
 def _writes_whole_data(cls: type[Step], stage: Task, stages: tuple[Stage, ...]) -> bool:
@@ -413,8 +429,15 @@ def _emit(
             states[stage.choice] = {
                 "Type": "Choice",
                 "Choices": [{**stage.when, "Next": _entry(stage.stages[0], registry)}],
-                "Default": following,
+                "Default": stage.otherwise_state or following,
             }
+            if stage.otherwise_state:
+                states[stage.otherwise_state] = {
+                    "Type": "Pass",
+                    "Result": stage.otherwise_output,
+                    "ResultPath": f"$.{stage.otherwise_key}",
+                    "Next": following,
+                }
             _emit(stage.stages, following, registry, pipeline, timeouts, states)
 
 

@@ -10,6 +10,7 @@ say what the registered steps do.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from infra.pipeline import PipelineError
@@ -38,6 +39,10 @@ def to_state_table(definition: dict[str, Any], registry: Registry) -> str:
             rows.append(f"| {name} | {_cell(_choice(state))} | | | |")
         elif kind == "Wait":
             rows.append(f"| {name} | Wait, `SecondsPath: {state['SecondsPath']}` | | | |")
+        elif kind == "Pass":
+            written = ", ".join(f"`{k}`: {json.dumps(v)}" for k, v in (state.get("Result") or {}).items())
+            key = state["ResultPath"].removeprefix("$.")
+            rows.append(f"| {name} | Pass (nothing to do) | | `{key}` | {_cell(written)} |")
         else:
             rows.append(f"| {name} | {kind} | | | |")
     return "\n".join(rows) + "\n"

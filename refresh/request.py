@@ -15,6 +15,7 @@ from typing import Any
 
 from dispatcher.context import StepContext, derive_operation_id
 from dispatcher.errors import ValidationError
+from refresh.sources import CLUSTER_KINDS, FORMS, check_same_place, is_cluster_source, parse_cluster_source
 
 CLUSTER_ID_RULE = (
     "1-63 letters, digits or hyphens, starting with a letter, with no trailing hyphen and no '--'"
@@ -109,12 +110,14 @@ RESERVED_TAG_PREFIXES = ("aws:", "aurora-restore:")
 class SnapshotRef:
     """How the request names the snapshot: an identifier, an ARN, or the newest of a cluster."""
 
-    kind: str  # "identifier" | "arn" | "latest"
+    kind: str  # "identifier" | "arn" | "latest" | "clone" | "pitr" (refresh.sources)
     value: str
-    #: For an ARN: its region and account; for ``latest``: the source cluster id.
+    #: For an ARN: its region and account; for ``latest``, ``clone`` and ``pitr``: the source cluster id.
     region: str = ""
     account: str = ""
     cluster_id: str = ""
+    #: For ``clone`` and ``pitr``: ``latest`` or the point in time (ISO 8601 UTC).
+    restore_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,8 @@ class RestoreRequest:
 
 FIELDS: dict[str, str] = {
     "operation_id": "optional; " + OPERATION_ID_RULE + ", generated when absent",
-    "snapshot_id": "required; snapshot identifier, cluster-snapshot ARN or latest:<cluster-id>",
+    "snapshot_id": "required; snapshot identifier, cluster-snapshot ARN, latest:<cluster-id>, "
+    "clone:<cluster-id> or pitr:<cluster-id>@<ISO 8601 UTC time or latest>",
     "source_region": "required; an AWS region name such as eu-west-1",
     "target_region": "required; an AWS region name such as eu-central-1",
     "target_cluster_id": "required; " + CLUSTER_ID_RULE,
@@ -291,6 +295,14 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
     target_cluster_id = _required_text(fields, "target_cluster_id")
     if not _CLUSTER_ID.fullmatch(target_cluster_id):
         raise ValidationError("target_cluster_id", target_cluster_id, "must be " + CLUSTER_ID_RULE)
+    if snapshot.kind in CLUSTER_KINDS:
+        check_same_place(
+            snapshot_id,
+            snapshot.cluster_id,
+            source_region=source_region,
+            target_region=target_region,
+            target_cluster_id=target_cluster_id,
+        )
     if (
         snapshot.kind == "latest"
         and snapshot.cluster_id.lower() == target_cluster_id.lower()
@@ -432,11 +444,14 @@ def _source_account(fields: Mapping[str, Any], snapshot: SnapshotRef) -> str | N
 
 
 def parse_snapshot_ref(value: str) -> SnapshotRef:
-    """Parse an identifier, a cluster-snapshot ARN, or ``latest:<cluster-id>``."""
-    allowed = (
-        "must be a cluster snapshot identifier (" + SNAPSHOT_ID_RULE + "), a cluster-snapshot "
-        "ARN (arn:aws:rds:<region>:<account>:cluster-snapshot:<id>) or latest:<source-cluster-id>"
-    )
+    """Parse an identifier, a cluster-snapshot ARN, ``latest:<cluster-id>``, or a live cluster.
+
+    ``clone:<cluster-id>`` and ``pitr:<cluster-id>@<time>`` are parsed by ``refresh.sources``.
+    """
+    allowed = f"must be {FORMS}; a snapshot identifier is {SNAPSHOT_ID_RULE}"
+    if is_cluster_source(value):
+        kind, cluster_id, restore_to = parse_cluster_source(value)
+        return SnapshotRef(kind, value, cluster_id=cluster_id, restore_to=restore_to)
     if value.startswith("latest:"):
         cluster_id = value[len("latest:") :]
         if not _CLUSTER_ID.fullmatch(cluster_id):

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.aws import error_code, translate
 from dispatcher.errors import Retryable
-from dispatcher.registry import Step, register
+from dispatcher.registry import RunWhen, Step, register
 from refresh.errors import UnsafeTarget
 from refresh.request import OPERATION_TAG, request_of
+from refresh.sources import FROM_SNAPSHOT_RULE
 from steps.lib import names
 from steps.lib.polling import iso_time
 from steps.lib.snapshot_export import check_export_settings
@@ -59,6 +60,8 @@ class ArchiveSnapshot(Step):
         "sts:AssumeRole",
     )
     run_after = "swap_clusters"
+    # A clone or a point-in-time restore made no copy: nothing to tag, keep or export.
+    run_when = RunWhen("NeedsArchive", FROM_SNAPSHOT_RULE)
     reads = ("request", "copy", "restore", "snapshot")
     result_key = "archive"
     output_doc = (

@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.aws import error_code
 from dispatcher.errors import Retryable
 from dispatcher.poll_loop import PollLoopStep
-from dispatcher.registry import register
+from dispatcher.registry import RunWhen, register
 from dispatcher.store import STATUS_RUNNING
 from refresh.copy_claims import claim_copy, take_over_copy_claim
 from refresh.errors import CopyFailed
 from refresh.request import MANAGED_TAG, OPERATION_TAG, request_of
+from refresh.sources import FROM_SNAPSHOT_RULE, NO_COPY_OUTPUT
 from steps.lib import names
 from steps.lib.polling import iso_time, poll_fields
 from steps.lib.snapshots import (
@@ -86,6 +87,10 @@ class CopySnapshot(PollLoopStep):
         "kms:GenerateDataKey*",
     )
     run_after = "share_source_snapshot"
+    # A clone or a point-in-time restore reads the live cluster: there is no snapshot to copy.
+    run_when = RunWhen(
+        "NeedsCopy", FROM_SNAPSHOT_RULE, otherwise_state="NoCopyNeeded", otherwise_output=NO_COPY_OUTPUT
+    )
     reads = ("request", "snapshot")
     result_key = "copy"
     output_doc = (

@@ -1,4 +1,7 @@
-"""restore_snapshot: restore the copied snapshot into a new cluster.
+"""restore_snapshot: restore the copied snapshot (or a live cluster) into a new cluster.
+
+From ``clone:``/``pitr:`` there is no snapshot: the new cluster comes from the source cluster
+itself (``RestoreDBClusterToPointInTime``, ``point_in_time_arguments``); the rest is the same.
 
 Under ``swap`` with an existing target the cluster is restored beside it, under a temporary
 identifier (``names.temporary_cluster_id``), and swapped in later; otherwise (``delete-first``,
@@ -11,6 +14,7 @@ cluster and every instance are available.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import ResourceBusy, ValidationError
@@ -19,8 +23,11 @@ from dispatcher.registry import register
 from refresh.errors import RestoreFailed, UnsafeTarget
 from refresh.request import request_of
 from refresh.safety import describe_cluster
+from refresh.sources import RESTORE_TYPES
 from steps.lib import names
 from steps.lib.clusters import (
+    SOURCE_CLUSTER_TAG,
+    SOURCE_KIND_TAG,
     SOURCE_SNAPSHOT_TAG,
     audit,
     describe_instance,
@@ -54,6 +61,7 @@ class RestoreSnapshot(PollLoopStep):
         "rds:DescribeDBSubnetGroups",
         "rds:ListTagsForResource",
         "rds:RestoreDBClusterFromSnapshot",
+        "rds:RestoreDBClusterToPointInTime",
         "rds:CreateDBInstance",
         "rds:AddTagsToResource",
         "kms:DescribeKey",
@@ -160,10 +168,18 @@ class RestoreSnapshot(PollLoopStep):
         cluster_id: str,
         placement: dict[str, Any],
     ) -> dict[str, Any]:
-        """Call RestoreDBClusterFromSnapshot; adopt the cluster if a concurrent run made it."""
-        arguments = restore_arguments(ctx, request, snapshot, copy, cluster_id, placement)
+        """Call RestoreDBClusterFromSnapshot (or, from a live cluster, RestoreDBClusterToPointInTime);
+        adopt the cluster if a concurrent run made it."""
+        from_cluster = snapshot.get("source_kind") in ("clone", "pitr")
+        if from_cluster:
+            arguments = point_in_time_arguments(request, snapshot, cluster_id, placement)
+        else:
+            arguments = restore_arguments(ctx, request, snapshot, copy, cluster_id, placement)
         try:
-            cluster: dict[str, Any] = rds.restore_db_cluster_from_snapshot(**arguments)["DBCluster"]
+            if from_cluster:
+                cluster: dict[str, Any] = rds.restore_db_cluster_to_point_in_time(**arguments)["DBCluster"]
+            else:
+                cluster = rds.restore_db_cluster_from_snapshot(**arguments)["DBCluster"]
         except rds.exceptions.DBClusterAlreadyExistsFault:
             existing = describe_cluster(rds, cluster_id)
             if existing is None:
@@ -178,12 +194,19 @@ class RestoreSnapshot(PollLoopStep):
             "cluster_restore_started",
             cluster_id=cluster_id,
             region=request.target_region,
-            snapshot=arguments["SnapshotIdentifier"],
+            snapshot=arguments.get("SnapshotIdentifier"),
+            source_cluster=arguments.get("SourceDBClusterIdentifier"),
+            restore_type=arguments.get("RestoreType"),
+            restore_to_time=str(arguments.get("RestoreToTime") or "latest") if from_cluster else None,
             subnet_group=placement["db_subnet_group"],
             security_groups=placement["vpc_security_group_ids"],
             placement_sources=placement["sources"],
         )
-        ctx.log.info("restore started", cluster_id=cluster_id, snapshot=arguments["SnapshotIdentifier"])
+        ctx.log.info(
+            "restore started",
+            cluster_id=cluster_id,
+            source=arguments.get("SnapshotIdentifier") or arguments.get("SourceDBClusterIdentifier"),
+        )
         return cluster
 
     def check(self, ctx: StepContext) -> dict[str, Any]:
@@ -317,6 +340,52 @@ def restore_arguments(
         kms_key_id = request.kms_key_id or settings.default_kms_key_id
         if kms_key_id:
             arguments["KmsKeyId"] = kms_key_id
+    if placement.get("port") is not None:
+        arguments["Port"] = placement["port"]
+    if placement["instance_class"] == "db.serverless":
+        arguments["ServerlessV2ScalingConfiguration"] = {
+            "MinCapacity": request.serverless_min_capacity,
+            "MaxCapacity": request.serverless_max_capacity,
+        }
+    return arguments
+
+
+def point_in_time_arguments(
+    request: RestoreRequest, snapshot: dict[str, Any], cluster_id: str, placement: dict[str, Any]
+) -> dict[str, Any]:
+    """The RestoreDBClusterToPointInTime call for a clone or a point-in-time restore.
+
+    A clone is ``copy-on-write`` at the latest restorable time and keeps the source's KMS key (no
+    ``KmsKeyId``); a point-in-time restore is a ``full-copy`` at ``RestoreToTime`` or the latest
+    restorable time, re-encrypted only when the request names a key. Like a snapshot restore, it
+    takes the default VPC and security group unless placed, and has no instance until one is added.
+    """
+    kind = str(snapshot["source_kind"])
+    restore_to = snapshot.get("restore_to_time")
+    arguments: dict[str, Any] = {
+        "DBClusterIdentifier": cluster_id,
+        "SourceDBClusterIdentifier": str(snapshot["source_cluster_id"]),
+        "RestoreType": str(snapshot.get("restore_type") or RESTORE_TYPES[kind]),
+        "DeletionProtection": False,
+        "EnableIAMDatabaseAuthentication": request.iam_database_auth,
+        "Tags": resource_tags(
+            request,
+            **{SOURCE_CLUSTER_TAG: str(snapshot.get("arn") or snapshot["source_cluster_id"])},
+            **{SOURCE_KIND_TAG: kind if kind == "clone" else f"pitr@{restore_to or 'latest'}"},
+        ),
+    }
+    if restore_to and kind == "pitr":
+        arguments["RestoreToTime"] = datetime.fromisoformat(str(restore_to))
+    else:
+        arguments["UseLatestRestorableTime"] = True
+    if kind == "pitr" and request.kms_key_id and snapshot.get("encrypted"):
+        arguments["KmsKeyId"] = request.kms_key_id
+    if placement.get("db_subnet_group"):
+        arguments["DBSubnetGroupName"] = placement["db_subnet_group"]
+    if placement.get("vpc_security_group_ids"):
+        arguments["VpcSecurityGroupIds"] = list(placement["vpc_security_group_ids"])
+    if placement.get("db_cluster_parameter_group"):
+        arguments["DBClusterParameterGroupName"] = placement["db_cluster_parameter_group"]
     if placement.get("port") is not None:
         arguments["Port"] = placement["port"]
     if placement["instance_class"] == "db.serverless":

@@ -179,6 +179,10 @@ class SendNotification(Step):
                 "restored_from": copy.get("identifier") or snapshot.get("identifier"),
                 "copied": copy.get("copied"),
                 "reused_from": copy.get("reused_from"),
+                # snapshot, or clone / pitr: a live cluster, restored as of restore_to_time (null: latest)
+                "source_kind": snapshot.get("source_kind", "snapshot"),
+                "restore_type": snapshot.get("restore_type"),
+                "restore_to_time": snapshot.get("restore_to_time"),
             },
             "endpoint": cluster.get("Endpoint") or swap.get("endpoint") or restore.get("endpoint"),
             "reader_endpoint": cluster.get("ReaderEndpoint") or restore.get("reader_endpoint"),

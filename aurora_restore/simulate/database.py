@@ -210,7 +210,7 @@ def source_cluster(world: World, request: RestoreRequest | None) -> ClusterSpec 
     ref = request.snapshot
     # The snapshot's own account: the request's source_account, an ARN's, else the stack's.
     account = request.source_account or (ref.account if ref.kind == "arn" else "") or ACCOUNT
-    if ref.kind == "latest":
+    if ref.kind in ("latest", "clone", "pitr"):
         return world.cluster(ref.cluster_id, request.source_region, account)
     snapshot_id = ref.value.split(":cluster-snapshot:")[-1] if ref.kind == "arn" else ref.value
     for snapshot in world.snapshots:

@@ -368,6 +368,7 @@ class ProgressScript:
         add_hook("after-call.rds.CopyDBClusterSnapshot", self._copied)
         add_hook("after-call.rds.DescribeDBClusterSnapshots", self._describe_snapshots)
         add_hook("after-call.rds.RestoreDBClusterFromSnapshot", self._restored)
+        add_hook("after-call.rds.RestoreDBClusterToPointInTime", self._restored)
         add_hook("after-call.rds.CreateDBInstance", self._instance_created)
         add_hook("after-call.rds.DescribeDBClusters", self._describe_clusters)
         add_hook("after-call.rds.DescribeDBInstances", self._describe_instances)

@@ -35,6 +35,15 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
 - Restores (``RestoreDBClusterFromSnapshot``): RDS refuses an identifier another cluster holds
   (``DBClusterAlreadyExistsFault``) and honours ``DeletionProtection=False``. moto overwrites
   the existing cluster and keeps the snapshot's source cluster's protection when told ``False``.
+- Point-in-time restores and clones (``RestoreDBClusterToPointInTime``): RDS refuses an identifier
+  another cluster holds (``DBClusterAlreadyExistsFault``), a source that is not available
+  (``InvalidDBClusterStateFault``) and a ``RestoreToTime`` outside the source's
+  ``EarliestRestorableTime``..``LatestRestorableTime`` (``InvalidRestoreFault``); a
+  ``copy-on-write`` clone shares the source's storage, so it keeps the source's KMS key (another
+  ``KmsKeyId`` is refused) and joins its clone group: every member reports the same
+  ``CloneGroupId`` in DescribeDBClusters, which is how clones of one source are counted. Any
+  ``KmsKeyId`` for an unencrypted source is rejected (the API reference, ``KmsKeyId``). moto
+  restores any time, overwrites a taken name and leaves ``CloneGroupId`` empty.
 - Conditional writes (DynamoDB ``PutItem``/``UpdateItem``/``DeleteItem`` with a
   ``ConditionExpression``): DynamoDB evaluates the condition and writes atomically. moto checks
   and then writes with nothing held between the two, so two threads can both pass
@@ -170,6 +179,67 @@ def _restores_as_rds_does(original: Any) -> Any:
     return restore_db_cluster_from_snapshot
 
 
+def _restores_to_point_in_time_as_rds_does(original: Any) -> Any:
+    """``RDSBackend.restore_db_cluster_to_point_in_time`` with RDS's refusals and clone groups."""
+    import uuid
+    from datetime import timezone
+
+    from moto.rds.exceptions import RDSClientError
+
+    def restore_db_cluster_to_point_in_time(
+        self: Any, db_cluster_identifier: str, source_db_cluster_identifier: str, **kwargs: Any
+    ) -> Any:
+        if _name_taken(self, db_cluster_identifier):
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB cluster already exists")
+        source = self.clusters.get(source_db_cluster_identifier) or self.clusters.get(
+            source_db_cluster_identifier.lower()
+        )
+        if source is None:
+            raise RDSClientError(
+                "DBClusterNotFoundFault", f"DBCluster {source_db_cluster_identifier} not found."
+            )
+        if source.status != "available":
+            raise RDSClientError(
+                "InvalidDBClusterStateFault",
+                f"DbCluster {source.db_cluster_identifier} is not in available state",
+            )
+        restore_to = kwargs.get("restore_to_time")
+        if restore_to is not None:
+            when = restore_to if restore_to.tzinfo else restore_to.replace(tzinfo=timezone.utc)
+            earliest = source.earliest_restorable_time
+            earliest = earliest if earliest.tzinfo else earliest.replace(tzinfo=timezone.utc)
+            latest = source.latest_restorable_time
+            latest = latest if latest.tzinfo else latest.replace(tzinfo=timezone.utc)
+            if not earliest <= when <= latest:
+                raise RDSClientError(
+                    "InvalidRestoreFault",
+                    f"Restore time {when.isoformat()} is outside the restorable window "
+                    f"{earliest.isoformat()} - {latest.isoformat()}",
+                )
+        copy_on_write = kwargs.get("restore_type") == "copy-on-write"
+        key = kwargs.get("kms_key_id")
+        if key and not source.storage_encrypted:
+            raise RDSClientError(
+                "InvalidParameterCombination", "KmsKeyId cannot be given for an unencrypted source DB cluster"
+            )
+        if copy_on_write and key and key != source.kms_key_id:
+            raise RDSClientError(
+                "InvalidParameterCombination", "A copy-on-write clone keeps the source DB cluster's KMS key"
+            )
+        cluster = original(self, db_cluster_identifier, source_db_cluster_identifier, **kwargs)
+        if kwargs.get("deletion_protection") is not None:
+            cluster.deletion_protection = kwargs["deletion_protection"] in (True, "true", "True")
+        if copy_on_write:
+            if not getattr(source, "clone_group_id", None):
+                source.clone_group_id = str(uuid.uuid4())
+            cluster.clone_group_id = source.clone_group_id
+        else:
+            cluster.clone_group_id = None
+        return cluster
+
+    return restore_db_cluster_to_point_in_time
+
+
 def _still_faulty(function: Any, faulty_code: str) -> bool:
     try:
         return faulty_code in inspect.getsource(function)
@@ -185,11 +255,13 @@ def _apply_rds() -> Callable[[], None]:
     saved_get_snapshot = RDSBackend.get_snapshot
     saved_modify = RDSBackend.modify_db_cluster
     saved_restore = RDSBackend.restore_db_cluster_from_snapshot
+    saved_pitr = RDSBackend.restore_db_cluster_to_point_in_time
     saved_copy = parser_models.copy
     saved_backup = DBCluster.save_automated_backup
     DBCluster.save_automated_backup = _no_creation_snapshot  # type: ignore[method-assign]
     RDSBackend.modify_db_cluster = _renames_as_rds_does(saved_modify)  # type: ignore[method-assign]
     RDSBackend.restore_db_cluster_from_snapshot = _restores_as_rds_does(saved_restore)  # type: ignore[method-assign]
+    RDSBackend.restore_db_cluster_to_point_in_time = _restores_to_point_in_time_as_rds_does(saved_pitr)  # type: ignore[method-assign]
     if _still_faulty(RDSBackend.get_snapshot, 'identifier.split(":")[-1]'):
         RDSBackend.get_snapshot = _get_snapshot  # type: ignore[method-assign]
     if _still_faulty(
@@ -201,6 +273,7 @@ def _apply_rds() -> Callable[[], None]:
         RDSBackend.get_snapshot = saved_get_snapshot  # type: ignore[method-assign]
         RDSBackend.modify_db_cluster = saved_modify  # type: ignore[method-assign]
         RDSBackend.restore_db_cluster_from_snapshot = saved_restore  # type: ignore[method-assign]
+        RDSBackend.restore_db_cluster_to_point_in_time = saved_pitr  # type: ignore[method-assign]
         parser_models.copy = saved_copy
         DBCluster.save_automated_backup = saved_backup  # type: ignore[method-assign]
 

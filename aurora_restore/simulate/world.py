@@ -18,6 +18,7 @@ import re
 import secrets as token_source
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from refresh.request import MANAGED_TAG, RestoreRequest
@@ -87,6 +88,8 @@ class ClusterSpec:
     port: int | None = None
     #: Tags of instances that do not carry the cluster's own (``{"id": ..., "tags": ...}`` entries).
     instance_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Days of automated backups (1-35): a point-in-time restore may go this far back.
+    backup_retention_days: int = 1
     #: SQL that stands in for the data a snapshot of this cluster holds: the rehearsal runs it in the
     #: restored copy's database before the refresh, so masking scripts and checks have rows to work on.
     data_sql: str = ""
@@ -314,6 +317,7 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         "subnet_group",
         "security_groups",
         "port",
+        "backup_retention_days",
         "data_sql",
         "account",
     )
@@ -343,7 +347,13 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         isinstance(port, bool) or not isinstance(port, int) or not 1150 <= port <= 65535
     ):
         raise WorldError(f"{where}.port: {port!r} is not valid; a port from 1150 to 65535")
+    retention = raw.get("backup_retention_days", 1)
+    if isinstance(retention, bool) or not isinstance(retention, int) or not 1 <= retention <= 35:
+        raise WorldError(
+            f"{where}.backup_retention_days: {retention!r} is not valid; a whole number of days from 1 to 35"
+        )
     return ClusterSpec(
+        backup_retention_days=retention,
         id=_text(f"{where}.id", raw["id"], _IDENTIFIER, _ID_RULE),
         region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
         engine=engine,
@@ -564,7 +574,7 @@ def default_world(request: RestoreRequest) -> World:
             f"snapshot_id: {request.snapshot_id!r} is in account {ref.account}; the default world lives in "
             f"account {ACCOUNT}. Describe the world with --world FILE, or name the snapshot by identifier"
         )
-    if ref.kind == "latest":
+    if ref.kind in ("latest", "clone", "pitr"):
         source_id = ref.cluster_id
         snapshot_id = f"rds:{source_id}-2026-11-20-02-00"
     else:
@@ -768,6 +778,7 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, clien
         "StorageEncrypted": cluster.storage_encrypted,
         "DeletionProtection": cluster.deletion_protection,
         "Tags": [{"Key": k, "Value": v} for k, v in cluster.tags.items()],
+        "BackupRetentionPeriod": cluster.backup_retention_days,
     }
     if cluster.subnet_group:
         kwargs["DBSubnetGroupName"] = cluster.subnet_group
@@ -794,6 +805,13 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, clien
             )
         kwargs["KmsKeyId"] = seeded.key_arn(cluster.region, alias, cluster.account)
     rds.create_db_cluster(**kwargs)
+    # A world's cluster has run for longer than its retention period: RDS can restore it to any
+    # second of that period (EarliestRestorableTime), not only since it was seeded.
+    from moto.rds.models import rds_backends
+
+    clusters = rds_backends[ACCOUNT][rds.meta.region_name].clusters
+    made = next(c for key, c in clusters.items() if key.lower() == cluster.id.lower())
+    made.earliest_restorable_time -= timedelta(days=cluster.backup_retention_days)
     for instance in cluster.instances:
         rds.create_db_instance(
             DBInstanceIdentifier=instance,

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 #: The tag naming the snapshot a cluster was restored from.
 SOURCE_SNAPSHOT_TAG = "aurora-restore:source-snapshot"
+#: On a cluster made from a live cluster (clone or point-in-time restore): the source cluster's ARN,
+#: and how it was made (``clone``, or ``pitr`` with the time or ``latest``).
+SOURCE_CLUSTER_TAG = "aurora-restore:source-cluster"
+SOURCE_KIND_TAG = "aurora-restore:source-kind"
 #: Set on an old target right before a swap renames it away: which operation did, and its old name.
 RETIRED_BY_TAG = "aurora-restore:retired-by"
 RETIRED_FROM_TAG = "aurora-restore:retired-from"

@@ -639,6 +639,29 @@ def scenario(seed_input: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     return seed_request(raw_input, checks=[GATE_CHECK]), world
 
 
+def clone_scenario() -> tuple[dict[str, Any], Any]:
+    """A clone of a live cluster in the same region (the short path: no copy, no archive) over the
+    managed target, swap, with a users spec, and its world."""
+    from tests.e2e.conftest import with_users
+
+    clone_input = {
+        "body": {
+            "operation_id": "op-fault-clone",
+            "snapshot_id": "clone:orders",
+            "source_region": "eu-west-1",
+            "target_region": "eu-west-1",
+            "target_cluster_id": "orders-staging",
+        }
+    }
+    return with_users(clone_input)
+
+
+def clone_only(clone_ops: Iterable[tuple[str, str]], snapshot_ops: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The operations only the clone path calls (the rest are the snapshot path's, matrixed there)."""
+    seen = set(snapshot_ops)
+    return [op for op in clone_ops if op not in seen]
+
+
 #: Set by :func:`main`: the exhaustive test writes the document there.
 DOC_VARIABLE = "AURORA_RESTORE_FAULT_MATRIX_DOC"
 
@@ -646,6 +669,9 @@ DOC_VARIABLE = "AURORA_RESTORE_FAULT_MATRIX_DOC"
 #: The document's two tables, each written by its own exhaustive test.
 EXHAUSTIVE_TITLE = "Exhaustive run"
 RETRY_TITLE = "Exhaustive run: retries"
+#: The clone path's own operations (RestoreDBClusterToPointInTime), every class, and retried.
+CLONE_TITLE = "Exhaustive run: the clone path"
+CLONE_RETRY_TITLE = "Exhaustive run: the clone path, retries"
 
 
 def intro() -> str:
@@ -653,11 +679,14 @@ def intro() -> str:
     return (
         "# Fault matrix\n\n"
         + (__doc__ or "").split("\n\nRun as a module")[0].split("\n", 1)[1].strip()
-        + "\n\nRegenerate with `python -m tests.e2e.fault_matrix` (both exhaustive runs: every "
-        "operation x every class, then the retries; 8.5 minutes in all on a quiet 2-core machine, "
-        "about 15 on a busy one), or one table only with `python -m tests.e2e.fault_matrix --only "
-        "retry` (or `--only classes`); the normal test run takes a sample, `tox -e slow` runs "
-        "everything.\n\n"
+        + "\n\nThe clone path (``clone:<cluster>``: no copy, no archive, RestoreDBClusterToPointInTime) "
+        "has a table of its own for the operations only it calls, each with every class and retried "
+        "both ways, on a clone of a same-region cluster over the managed target.\n\n"
+        "Regenerate with `python -m tests.e2e.fault_matrix` (the exhaustive runs: every "
+        "operation x every class, then the retries, then the clone path; about 9 minutes in all on a "
+        "quiet 2-core machine, about 15 on a busy one), or one table only with `python -m "
+        "tests.e2e.fault_matrix --only retry` (or `--only classes`, `--only clone`); the normal test "
+        "run takes a sample, `tox -e slow` runs everything.\n\n"
     )
 
 
@@ -674,7 +703,7 @@ def write_section(path: Path, title: str, table: str) -> None:
         heading = chunk.split("\n", 1)[0].strip()
         sections[heading] = "### " + chunk.rstrip("\n") + "\n"
     sections[title] = table.rstrip("\n") + "\n"
-    order = [EXHAUSTIVE_TITLE, RETRY_TITLE]
+    order = [EXHAUSTIVE_TITLE, RETRY_TITLE, CLONE_TITLE, CLONE_RETRY_TITLE]
     ordered = [sections[t] for t in order if t in sections] + [
         body for heading, body in sections.items() if heading not in order
     ]
@@ -692,7 +721,11 @@ def main(argv: list[str]) -> int:
 
     selection = "exhaustive"
     if argv[:1] == ["--only"] and len(argv) > 1:
-        selection = {"retry": "exhaustive and retry", "classes": "exhaustive and not retry"}[argv[1]]
+        selection = {
+            "retry": "exhaustive and retry",
+            "classes": "exhaustive and not retry and not clone",
+            "clone": "exhaustive and clone",
+        }[argv[1]]
         argv = argv[2:]
     os.environ[DOC_VARIABLE] = str(DOC)
     return int(

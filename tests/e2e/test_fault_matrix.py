@@ -109,3 +109,61 @@ def test_fault_matrix_retry_exhaustive(
         )
     failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
     assert failed == [], "\n".join(failed)
+
+
+@pytest.fixture
+def clone_operations(
+    rehearse: Callable[..., Report], operations: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The operations only a clean clone refresh calls (RestoreDBClusterToPointInTime)."""
+    raw_input, world = fault_matrix.clone_scenario()
+    clean = rehearse(raw_input, world=world, **fault_matrix.OPTIONS)
+    assert clean.status == "SUCCEEDED", clean.error
+    found = fault_matrix.clone_only(fault_matrix.operations(clean.aws_calls), operations)
+    assert ("rds", "RestoreDBClusterToPointInTime") in found
+    assert ("rds", "CopyDBClusterSnapshot") not in fault_matrix.operations(clean.aws_calls)
+    return found
+
+
+def run_clone(runs: list[Run], rehearse: Callable[..., Report], capsys: Any, title: str) -> list[Outcome]:
+    outcomes = []
+    for run in runs:
+        raw_input, world = fault_matrix.clone_scenario()
+        outcomes.append(fault_matrix.run_one(run, rehearse, raw_input, world))
+    with capsys.disabled():
+        print("\n" + fault_matrix.summary(outcomes, title=title))
+    return outcomes
+
+
+def test_fault_matrix_clone_sample(
+    rehearse: Callable[..., Report],
+    clone_operations: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the clone path's own operations, each failing for good once (the first permanent
+    # class) and retried with the fault gone; WHEN each runs end to end
+    runs = [fault_matrix._retry_run(op, fault_matrix.PERMANENT[0], fault_matrix.RETRY_SUCCEEDS) for op in clone_operations]
+    outcomes = run_clone(runs, rehearse, capsys, "Fault matrix, clone path sample")
+    # THEN the first run failed once, reported, and the retry refreshed the target
+    failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
+    assert failed == [], "\n".join(failed)
+    assert [(o.status, o.retry_status) for o in outcomes] == [("FAILED", "SUCCEEDED")] * len(outcomes)
+
+
+@pytest.mark.slow
+def test_fault_matrix_clone_exhaustive(
+    rehearse: Callable[..., Report],
+    clone_operations: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runs = fault_matrix.cases(clone_operations) + fault_matrix.retry_cases(clone_operations)
+    outcomes = run_clone(runs, rehearse, capsys, fault_matrix.CLONE_TITLE)
+    assert len(outcomes) == len(clone_operations) * (len(fault_matrix.CLASSES) + len(fault_matrix.RETRY_OUTCOMES))
+    if os.environ.get(fault_matrix.DOC_VARIABLE):
+        doc = Path(os.environ[fault_matrix.DOC_VARIABLE])
+        plain = [o for o in outcomes if o.run.retry is None]
+        retried = [o for o in outcomes if o.run.retry is not None]
+        for title, part in ((fault_matrix.CLONE_TITLE, plain), (fault_matrix.CLONE_RETRY_TITLE, retried)):
+            fault_matrix.write_section(doc, title, fault_matrix.summary(part, title=title))
+    failed = [f"{o.run.name}: {'; '.join(o.problems)}" for o in outcomes if not o.passed]
+    assert failed == [], "\n".join(failed)

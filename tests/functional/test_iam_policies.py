@@ -103,7 +103,22 @@ def _scenarios() -> dict[str, Scenario]:
     failing = _body()
     export = _body()
     export_key = f"arn:aws:kms:eu-central-1:{ACCOUNT}:key/export-key"
+    clone = _body(snapshot_id="clone:orders", source_region="eu-central-1")
+    pitr = _body(snapshot_id="pitr:orders@latest", source_region="eu-central-1", strategy="delete-first")
     return {
+        "clone-same-region": Scenario(
+            "clone",
+            clone,
+            _world(clone),
+            # The clone is made from the live cluster, swapped in, and nothing is copied.
+            makes=("rds.RestoreDBClusterToPointInTime", "rds.CreateDBInstance", "rds.ModifyDBCluster"),
+        ),
+        "pitr-delete-first": Scenario(
+            "pitr",
+            pitr,
+            _world(pitr),
+            makes=("rds.DeleteDBCluster", "rds.RestoreDBClusterToPointInTime"),
+        ),
         "swap-cross-region-encrypted": Scenario(
             "swap",
             swap,
@@ -179,6 +194,7 @@ DEFAULT = (
     "delete-first-same-region",
     "restore-fails-clean-up",
     "checks-fail-keep",
+    "clone-same-region",
 )
 
 
@@ -329,6 +345,7 @@ def test_removing_any_statement_the_calls_need_fails_the_check(
         "DescribeTheSecretsManagerKeyForRdsManagedSecrets",
         "RdsManagedMasterSecretsInTargetRegions",
         "CopySnapshotsOutOfTheSourceRegionsTaggedManaged",
+        "CloneOrRestoreClustersToPointInTimeTaggedManaged",
         "LetRdsHoldGrantsOnTheTargetKey",
         "LetRdsHoldGrantsOnTheSourceKeys",
         "StateAndAuditTables",

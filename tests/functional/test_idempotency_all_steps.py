@@ -177,6 +177,9 @@ class Twice:
                 self.loop(stage.step)
             elif holds(stage.when, self.data):
                 self.walk(stage.stages)
+            elif stage.otherwise_key:
+                # The Choice's Pass state: what the skipped step's readers find instead.
+                self.data[stage.otherwise_key] = dict(stage.otherwise_output or {})
 
     def fail(self, error: AuroraRestoreError) -> dict[str, Any]:
         """A Catch: the error under ``$.error``, then HandleFailure (twice, like every Task)."""
@@ -318,6 +321,58 @@ def test_delete_first_every_step_twice(
     )
 
 
+@pytest.mark.parametrize("strategy", ["swap", "delete-first"])
+def test_clone_every_step_twice(
+    faithful_rds: None,
+    app: Dispatcher,
+    clients: Any,
+    inbox: Inbox,
+    store: Any,
+    database: Database,
+    strategy: str,
+) -> None:
+    # GIVEN a live production cluster with an instance in the target's region, and the managed target
+    target_cluster(clients, instances=1)
+    rds = clients("rds", TARGET_REGION)
+    rds.create_db_cluster(
+        DBClusterIdentifier="orders-prod",
+        Engine="aurora-postgresql",
+        EngineVersion="15.4",
+        MasterUsername=SOURCE_MASTER,
+        MasterUserPassword=SOURCE_PASSWORD,
+    )
+    rds.create_db_instance(
+        DBInstanceIdentifier="orders-prod-1",
+        DBClusterIdentifier="orders-prod",
+        Engine="aurora-postgresql",
+        DBInstanceClass="db.r6g.large",
+    )
+    run = start(
+        app,
+        clients,
+        inbox,
+        store,
+        database,
+        f"op-twice-clone-{strategy}",
+        strategy=strategy,
+        snapshot_id="clone:orders-prod",
+        source_region=TARGET_REGION,
+    )
+    # WHEN every Task of the short path runs twice
+    run.run()
+    # THEN no copy, no archive; one clone made, swapped or put in place once, reported once
+    assert "copy_snapshot" not in run.ran and "archive_snapshot" not in run.ran
+    assert run.data["copy"]["copied"] is False
+    final = run.world()
+    assert final["status"] == "SUCCEEDED" and final["lock"] is None and final["notifications"] == 1
+    clusters = final[f"{TARGET_REGION} clusters"]
+    assert clusters[TARGET]["tags"]["aurora-restore:operation-id"] == f"op-twice-clone-{strategy}"
+    assert clusters[TARGET]["tags"]["aurora-restore:source-kind"] == "clone"
+    assert clusters["orders-prod"]["members"] == ["orders-prod-1"]
+    assert set(clusters) == {TARGET, "orders-prod"}
+    assert not [s for s in final[f"{TARGET_REGION} snapshots"] if "orders-prod" in s and "final" not in s]
+
+
 def test_new_target_every_step_twice(
     faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any, database: Database
 ) -> None:
@@ -383,9 +438,11 @@ def test_every_registered_step_is_covered(registry: Any) -> None:
     branches = [stage for stage in derive_pipeline(registry).stages if isinstance(stage, Branch)]
     assert {branch.choice for branch in branches} == {
         "NeedsSourceShare",
+        "NeedsCopy",
         "SharedFromSourceAccount",
         "ChooseStrategy",
         "NeedsSwap",
+        "NeedsArchive",
     }
 
 

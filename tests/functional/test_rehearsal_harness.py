@@ -392,6 +392,10 @@ def test_seeding_places_clusters_and_turns_stack_group_names_into_ids(aws: None)
             ["clusters[0].instances[0].colour", "is not known"],
         ),
         (
+            {"clusters": [{"id": "a", "region": "eu-west-1", "backup_retention_days": 36}]},
+            ["clusters[0].backup_retention_days", "36", "from 1 to 35"],
+        ),
+        (
             {"clusters": [{"id": "a", "region": "eu-west-1", "account": "12"}]},
             ["clusters[0].account", "12-digit"],
         ),

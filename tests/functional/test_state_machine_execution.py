@@ -90,6 +90,7 @@ def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dic
         "validate_request": validate,
         "snapshot_check": lambda e, n: {
             "identifier": "rds:my-source-snapshot",
+            "source_kind": "snapshot",
             "target": {"exists": target_exists},
         },
         "copy_snapshot": polled({"identifier": "ar-my-source-snapshot-1"}, rounds=99),

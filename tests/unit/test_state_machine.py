@@ -100,7 +100,7 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
         ("IsCopyComplete", "copy", "SharedFromSourceAccount"),
         ("IsDeleteComplete", "delete", "RestoreSnapshot"),
         ("IsRestoreComplete", "restore", "SetupDBUsers"),
-        ("IsSwapComplete", "swap", "ArchiveSnapshot"),
+        ("IsSwapComplete", "swap", "NeedsArchive"),
     ):
         assert states[choice]["Choices"] == [
             {"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": done}
@@ -125,7 +125,28 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
     assert swap["Choices"] == [
         {"Variable": "$.restore.swap_required", "BooleanEquals": True, "Next": "SwapClusters"}
     ]
-    assert swap["Default"] == "ArchiveSnapshot"
+    assert swap["Default"] == "NeedsArchive"
+
+
+def test_a_live_cluster_source_takes_the_short_path_past_the_copy_and_the_archive(
+    definition: dict[str, Any],
+) -> None:
+    # GIVEN the generated definition
+    states = definition["States"]
+    from_snapshot = {"Variable": "$.snapshot.source_kind", "StringEquals": "snapshot"}
+    # THEN only a snapshot source enters the copy loop; a live cluster passes it with $.copy written
+    assert states["SnapshotCheck"]["Next"] == "NeedsCopy"
+    assert states["NeedsCopy"]["Choices"] == [{**from_snapshot, "Next": "CopySnapshot"}]
+    assert states["NeedsCopy"]["Default"] == "NoCopyNeeded"
+    skipped = states["NoCopyNeeded"]
+    assert skipped["Type"] == "Pass" and skipped["ResultPath"] == "$.copy"
+    assert skipped["Result"]["copied"] is False and skipped["Result"]["complete"] is True
+    assert skipped["Next"] == "ChooseStrategy"
+    # AND the restore reads $.copy, which both paths wrote
+    assert states["RestoreSnapshot"]["Parameters"]["copy.$"] == "$.copy"
+    # AND only a snapshot source is archived; a live cluster goes straight to the notification
+    assert states["NeedsArchive"]["Choices"] == [{**from_snapshot, "Next": "ArchiveSnapshot"}]
+    assert states["NeedsArchive"]["Default"] == "SendNotification"
 
 
 def test_every_poll_loop_waits_as_long_as_the_step_says(definition: dict[str, Any]) -> None:

@@ -48,6 +48,7 @@ def without(registry: Registry, step: str, field: str) -> Registry:
         ("check_delete_status", "complete", "IsDeleteComplete", "$.delete.complete"),
         ("swap_clusters", "next_poll_seconds", "WaitForSwap", "$.swap.next_poll_seconds"),
         ("validate_request", "strategy", "ChooseStrategy", "$.request.strategy"),
+        ("snapshot_check", "source_kind", "NeedsCopy", "$.snapshot.source_kind"),
     ],
 )
 def test_a_step_whose_output_lacks_a_field_a_state_reads_fails_the_build(
@@ -60,6 +61,50 @@ def test_a_step_whose_output_lacks_a_field_a_state_reads_fails_the_build(
     assert f"state {state} reads {path}" in message
     assert f"step {step} (state " in message
     assert "States.Runtime" in message
+
+
+def test_the_skipped_copy_must_write_what_the_restore_reads() -> None:
+    # GIVEN the copy's Choice without its otherwise Pass state (a live cluster would skip the copy
+    # and leave $.copy unwritten)
+    from dispatcher.registry import RunWhen
+
+    registry = contract_registry()
+    copy_step = registry.get("copy_snapshot")
+    assert copy_step.run_when is not None
+    bare = RunWhen(copy_step.run_when.choice, copy_step.run_when.rule)
+    fresh = Registry()
+    for cls in registry:
+        if cls.name == "copy_snapshot":
+            cls = type("TrialCopy", (cls,), {"__doc__": cls.__doc__, "run_when": bare})
+        if cls.part_of is None:
+            fresh.register(cls.name, state_name=cls.state_name)(cls)
+    # THEN the build refuses the restore's read of $.copy
+    with pytest.raises(PipelineError, match=r"state RestoreSnapshot reads \$\.copy, which no earlier state"):
+        build_definition(fresh)
+
+
+def test_a_read_of_a_field_the_skipped_branch_does_not_write_fails_the_build() -> None:
+    # GIVEN a plug-in Choice after the restore that reads $.copy.next_poll_seconds: the copy loop
+    # declares it, the NoCopyNeeded Pass state does not write it
+    from dispatcher.registry import RunWhen
+
+    def run(self: Step, ctx: Any) -> dict[str, Any]:
+        return {}
+
+    attributes = {
+        "__doc__": "Runs when the copy waited.",
+        "run_after": "restore_snapshot",
+        "run_when": RunWhen("CopyWaited", {"Variable": "$.copy.next_poll_seconds", "NumericGreaterThan": 0}),
+        "run": run,
+    }
+    registry = contract_registry()
+    registry.register("copy_waited")(type("CopyWaited", (Step,), attributes))
+    # THEN the proof names the Pass state that may have written $.copy last, and only it
+    with pytest.raises(
+        PipelineError,
+        match=r"state CopyWaited reads \$\.copy\.next_poll_seconds, but step \(NoCopyNeeded\) \(state NoCopyNeeded\)",
+    ):
+        build_definition(registry)
 
 
 def test_a_parameters_key_no_path_certainly_writes_fails_the_build() -> None:
