@@ -28,7 +28,8 @@ class RetireSourceShare(Step):
     run_when = RunWhen(
         "SharedFromSourceAccount", {"Variable": "$.snapshot.source_share_required", "BooleanEquals": True}
     )
-    reads = ("request", "snapshot", "copy")
+    # Placed after the copy loop, so this account's copy is complete; it needs only the share.
+    reads = ("request", "snapshot")
     result_key = "source_share"
     output_doc = "`account`, `copy_id`, `unshared`, `deleted`, `existed` (the copy in the source account)"
     outputs = ("deleted",)

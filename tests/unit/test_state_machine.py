@@ -96,7 +96,7 @@ def test_no_state_overwrites_the_request_or_the_whole_data(definition: dict[str,
 def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, Any]) -> None:
     states = definition["States"]
     for choice, key, done in (
-        ("IsSourceShareComplete", "snapshot", "CopySnapshot"),
+        ("IsSourceShareComplete", "snapshot", "NeedsCopy"),
         ("IsCopyComplete", "copy", "SharedFromSourceAccount"),
         ("IsDeleteComplete", "delete", "RestoreSnapshot"),
         ("IsRestoreComplete", "restore", "SetupDBUsers"),
@@ -107,7 +107,7 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
         ]
     # Another account's snapshot is shared out of it before the copy and retired after it.
     for choice, step_state, after in (
-        ("NeedsSourceShare", "ShareSourceSnapshot", "CopySnapshot"),
+        ("NeedsSourceShare", "ShareSourceSnapshot", "NeedsCopy"),
         ("SharedFromSourceAccount", "RetireSourceShare", "ChooseStrategy"),
     ):
         assert states[choice]["Choices"] == [
@@ -135,13 +135,15 @@ def test_a_live_cluster_source_takes_the_short_path_past_the_copy_and_the_archiv
     states = definition["States"]
     from_snapshot = {"Variable": "$.snapshot.source_kind", "StringEquals": "snapshot"}
     # THEN only a snapshot source enters the copy loop; a live cluster passes it with $.copy written
-    assert states["SnapshotCheck"]["Next"] == "NeedsCopy"
+    assert states["SnapshotCheck"]["Next"] == "NeedsSourceShare"
+    assert states["NeedsSourceShare"]["Default"] == "NeedsCopy"  # a live cluster is never shared
     assert states["NeedsCopy"]["Choices"] == [{**from_snapshot, "Next": "CopySnapshot"}]
     assert states["NeedsCopy"]["Default"] == "NoCopyNeeded"
     skipped = states["NoCopyNeeded"]
     assert skipped["Type"] == "Pass" and skipped["ResultPath"] == "$.copy"
     assert skipped["Result"]["copied"] is False and skipped["Result"]["complete"] is True
-    assert skipped["Next"] == "ChooseStrategy"
+    assert skipped["Next"] == "SharedFromSourceAccount"
+    assert states["SharedFromSourceAccount"]["Default"] == "ChooseStrategy"
     # AND the restore reads $.copy, which both paths wrote
     assert states["RestoreSnapshot"]["Parameters"]["copy.$"] == "$.copy"
     # AND only a snapshot source is archived; a live cluster goes straight to the notification
