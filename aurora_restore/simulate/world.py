@@ -809,7 +809,7 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, clien
     # second of that period (EarliestRestorableTime), not only since it was seeded.
     from moto.rds.models import rds_backends
 
-    clusters = rds_backends[ACCOUNT][rds.meta.region_name].clusters
+    clusters = rds_backends[cluster.account][rds.meta.region_name].clusters
     made = next(c for key, c in clusters.items() if key.lower() == cluster.id.lower())
     made.earliest_restorable_time -= timedelta(days=cluster.backup_retention_days)
     for instance in cluster.instances:
