@@ -400,3 +400,17 @@ def test_a_snapshot_arn_of_a_configured_account_is_read_through_its_role(
     )
     assert facts["source_share_required"] is True
     assert facts["source_share"]["account"] == SOURCE_ACCOUNT and facts["identifier"] == AUTOMATED
+
+
+def test_a_clone_of_another_accounts_cluster_is_refused_naming_source_account(
+    two_accounts: None, clients: Any, store: Any, calls: list[tuple[str, str]]
+) -> None:
+    source = source_of(clients)
+    req = request(snapshot_id="clone:orders", source_account=SOURCE_ACCOUNT, source_region=TARGET_REGION)
+    with pytest.raises(
+        ValidationError, match="source_account: '111111111111' is not valid; applies to snapshots"
+    ):
+        SnapshotCheck().run(
+            context({}, req, settings=settings_for(source, target_key(clients)), clients=clients, store=store)
+        )
+    assert mutating(calls) == []
