@@ -96,6 +96,29 @@ class Clients:
             client.meta.events.register(event_name, handler)
         return client
 
+    def assumed(self, credentials: dict[str, Any], account: str = "") -> Clients:
+        """Clients acting with an assumed role's ``credentials`` (STS AssumeRole's), same hooks.
+
+        Made per invocation and never cached beyond it: the credentials expire. Each call's
+        botocore context names ``account`` (``context["account"]``), so hooks can tell whose it was.
+        """
+        import boto3
+
+        other = Clients(self._default_region, self._max_attempts, model_loader=self._model_loader)
+        other._session = boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+        if self._model_loader is not None:
+            other._session._session.register_component("data_loader", self._model_loader)
+        def name_account(context: dict[str, Any], **_: Any) -> None:
+            context["account"] = account
+
+        # First, so every other hook of the call already sees the account.
+        other._hooks = [("provide-client-params", name_account), *self._hooks]
+        return other
+
     def clear(self) -> None:
         """Forget every client (tests use it for a fresh moto world)."""
         with self._lock:

@@ -15,7 +15,9 @@ REDACTED = "***"
 #: Keys whose values are never written anywhere: logs, audit items, outputs, notifications.
 SECRET_KEY = re.compile(
     r"(pass(word|wd|phrase)?|pwd|secret|token|credential|private_?key|"
-    r"api_?key|session_?key|authorization|presigned|pre_signed|dsn|connection_?string)",
+    r"api_?key|session_?key|authorization|presigned|pre_signed|dsn|connection_?string|"
+    # An STS external id only proves who asks for a role; kept out of logs like the rest.
+    r"external_?id)",
     re.IGNORECASE,
 )
 #: Keys that name a reference to a secret or a setting about one, not its value.

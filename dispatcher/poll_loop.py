@@ -66,6 +66,9 @@ class PollLoopStep(Step):
     #: Fields of the loop's output naming the resources whose RDS events may end the wait (a
     #: string or a list of strings each); see :meth:`awaits`.
     awaited_fields: ClassVar[tuple[str, ...]] = ()
+    #: False for work whose RDS events never reach this stack's bus (a copy inside another
+    #: account): the loop waits with a Wait state for ``next_poll_seconds`` and has no waiting half.
+    waits_for_events: ClassVar[bool] = True
     _check_half: ClassVar[type[Step] | None] = None
     _await_half: ClassVar[type[Step] | None] = None
 
@@ -101,7 +104,7 @@ class PollLoopStep(Step):
 
     @classmethod
     def derived_steps(cls) -> tuple[type[Step], ...]:
-        """The check half, generated once per loop class."""
+        """The check half and (for a loop that waits for events) the waiting half, made once per class."""
         key = _camel(cls.result_key)
         cls.check_name = cls.__dict__.get("check_name") or f"check_{cls.result_key}_status"
         cls.check_state_name = cls.__dict__.get("check_state_name") or _camel(cls.check_name)
@@ -129,6 +132,8 @@ class PollLoopStep(Step):
                 },
             )
             cls._check_half = made
+        if not cls.waits_for_events:
+            return (made,)
         waiting = cls.__dict__.get("_await_half")
         if waiting is None or waiting.name != cls.await_name:
             waiting = type(

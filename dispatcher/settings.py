@@ -59,6 +59,14 @@ class Settings:
     password_reset_max_wait_seconds: int = 300
     #: Third-party steps from the ``aurora_restore.steps`` entry point are loaded only when set.
     load_plugins: bool = False
+    #: KMS keys the source snapshots are encrypted with (the stack's SourceKmsKeyArns); a source
+    #: account's key in the source region is the one its shared copies are encrypted with.
+    source_kms_key_arns: tuple[str, ...] = ()
+    #: Roles of the source-account stacks (SourceAccountRoleArns): the account in each ARN is the
+    #: account the role serves.
+    source_account_role_arns: tuple[str, ...] = ()
+    #: The external id those roles' trust policies require.
+    source_account_external_id: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -128,6 +136,9 @@ class Settings:
                 "PASSWORD_RESET_MAX_WAIT_SECONDS", defaults.password_reset_max_wait_seconds
             ),
             load_plugins=text("LOAD_PLUGINS", "false").lower() in {"1", "true", "yes"},
+            source_kms_key_arns=_listed(text("SOURCE_KMS_KEY_ARNS", "")),
+            source_account_role_arns=_listed(text("SOURCE_ACCOUNT_ROLE_ARNS", "")),
+            source_account_external_id=text("SOURCE_ACCOUNT_EXTERNAL_ID", ""),
             extra={k: v for k, v in env.items() if k.startswith(PREFIX)},
         )
         if settings.poll_max_seconds < settings.poll_min_seconds:
@@ -137,6 +148,11 @@ class Settings:
                 f"must be at least AURORA_RESTORE_POLL_MIN_SECONDS ({settings.poll_min_seconds})",
             )
         return settings
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    """A comma-separated setting as its non-empty members."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def endpoint_override(value: str) -> str:

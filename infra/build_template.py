@@ -5,6 +5,7 @@
     python infra/build_template.py -o tests/golden/template.json   # refresh the golden copy
     python infra/build_template.py --diagram            # Mermaid flowchart of the state machine
     python infra/build_template.py --update-docs        # rewrite the diagrams and the architecture's table
+    python infra/build_template.py --source-account     # the source-account stack (docs/deploy.md)
 
 The state machine is generated from the registered steps (``infra/state_machine.py``); the
 function's code is the local zip ``build/lambda.zip`` (``python -m infra.package``), which
@@ -93,6 +94,7 @@ HAS_EXPORT_KEY = "HasExportKmsKey"
 ALLOWS_RDS_MANAGED_SECRETS = "AllowsRdsManagedSecrets"
 HAS_RESERVED_CONCURRENCY = "HasReservedConcurrency"
 HAS_SCRIPTS_PREFIX = "HasScriptsS3Prefix"
+HAS_SOURCE_ACCOUNTS = "HasSourceAccountRoles"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,6 +135,10 @@ def _build_text(args: argparse.Namespace) -> str:
         registry.load_plugins()
     if args.diagram:
         return to_mermaid(build_definition(registry))
+    if args.source_account:
+        from infra.source_account import build_source_account_template
+
+        return render(build_source_account_template(stage=args.stage), args.format)
     template = build_template(stage=args.stage, code=args.code, registry=registry, plugins=args.plugins)
     return render(template, args.format)
 
@@ -198,6 +204,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--diagram", action="store_true", help="print a Mermaid flowchart of the state machine"
+    )
+    parser.add_argument(
+        "--source-account",
+        action="store_true",
+        help="print the source-account stack instead: the role and key the production account lends the "
+        "refresh stack for cross-account snapshots",
     )
     parser.add_argument(
         "--update-docs",
@@ -277,6 +289,7 @@ def add_conditions(template: Template, params: Parameters) -> None:
     )
     template.add_condition(ALLOWS_RDS_MANAGED_SECRETS, Equals(Ref(params.allow_rds_managed_secrets), "true"))
     template.add_condition(HAS_SCRIPTS_PREFIX, _given(params.scripts_s3_prefix))
+    template.add_condition(HAS_SOURCE_ACCOUNTS, _given(params.source_account_role_arns))
     template.add_condition(HAS_RESERVED_CONCURRENCY, Not(Equals(Ref(params.reserved_concurrency), "-1")))
 
 
@@ -546,6 +559,9 @@ def function_environment(
         "password_reset_max_wait_seconds": str(defaults.password_reset_max_wait_seconds),
         "load_plugins": "true" if plugins else "false",
         "log_level": Ref(params.log_level),
+        "source_kms_key_arns": Join(",", Ref(params.source_kms_key_arns)),
+        "source_account_role_arns": Join(",", Ref(params.source_account_role_arns)),
+        "source_account_external_id": Ref(params.source_account_external_id),
     }
     return {SETTINGS_PREFIX + name.upper(): value for name, value in values.items()}
 
@@ -618,7 +634,9 @@ def add_dispatcher(
                                     "secrets_keys": HAS_SECRETS_KEYS,
                                     "rds_managed_secrets": ALLOWS_RDS_MANAGED_SECRETS,
                                     "scripts": HAS_SCRIPTS_PREFIX,
+                                    "source_accounts": HAS_SOURCE_ACCOUNTS,
                                 },
+                                source_account_roles=Ref(params.source_account_role_arns),
                             ),
                             dispatcher_steps(steps),
                             target_regions=target_regions,
@@ -976,6 +994,11 @@ def add_outputs(
     output("AuditTableName", Ref(audit_table), "DynamoDB table of the audit trail")
     output("NotificationTopicArn", Ref(topic), "SNS topic of success, failure and alarm notifications")
     output("StackKeyArn", GetAtt(key, "Arn"), "KMS key encrypting the tables, topic and logs")
+    output(
+        "DispatcherRoleArn",
+        GetAtt("DispatcherRole", "Arn"),
+        "The dispatcher's role: the DispatcherRoleArn of a source-account stack",
+    )
     output(
         "OperatorPolicyArn",
         Ref(operator_policy),

@@ -58,6 +58,8 @@ class Parameters:
     schedule_expression: Parameter
     schedule_timezone: Parameter
     schedule_input: Parameter
+    source_account_role_arns: Parameter
+    source_account_external_id: Parameter
 
 
 def add_parameters(template: Template, stage: str) -> Parameters:
@@ -296,6 +298,22 @@ def add_parameters(template: Template, stage: str) -> Parameters:
             Description='The request the schedule starts (JSON, the seed\'s {"body": ...} or unwrapped; '
             "leave out operation_id so each run gets its own)",
         ),
+        source_account_role_arns=add(
+            "SourceAccountRoleArns",
+            Type="CommaDelimitedList",
+            Default="",
+            Description="Roles of the source-account stacks (infra/build_template.py --source-account), "
+            "one per account that owns source snapshots: the account id in each ARN maps the account to "
+            "its role. Add each such account's ShareableKeyArn to SourceKmsKeyArns",
+        ),
+        source_account_external_id=add(
+            "SourceAccountExternalId",
+            Type="String",
+            Default="",
+            NoEcho=True,
+            AllowedPattern=r"^$|^[\w+=,.@:/-]{16,1224}$",
+            Description="The ExternalId the source-account stacks were deployed with (16 characters or more)",
+        ),
     )
     template.set_metadata(
         {
@@ -316,6 +334,8 @@ def add_parameters(template: Template, stage: str) -> Parameters:
                         params.target_kms_key_arn,
                         params.source_kms_key_arns,
                         params.source_regions,
+                        params.source_account_role_arns,
+                        params.source_account_external_id,
                     ),
                     _group(
                         "Restored clusters",

@@ -163,6 +163,7 @@ def dispatcher_statements(
     export_kms_key: Ref,
     scripts_prefix: Ref,
     conditions: dict[str, str],
+    source_account_roles: Ref,
 ) -> list[dict[str, Any]]:
     """Statements of the dispatcher function's role (conditional ones use ``Fn::If``)."""
     in_target_regions = {"aws:RequestedRegion": target_regions}
@@ -364,6 +365,18 @@ def dispatcher_statements(
                 "Action": ["kms:CreateGrant"],
                 "Resource": source_kms_keys,
                 "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            },
+            NoValue,
+        ),
+        If(
+            conditions["source_accounts"],
+            {
+                # The source-account stacks' roles, and no other: the function shares and retires
+                # snapshots in those accounts through them (trust there also needs the external id).
+                "Sid": "AssumeTheSourceAccountRoles",
+                "Effect": "Allow",
+                "Action": ["sts:AssumeRole"],
+                "Resource": source_account_roles,
             },
             NoValue,
         ),

@@ -191,7 +191,8 @@ def pipeline_steps(registry: Registry) -> list[type[Step]]:
         cls = registry.get(name)
         ordered.append(cls)
         if issubclass(cls, PollLoopStep):
-            ordered.append(registry.get(cls.await_name))
+            if cls.waits_for_events:
+                ordered.append(registry.get(cls.await_name))
             ordered.append(registry.get(cls.check_name))
     return ordered
 
@@ -270,15 +271,18 @@ def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: W
             _require(start.state_name, [f"$.{k}" for k in start.reads if k != "$"], state)
             # The Choice and the Wait are entered after either half; the check after the Wait.
             state[key] = [start, check]
-            waiting = _step(registry, start.await_name)
             _require(start.choice_state, [f"$.{key}.complete"], state)
-            # The waiting Task's output is a check's (sent by itself or the event step).
-            state[key] = [start, check, waiting]
-            _require(
-                start.wait_state,
-                [f"$.{key}.fallback_seconds", *(f"$.{k}" for k in waiting.reads if k != "$")],
-                state,
-            )
+            if start.waits_for_events:
+                waiting = _step(registry, start.await_name)
+                # The waiting Task's output is a check's (sent by itself or the event step).
+                state[key] = [start, check, waiting]
+                _require(
+                    start.wait_state,
+                    [f"$.{key}.fallback_seconds", *(f"$.{k}" for k in waiting.reads if k != "$")],
+                    state,
+                )
+            else:
+                _require(start.wait_state, [f"$.{key}.next_poll_seconds"], state)
             _require(check.state_name, [f"$.{k}" for k in check.reads if k != "$"], state)
         else:
             _require(stage.choice, _rule_paths(stage.when), state)
@@ -435,10 +439,17 @@ def _emit(
                 "Choices": [{"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": following}],
                 "Default": start.wait_state,
             }
-            waiting = _step(registry, start.await_name)
-            states[start.wait_state] = _waiting_state(
-                waiting, check=check.state_name, next_state=start.choice_state, failure=failure
-            )
+            if start.waits_for_events:
+                waiting = _step(registry, start.await_name)
+                states[start.wait_state] = _waiting_state(
+                    waiting, check=check.state_name, next_state=start.choice_state, failure=failure
+                )
+            else:
+                states[start.wait_state] = {
+                    "Type": "Wait",
+                    "SecondsPath": f"$.{key}.next_poll_seconds",
+                    "Next": check.state_name,
+                }
             states[check.state_name] = _task_state(
                 check, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )

@@ -157,6 +157,8 @@ class RestoreRequest:
     checks: tuple[Mapping[str, Any], ...] = ()
     #: When the checks fail under swap: keep the restored cluster (tagged) instead of removing it.
     keep_failed_restore: bool = False
+    #: The account that owns the snapshot when it is not the stack's (reached through its role).
+    source_account: str | None = None
 
     @property
     def snapshot(self) -> SnapshotRef:
@@ -219,6 +221,8 @@ FIELDS: dict[str, str] = {
     "allow_disable_deletion_protection": "true or false",
     "checks": "list of checks the restored copy must pass before it replaces the target (docs/checks.md)",
     "keep_failed_restore": "true or false (default false: a restore that fails its checks is removed)",
+    "source_account": "12-digit account id owning the snapshot, when another account (needs its role in "
+    "the stack's SourceAccountRoleArns); implied by a snapshot ARN of that account",
 }
 
 
@@ -409,6 +413,7 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
         allow_disable_deletion_protection=allow_unprotect,
         checks=checks,
         keep_failed_restore=keep_failed_restore,
+        source_account=_source_account(fields, snapshot),
     )
     # Normalizing can grow a request ("ALL" privileges spelled out, defaults filled in).
     size = json_size(request.to_dict())
@@ -420,6 +425,22 @@ def parse_request(raw: Any, *, execution_id: str | None = None) -> RestoreReques
             "defaults filled in); put large SQL scripts in S3 (users.scripts[].s3_uri)",
         )
     return request
+
+
+def _source_account(fields: Mapping[str, Any], snapshot: SnapshotRef) -> str | None:
+    """``source_account``: 12 digits, agreeing with the account of a snapshot ARN."""
+    value = fields.get("source_account")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"\d{12}", value):
+        raise ValidationError("source_account", value, "must be a 12-digit AWS account id")
+    if snapshot.kind == "arn" and snapshot.account != value:
+        raise ValidationError(
+            "source_account",
+            value,
+            f"differs from the account of snapshot_id ({snapshot.account}); they must agree",
+        )
+    return value
 
 
 def parse_snapshot_ref(value: str) -> SnapshotRef:

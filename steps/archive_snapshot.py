@@ -56,16 +56,19 @@ class ArchiveSnapshot(Step):
         "iam:PassRole",
         "kms:DescribeKey",
         "kms:CreateGrant",
+        # Copies left in a source account by runs that died are retired there through its role.
+        "sts:AssumeRole",
     )
     run_after = "swap_clusters"
     # A clone or a point-in-time restore made no copy: nothing to tag, keep or export.
     run_when = RunWhen("NeedsArchive", FROM_SNAPSHOT_RULE)
-    reads = ("request", "copy", "restore")
+    reads = ("request", "copy", "restore", "snapshot")
     result_key = "archive"
     output_doc = (
         "`snapshot`, `restored_into`, `tagged`, `kept`, `deleted`, `skipped` (identifier + reason), "
-        "`export` (`task_id`, `status`, `bucket`, `prefix`) or null, `problems` (housekeeping failures, "
-        "reported, not raised)"
+        "`export` (`task_id`, `status`, `bucket`, `prefix`) or null, `source_account_deleted` (copies "
+        "left in the source account by runs that died, now unshared and deleted), `problems` "
+        "(housekeeping failures, reported, not raised)"
     )
     mutating = True
 
@@ -83,11 +86,15 @@ class ArchiveSnapshot(Step):
             "deleted": [],
             "skipped": [],
             "export": None,
+            "source_account_deleted": [],
             "problems": [],
         }
         if copy.get("copied"):
             output["tagged"] = self._tag_copy(ctx, rds, request, str(copy["identifier"]))
         self._apply_retention(ctx, rds, request, str(copy["identifier"]), output)
+        # $.snapshot is there on every path; a direct call (tests, tools) may leave it out.
+        snapshot = ctx.event.get("snapshot")
+        self._retire_source_leftovers(ctx, request, snapshot if isinstance(snapshot, dict) else {}, output)
         if ctx.settings.export_bucket:
             output["export"] = self._export(ctx, rds, request, copy, output)
         ctx.log.info(
@@ -127,6 +134,42 @@ class ArchiveSnapshot(Step):
         return written
 
     # -- retention -------------------------------------------------------------------------------------
+
+    def _retire_source_leftovers(
+        self, ctx: StepContext, request: RestoreRequest, snapshot: dict[str, Any], output: dict[str, Any]
+    ) -> None:
+        """Copies an earlier run left shared in the source account (it died before retiring them):
+        unshared and deleted, unless their operation may still be running."""
+        share = snapshot.get("source_share")
+        if not isinstance(share, dict):
+            return
+        from refresh.source_accounts import assume, leftover_copies, retire_shared_copy
+
+        region = request.source_region
+        try:
+            rds = assume(ctx, share["account"], region)("rds", region)
+            for copy_id, owner in leftover_copies(
+                rds, share["target_account"], except_operation=request.operation_id
+            ):
+                if operations_using(ctx.store, {OPERATION_TAG: owner}, except_operation=request.operation_id):
+                    output["skipped"].append(
+                        {"identifier": copy_id, "reason": f"operation {owner} may still run"}
+                    )
+                    continue
+                retire_shared_copy(
+                    ctx, share=share, copy_id=copy_id, region=region, operation_id=owner, rds=rds
+                )
+                output["source_account_deleted"].append(copy_id)
+                ctx.store.audit(
+                    request.operation_id,
+                    "source_snapshot_share_retired",
+                    step=self.name,
+                    account=share["account"],
+                    copy_id=copy_id,
+                    left_by=owner,
+                )
+        except Exception as exc:  # housekeeping: reported, never failing a refresh that succeeded
+            self._problem(ctx, output, f"could not retire old copies in account {share['account']}", exc)
 
     def _apply_retention(
         self, ctx: StepContext, rds: Any, request: RestoreRequest, used: str, output: dict[str, Any]

@@ -86,7 +86,7 @@ class CopySnapshot(PollLoopStep):
         "kms:ReEncrypt*",
         "kms:GenerateDataKey*",
     )
-    run_after = "snapshot_check"
+    run_after = "share_source_snapshot"
     # A clone or a point-in-time restore reads the live cluster: there is no snapshot to copy.
     run_when = RunWhen(
         "NeedsCopy", FROM_SNAPSHOT_RULE, otherwise_state="NoCopyNeeded", otherwise_output=NO_COPY_OUTPUT
@@ -494,7 +494,8 @@ class CopyPlan:
         self.operation_id = request.operation_id
         self.region = request.target_region
         self.reason = reason
-        self.source_arn = str(snapshot["arn"])
+        # Another account's snapshot is copied from the copy shared out of that account.
+        self.source_arn = str(snapshot.get("shared_copy_arn") or snapshot["arn"])
         self.source_identifier = str(snapshot["identifier"])
         self.encrypted = bool(snapshot.get("encrypted"))
         self.copy_id = names.copy_snapshot_id(self.source_identifier, self.operation_id)

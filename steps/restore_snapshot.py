@@ -331,24 +331,12 @@ def restore_arguments(
     engine_version = request.engine_version or snapshot.get("engine_version")
     if engine_version:
         arguments["EngineVersion"] = engine_version
-    if placement.get("db_subnet_group"):
-        arguments["DBSubnetGroupName"] = placement["db_subnet_group"]
-    if placement.get("vpc_security_group_ids"):
-        arguments["VpcSecurityGroupIds"] = list(placement["vpc_security_group_ids"])
-    if placement.get("db_cluster_parameter_group"):
-        arguments["DBClusterParameterGroupName"] = placement["db_cluster_parameter_group"]
     if snapshot.get("encrypted"):
         # Without a key RDS keeps the copy's own key (already one of the target region).
         kms_key_id = request.kms_key_id or settings.default_kms_key_id
         if kms_key_id:
             arguments["KmsKeyId"] = kms_key_id
-    if placement.get("port") is not None:
-        arguments["Port"] = placement["port"]
-    if placement["instance_class"] == "db.serverless":
-        arguments["ServerlessV2ScalingConfiguration"] = {
-            "MinCapacity": request.serverless_min_capacity,
-            "MaxCapacity": request.serverless_max_capacity,
-        }
+    arguments.update(placement_arguments(request, placement))
     return arguments
 
 
@@ -382,6 +370,13 @@ def point_in_time_arguments(
         arguments["UseLatestRestorableTime"] = True
     if kind == "pitr" and request.kms_key_id and snapshot.get("encrypted"):
         arguments["KmsKeyId"] = request.kms_key_id
+    arguments.update(placement_arguments(request, placement))
+    return arguments
+
+
+def placement_arguments(request: RestoreRequest, placement: dict[str, Any]) -> dict[str, Any]:
+    """Where the new cluster goes, the same for a snapshot restore and a point-in-time restore."""
+    arguments: dict[str, Any] = {}
     if placement.get("db_subnet_group"):
         arguments["DBSubnetGroupName"] = placement["db_subnet_group"]
     if placement.get("vpc_security_group_ids"):

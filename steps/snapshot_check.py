@@ -26,6 +26,7 @@ from refresh.safety import (
     is_managed,
     member_descriptions,
 )
+from refresh.source_accounts import assume, check_shareable_key, role_for, shareable_key_for
 from refresh.sources import (
     CLUSTER_KINDS,
     RESTORE_TYPES,
@@ -64,6 +65,8 @@ class SnapshotCheck(Step):
         "rds:DescribeDBSubnetGroups",
         "rds:ListTagsForResource",
         "kms:DescribeKey",
+        # A snapshot of another account is read through that account's role.
+        "sts:AssumeRole",
     )
     run_after = "validate_request"
     reads = ("request",)
@@ -80,9 +83,11 @@ class SnapshotCheck(Step):
         "`db_cluster_parameter_group`, `port`, writer's `instance_class` and `db_parameter_group`, "
         "`reader_count`); takes the target lock first; refuses an old target's member instance the "
         "safety rules do not cover, an `s3://` script outside `ScriptsS3Prefix`, a new target nobody "
-        "places, and an encrypted snapshot used as it is whose key the function cannot use"
+        "places, and an encrypted snapshot used as it is whose key the function cannot use; "
+        "`source_share_required` (the snapshot is in another account and is shared through a copy there) "
+        "with `source_share` (`account`, `role_arn`, `key_arn`, `target_account`) or null"
     )
-    outputs = ("arn", "source_kind", "target.exists")
+    outputs = ("arn", "source_kind", "target.exists", "source_share_required")
     mutating = True
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
@@ -98,13 +103,27 @@ class SnapshotCheck(Step):
         check_scripts_prefix(request, ctx.settings)
 
         if request.snapshot.kind in CLUSTER_KINDS:
+            if request.source_account:
+                raise ValidationError(
+                    "source_account",
+                    request.source_account,
+                    "applies to snapshots only: a clone or point-in-time restore reads a cluster of the "
+                    "stack's own account; name a snapshot of that account instead",
+                )
             # A live cluster: nothing to copy or archive; its own rules (refresh.sources).
             facts = cluster_source_facts(ctx, request)
             facts["target"] = check_target(ctx, request, facts)
             facts["target_kms_key_id"] = check_cluster_source_key(ctx, request, facts)
+            # A clone or point-in-time restore reads a cluster of the stack's own account.
+            facts.setdefault("source_share_required", False)
+            facts.setdefault("source_share", None)
         else:
-            source = resolve_snapshot(ctx.aws("rds", request.source_region), request)
-            facts = snapshot_facts(source, request)
+            share = source_account_of(ctx, request)
+            if share is None:
+                source = resolve_snapshot(ctx.aws("rds", request.source_region), request)
+                facts = snapshot_facts(source, request)
+            else:
+                facts = check_source_account(ctx, request, share)
             facts["target"] = check_target(ctx, request, facts)
             facts["copy_reason"] = copy_reason(
                 cross_region=request.cross_region,
@@ -158,6 +177,50 @@ def check_scripts_prefix(request: RestoreRequest, settings: Settings) -> None:
                 f"script under it, inline it as sql, or set the stack's ScriptsS3Prefix "
                 f"({PREFIX}SCRIPTS_S3_PREFIX)",
             )
+
+
+# -- another account's snapshot --------------------------------------------------------------------
+
+
+def source_account_of(ctx: StepContext, request: RestoreRequest) -> str | None:
+    """The account to reach through its role: ``source_account``, or a snapshot ARN's account that
+    has a role. None for the stack's own account and for a snapshot already shared with it."""
+    if request.source_account:
+        return request.source_account
+    ref = request.snapshot
+    if ref.kind == "arn" and role_for(ctx.settings, ref.account):
+        return ref.account
+    return None
+
+
+def check_source_account(ctx: StepContext, request: RestoreRequest, account: str) -> dict[str, Any]:
+    """Resolve the snapshot in ``account`` through its role and check it can reach this account.
+
+    Nothing changes in either account: the role, the snapshot and the shareable key (its key policy
+    must let this account use it) are only read.
+    """
+    region = request.source_region
+    clients = assume(ctx, account, region)
+    source = resolve_snapshot(clients("rds", region), request)
+    facts = snapshot_facts(source, request)
+    target_account = str(ctx.aws("sts", request.target_region).get_caller_identity()["Account"])
+    key_arn = check_shareable_key(
+        clients("kms", region),
+        shareable_key_for(ctx.settings, account, region),
+        account=account,
+        region=region,
+        target_account=target_account,
+        snapshot=facts,
+    )
+    facts["shared"] = True
+    facts["source_share_required"] = True
+    facts["source_share"] = {
+        "account": account,
+        "role_arn": role_for(ctx.settings, account),
+        "key_arn": key_arn,
+        "target_account": target_account,
+    }
+    return facts
 
 
 # -- the snapshot --------------------------------------------------------------------------------
@@ -274,6 +337,8 @@ def snapshot_facts(snapshot: dict[str, Any], request: RestoreRequest) -> dict[st
         "account": arn.split(":")[4],
         "shared": bool(snapshot.get("_shared")),
         "created_at": _iso(snapshot.get("SnapshotCreateTime")),
+        "source_share_required": False,
+        "source_share": None,
     }
 
 

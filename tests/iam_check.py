@@ -188,6 +188,7 @@ NAMING_PARAMETERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("sns", "topic"): ("TopicArn",),
     ("dynamodb", "table"): ("TableName",),
     ("iam", "role"): ("RoleArn",),
+    ("sts", "role"): ("RoleArn",),
     ("states", "stateMachine"): ("stateMachineArn",),
     ("states", "execution"): ("executionArn",),
 }
@@ -236,6 +237,10 @@ def requests_for(
     """Every authorization request AWS makes for one recorded call (its own and on its behalf)."""
     account = state.account
     service, op, region, params = call["service"], call["operation"], call["region"], call["params"]
+    if (service, op) == ("sts", "GetCallerIdentity"):
+        # "No permissions are required to perform this operation" (STS API Reference): even an
+        # explicit deny does not stop it, so no request is made of the policy.
+        return []
     label = f"call #{index} {service}.{op} in {region} (step {call.get('step')})"
     found = privilege(service, op)
     prefix, action = found["prefix"], f"{found['prefix']}:{found['privilege']}"

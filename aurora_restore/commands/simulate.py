@@ -296,9 +296,14 @@ def _print_progress(change: str, run: StateRun) -> None:
         print(render.state_line(run), flush=True)
 
 
+def _where(entry: dict[str, Any]) -> str:
+    """``eu-west-1``, or ``account 111111111111, eu-west-1`` for another account's resource."""
+    return f"account {entry['account']}, {entry['region']}" if entry.get("account") else str(entry["region"])
+
+
 def _describe_changes(report: Report) -> list[str]:
-    before = {(c["region"], c["id"]): c for c in report.world_before["clusters"]}
-    after = {(c["region"], c["id"]): c for c in report.world_after["clusters"]}
+    before = {(_where(c), c["id"]): c for c in report.world_before["clusters"]}
+    after = {(_where(c), c["id"]): c for c in report.world_after["clusters"]}
     lines: list[str] = []
     for key, cluster in after.items():
         old = before.get(key)
@@ -309,13 +314,27 @@ def _describe_changes(report: Report) -> list[str]:
             lines.append(f"  ~ cluster {key[1]} ({key[0]}): replaced; now {cluster['status']}, {members}")
     for key in before.keys() - after.keys():
         lines.append(f"  - cluster {key[1]} ({key[0]}): deleted")
-    snaps_before = {(s["region"], s["id"]) for s in report.world_before["snapshots"]}
-    snaps_after = {(s["region"], s["id"]): s for s in report.world_after["snapshots"]}
+    snaps_before = {(_where(s), s["id"]): s for s in report.world_before["snapshots"]}
+    snaps_after = {(_where(s), s["id"]): s for s in report.world_after["snapshots"]}
     for key, snapshot in snaps_after.items():
         if key not in snaps_before:
             lines.append(f"  + snapshot {key[1]} ({key[0]}): {snapshot['status']}")
-    for key in snaps_before - snaps_after.keys():
+        elif snapshot.get("shared_with") != snaps_before[key].get("shared_with"):
+            lines.append(
+                f"  ~ snapshot {key[1]} ({key[0]}): shared with {snapshot.get('shared_with') or 'nobody'}"
+            )
+    for key in snaps_before.keys() - snaps_after.keys():
         lines.append(f"  - snapshot {key[1]} ({key[0]}): deleted")
+    others = sorted(
+        {
+            str(e["account"])
+            for e in report.world_before["clusters"] + report.world_before["snapshots"]
+            if e.get("account")
+        }
+    )
+    for account in others:
+        if not any(f"account {account}," in line for line in lines):
+            lines.append(f"  = account {account}: left as it was (what the refresh made there is gone)")
     return lines or ["  (nothing in RDS changed)"]
 
 
@@ -417,7 +436,8 @@ def print_summary(report: Report) -> None:
         if call["service"] == "dynamodb" or call["operation"].startswith(READ_PREFIXES):
             continue
         failed = f"  -> {call['error']}" if call["error"] else ""
-        print(f"  {call['step'] or '':<22} {call['service']}.{call['operation']} ({call['region']}){failed}")
+        where = f"account {call['account']}, {call['region']}" if call.get("account") else call["region"]
+        print(f"  {call['step'] or '':<22} {call['service']}.{call['operation']} ({where}){failed}")
     injected = [f for f in report.faults if f["injected"]]
     if injected:
         print("Faults injected: " + ", ".join(f"{f['fault']} x{f['injected']}" for f in injected))

@@ -203,15 +203,23 @@ class _HookedClients:
 
 def source_cluster(world: World, request: RestoreRequest | None) -> ClusterSpec | None:
     """The cluster the request's snapshot was taken of (its credentials are the restore's)."""
+    from aurora_restore.simulate.world import ACCOUNT
+
     if request is None:
         return None
     ref = request.snapshot
+    # The snapshot's own account: the request's source_account, an ARN's, else the stack's.
+    account = request.source_account or (ref.account if ref.kind == "arn" else "") or ACCOUNT
     if ref.kind in ("latest", "clone", "pitr"):
-        return world.cluster(ref.cluster_id, request.source_region)
+        return world.cluster(ref.cluster_id, request.source_region, account)
     snapshot_id = ref.value.split(":cluster-snapshot:")[-1] if ref.kind == "arn" else ref.value
     for snapshot in world.snapshots:
-        if snapshot.id.lower() == snapshot_id.lower() and snapshot.region == request.source_region:
-            return world.cluster(snapshot.cluster, snapshot.region)
+        if (
+            snapshot.id.lower() == snapshot_id.lower()
+            and snapshot.region == request.source_region
+            and snapshot.account == account
+        ):
+            return world.cluster(snapshot.cluster, snapshot.region, account)
     return None
 
 

@@ -43,6 +43,9 @@ RESTORE_STEPS = ("restore_snapshot", "check_restore_status", "await_restore", "r
 DELETE_STEPS = ("delete_target", "check_delete_status", "await_delete", "rds_event")
 #: The step that starts each loop: with events, the loop's time starts there.
 POLL_STARTS = {"copy": "copy_snapshot", "restore": "restore_snapshot", "delete": "delete_target"}
+#: The copy inside another account (cross-account refreshes): ``copy_polls`` holds it in progress too,
+#: counted by its own check (its events go to that account's bus, so it is only ever polled).
+SHARE_STEPS = ("share_source_snapshot", "check_source_share_status")
 #: The loops ``--polls`` can hold in progress, and the check step that counts a poll of each.
 POLL_CHECKS = {
     "copy": "check_copy_status",
@@ -111,6 +114,9 @@ class CallRecorder:
             "params": redact_params(_plain(params)),
             "error": None,
         }
+        if context.get("account"):
+            # A call made in another account through its role (a cross-account refresh).
+            record["account"] = context["account"]
         with self._lock:
             self.calls.append(record)
         context["aurora_restore_call"] = record
@@ -430,6 +436,8 @@ class ProgressScript:
                 finish = self.finishes_at(loop)
                 if self.on_loop_started is not None and finish is not None and self.held(loop):
                     self.on_loop_started(loop, finish)
+        if event.get("step") == SHARE_STEPS[1]:
+            self.polls["share"] = self.polls.get("share", 0) + 1
 
     def _deleted(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         cluster = parsed.get("DBCluster")
@@ -454,9 +462,10 @@ class ProgressScript:
         return response, {"DBClusters": [dict(described)], "ResponseMetadata": {"HTTPStatusCode": 200}}
 
     def _copy_state(self) -> tuple[str, int] | None:
-        if self.current_step() not in COPY_STEPS:
+        step = self.current_step()
+        if step not in COPY_STEPS and step not in SHARE_STEPS:
             return None
-        poll = self.poll("copy")
+        poll = self.poll("copy") if step in COPY_STEPS else self.polls.get("share", 0)
         if self.copy_polls and poll <= self.copy_polls:
             return "copying", (100 * poll) // (self.copy_polls + 1)
         if self.copy_outcome != "available":

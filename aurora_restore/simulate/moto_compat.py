@@ -49,6 +49,15 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
   and then writes with nothing held between the two, so two threads can both pass
   ``attribute_not_exists`` (seen in CI: two of five racing operations "took" one target's lock).
   A lock around moto's writes gives the same guarantee, so a test judges our locking, not moto's.
+- Accounts (:func:`accounts_as_documented`): moto plays several accounts (STS AssumeRole gives
+  credentials of the role's account), but lets anyone assume any role, finds a snapshot by ARN
+  only in the caller's own account, shares snapshots under the AWS managed key ``aws/rds``, and
+  reports ``aws/*`` keys as customer keys. AWS evaluates the role's trust policy (principal account,
+  ``sts:ExternalId``); copies a snapshot another account shared with the caller, by its ARN, only
+  with a ``KmsKeyId`` of the caller's when encrypted and only when the source key's policy lets the
+  caller's account use it (``KMSKeyNotAccessibleFault``); refuses to share a snapshot encrypted with
+  an AWS managed key (RDS User Guide, "Sharing a DB cluster snapshot"); and ``aws/*`` keys are
+  ``KeyManager: AWS``.
 - Change sets (CloudFormation ``ExecuteChangeSet``): AWS sets the stack's outputs from the
   template the change set applied; moto's ``ChangeSet.apply`` leaves the stack without outputs,
   which ``aws cloudformation deploy`` followed by ``describe-stacks`` would then miss.
@@ -369,7 +378,175 @@ def _apply_task_tokens() -> Callable[[], None]:
     return undo
 
 
+def _trust_allows(document: Any, caller_account: str, external_id: str | None) -> bool:
+    """The role's trust policy lets ``caller_account`` assume it with ``external_id`` (principals by
+    account: moto's callers are not the roles a deployed stack would use)."""
+    import json
+
+    policy = json.loads(document) if isinstance(document, str) else document
+    statements = policy.get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if statement.get("Effect") != "Allow" or "sts:AssumeRole" not in actions:
+            continue
+        principal = statement.get("Principal", {})
+        names = principal.get("AWS", []) if isinstance(principal, dict) else principal
+        names = [names] if isinstance(names, str) else names
+        if not any(n == "*" or n == caller_account or f":iam::{caller_account}:" in str(n) for n in names):
+            continue
+        wanted = (statement.get("Condition") or {}).get("StringEquals", {}).get("sts:ExternalId")
+        if wanted is not None and wanted != external_id:
+            continue
+        return True
+    return False
+
+
+def _is_aws_managed_key(rds_backend: Any, key_id: str | None, account: str, region: str) -> bool:
+    """The snapshot's key is an AWS managed key (moto's stand-in for "no key given" included)."""
+    if not key_id or key_id == "default_kms_key_id":
+        return bool(key_id)
+    try:
+        key = rds_backend.get_backend("kms", region=region, account_id=account).describe_key(key_id)
+    except Exception:
+        return False
+    return any(alias.startswith("alias/aws/") for alias in getattr(key, "aliases", {})) or (
+        getattr(key, "key_manager", "") == "AWS"
+    )
+
+
+def _apply_accounts() -> Callable[[], None]:
+    """Several accounts as AWS keeps them apart while the block runs; see the module."""
+    from moto.kms.models import KmsBackend
+    from moto.rds.exceptions import DBClusterSnapshotNotFoundError, RDSClientError
+    from moto.rds.models import RDSBackend
+    from moto.sts.exceptions import STSClientError
+    from moto.sts.models import STSBackend
+
+    saved_assume = STSBackend.assume_role
+    saved_get = RDSBackend.get_snapshot
+    saved_copy = RDSBackend.copy_db_cluster_snapshot
+    saved_modify = RDSBackend.modify_db_cluster_snapshot_attribute
+    saved_default_keys = KmsBackend._generate_default_keys
+
+    def assume_role(self: Any, **kwargs: Any) -> Any:
+        from moto.iam.models import iam_backends
+
+        role_arn = str(kwargs.get("role_arn", ""))
+        account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""
+        roles = iam_backends[account]["aws"].roles.values() if account else []
+        role = next((r for r in roles if r.arn == role_arn), None)
+        if role is None or not _trust_allows(
+            role.assume_role_policy_document, self.account_id, kwargs.get("external_id")
+        ):
+            raise STSClientError(
+                "AccessDenied",
+                f"User: arn:aws:iam::{self.account_id}:root is not authorized to perform: sts:AssumeRole on "
+                f"resource: {role_arn}",
+            )
+        return saved_assume(self, **kwargs)
+
+    def get_snapshot(self: Any, identifier: str, resource_type: Any, not_found_exception: Any) -> Any:
+        if identifier.startswith("arn:") and identifier.split(":")[4] != self.account_id:
+            parts = identifier.split(":", 6)
+            owner = self.get_backend("rds", region=parts[3], account_id=parts[4])
+            snapshot = owner.resource_map[resource_type].get(parts[6])
+            restore = snapshot.attributes.get("restore", []) if snapshot is not None else []
+            if snapshot is None or not (self.account_id in restore or "all" in restore):
+                raise not_found_exception(parts[6])
+            return snapshot
+        return saved_get(self, identifier, resource_type, not_found_exception)
+
+    def copy_db_cluster_snapshot(
+        self: Any, source_db_cluster_snapshot_identifier: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        source_id = source_db_cluster_snapshot_identifier
+        if source_id.startswith("arn:") and source_id.split(":")[4] != self.account_id:
+            source = get_snapshot(
+                self,
+                source_id,
+                resource_type=_cluster_snapshot_type(),
+                not_found_exception=DBClusterSnapshotNotFoundError,
+            )
+            key_id = getattr(source, "kms_key_id", None) if source.cluster.storage_encrypted else None
+            if key_id:
+                if not kwargs.get("kms_key_id"):
+                    raise RDSClientError(
+                        "InvalidParameterValue",
+                        "KmsKeyId must be specified to copy an encrypted snapshot shared from another "
+                        "account",
+                    )
+                owner = source_id.split(":")[4]
+                if not _key_lets(self, key_id, owner, source_id.split(":")[3], self.account_id):
+                    raise RDSClientError(
+                        "KMSKeyNotAccessibleFault",
+                        f"The source snapshot's KMS key {key_id} is not accessible to account "
+                        f"{self.account_id}",
+                    )
+        return saved_copy(self, source_db_cluster_snapshot_identifier, *args, **kwargs)
+
+    def modify_db_cluster_snapshot_attribute(
+        self: Any,
+        db_cluster_snapshot_identifier: str,
+        attribute_name: str,
+        values_to_add: Any = None,
+        values_to_remove: Any = None,
+    ) -> Any:
+        snapshot = self.cluster_snapshots.get(db_cluster_snapshot_identifier)
+        if values_to_add and snapshot is not None and snapshot.cluster.storage_encrypted:
+            key_id = getattr(snapshot, "kms_key_id", None)
+            if _is_aws_managed_key(self, key_id, self.account_id, self.region_name):
+                raise RDSClientError(
+                    "InvalidParameterValue",
+                    "Snapshots encrypted with the default (AWS managed) KMS key cannot be shared; copy it "
+                    "under a customer managed key first",
+                )
+        return saved_modify(
+            self, db_cluster_snapshot_identifier, attribute_name, values_to_add, values_to_remove
+        )
+
+    def generate_default_keys(self: Any, alias_name: str) -> Any:
+        key_id = saved_default_keys(self, alias_name)
+        if key_id in self.keys:
+            self.keys[key_id].key_manager = "AWS"
+        return key_id
+
+    STSBackend.assume_role = assume_role  # type: ignore[method-assign,assignment]
+    RDSBackend.get_snapshot = get_snapshot  # type: ignore[method-assign]
+    RDSBackend.copy_db_cluster_snapshot = copy_db_cluster_snapshot  # type: ignore[method-assign]
+    RDSBackend.modify_db_cluster_snapshot_attribute = modify_db_cluster_snapshot_attribute  # type: ignore[method-assign]
+    KmsBackend._generate_default_keys = generate_default_keys  # type: ignore[method-assign]
+
+    def undo() -> None:
+        STSBackend.assume_role = saved_assume  # type: ignore[method-assign]
+        RDSBackend.get_snapshot = saved_get  # type: ignore[method-assign]
+        RDSBackend.copy_db_cluster_snapshot = saved_copy  # type: ignore[method-assign]
+        RDSBackend.modify_db_cluster_snapshot_attribute = saved_modify  # type: ignore[method-assign]
+        KmsBackend._generate_default_keys = saved_default_keys  # type: ignore[method-assign]
+
+    return undo
+
+
+def _cluster_snapshot_type() -> Any:
+    from moto.rds.models import DBClusterSnapshot
+
+    return DBClusterSnapshot
+
+
+def _key_lets(rds_backend: Any, key_id: str, owner: str, region: str, account: str) -> bool:
+    """The key policy of ``owner``'s key lets ``account`` use it (Decrypt, CreateGrant)."""
+    from refresh.source_accounts import policy_grants
+
+    try:
+        kms = rds_backend.get_backend("kms", region=region, account_id=owner)
+        policy = kms.get_key_policy(kms.any_id_to_key_id(key_id))
+    except Exception:
+        return False
+    return all(policy_grants(policy, account, action) for action in ("kms:Decrypt", "kms:CreateGrant"))
+
+
 rds_as_documented = _applied_once(_apply_rds)
+accounts_as_documented = _applied_once(_apply_accounts)
 task_tokens_as_documented = _applied_once(_apply_task_tokens)
 atomic_conditional_writes = _applied_once(_apply_dynamodb)
 change_sets_set_outputs = _applied_once(_apply_cloudformation)
@@ -380,6 +557,7 @@ def corrections() -> Iterator[None]:
     """Every correction while the block runs (the rehearsal's moto); moto is as it was afterwards."""
     with (
         rds_as_documented(),
+        accounts_as_documented(),
         atomic_conditional_writes(),
         change_sets_set_outputs(),
         task_tokens_as_documented(),

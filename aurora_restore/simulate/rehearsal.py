@@ -444,7 +444,7 @@ class Rehearsal:
             regions = sorted(
                 set(world.regions) | ({request.source_region, request.target_region} if request else set())
             )
-            world_before = describe_world(own, regions)
+            world_before = describe_world(own, regions, seeded.elsewhere)
             topic_arn, queue_url = self._make_stack(own, stack_region)
             database = stack.enter_context(self._database(world, request))
             lambda_env = self._lambda_environment(seeded, stack_region, topic_arn, database)
@@ -535,7 +535,7 @@ class Rehearsal:
                     notifications=self._notifications(own("sqs", stack_region), queue_url),
                     aws_calls=recorder.calls[calls_before:],
                     world_before=before,
-                    world_after=describe_world(own, regions),
+                    world_after=describe_world(own, regions, seeded.elsewhere),
                     faults=scenario.injector.summary(),
                     duration=time.monotonic() - since,
                     definition_states=state_names(definition),

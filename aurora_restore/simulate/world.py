@@ -51,7 +51,12 @@ STACK_SETTINGS = (
     "export_kms_key_id",
     "copy_max_wait_seconds",
     "restore_max_wait_seconds",
+    # Set from source_account_stacks unless given (a trap: a wrong external id, no role).
+    "source_account_role_arns",
+    "source_kms_key_arns",
+    "source_account_external_id",
 )
+_ACCOUNT = re.compile(r"^\d{12}$")
 
 
 class WorldError(ValueError):
@@ -88,6 +93,8 @@ class ClusterSpec:
     #: SQL that stands in for the data a snapshot of this cluster holds: the rehearsal runs it in the
     #: restored copy's database before the refresh, so masking scripts and checks have rows to work on.
     data_sql: str = ""
+    #: The account that owns it (production in another account); the stack's account by default.
+    account: str = ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class SnapshotSpec:
     type: str = "manual"
     encrypted: bool | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    account: str = ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,17 @@ class KmsKeySpec:
 
     region: str
     alias: str
+    account: str = ACCOUNT
+
+
+@dataclass(frozen=True)
+class SourceStackSpec:
+    """The source-account stack deployed in another account: its role and its shareable key."""
+
+    account: str
+    region: str
+    #: False: the key policy leaves the stack's account out (a trap the refresh must refuse).
+    key_grants_target: bool = True
 
 
 @dataclass(frozen=True)
@@ -147,6 +166,14 @@ class World:
     stack: Mapping[str, Any] = field(default_factory=dict)
     subnet_groups: tuple[SubnetGroupSpec, ...] = ()
     security_groups: tuple[SecurityGroupSpec, ...] = ()
+    source_account_stacks: tuple[SourceStackSpec, ...] = ()
+
+    @property
+    def accounts(self) -> list[str]:
+        """The stack's account first, then every other account the world has something in."""
+        others = {c.account for c in self.clusters} | {s.account for s in self.snapshots}
+        others |= {k.account for k in self.kms_keys} | {s.account for s in self.source_account_stacks}
+        return [ACCOUNT, *sorted(others - {ACCOUNT})]
 
     @property
     def regions(self) -> list[str]:
@@ -156,10 +183,14 @@ class World:
         found |= {g.region for g in self.subnet_groups} | {g.region for g in self.security_groups}
         return sorted(found)
 
-    def cluster(self, cluster_id: str, region: str) -> ClusterSpec | None:
-        """The world's cluster ``cluster_id`` in ``region``."""
+    def cluster(self, cluster_id: str, region: str, account: str = ACCOUNT) -> ClusterSpec | None:
+        """The world's cluster ``cluster_id`` in ``region`` (of ``account``)."""
         for cluster in self.clusters:
-            if cluster.id.lower() == cluster_id.lower() and cluster.region == region:
+            if (
+                cluster.id.lower() == cluster_id.lower()
+                and cluster.region == region
+                and cluster.account == account
+            ):
                 return cluster
         return None
 
@@ -178,7 +209,16 @@ def parse_world(raw: Any) -> World:
     """Validate a world given as plain data."""
     if not isinstance(raw, Mapping):
         raise WorldError("world: must be a JSON object with clusters, snapshots, kms_keys, secrets")
-    known = ("clusters", "snapshots", "kms_keys", "secrets", "subnet_groups", "security_groups", "stack")
+    known = (
+        "clusters",
+        "snapshots",
+        "kms_keys",
+        "secrets",
+        "subnet_groups",
+        "security_groups",
+        "source_account_stacks",
+        "stack",
+    )
     for key in raw:
         if key not in known:
             raise WorldError(f"world.{key}: is not known; sections: {', '.join(known)}")
@@ -195,7 +235,13 @@ def parse_world(raw: Any) -> World:
         for i, v in enumerate(_list(raw, "security_groups"))
     )
     stack = _stack(raw.get("stack", {}))
-    world = World(clusters, snapshots, kms_keys, secret_specs, stack, subnet_groups, security_groups)
+    source_stacks = tuple(
+        _source_stack(f"source_account_stacks[{i}]", v)
+        for i, v in enumerate(_list(raw, "source_account_stacks"))
+    )
+    world = World(
+        clusters, snapshots, kms_keys, secret_specs, stack, subnet_groups, security_groups, source_stacks
+    )
     _check_references(world)
     return world
 
@@ -273,6 +319,7 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         "port",
         "backup_retention_days",
         "data_sql",
+        "account",
     )
     raw = _object(where, value, known, ("id", "region"))
     engine = raw.get("engine", "aurora-postgresql")
@@ -328,6 +375,24 @@ def _cluster(where: str, value: Any) -> ClusterSpec:
         port=port,
         data_sql=_data_sql(f"{where}.data_sql", raw.get("data_sql", "")),
         instance_tags=instance_tags,
+        account=_account(where, raw),
+    )
+
+
+def _account(where: str, raw: Mapping[str, Any]) -> str:
+    """The optional ``account`` of an entry: 12 digits, the stack's account when absent."""
+    return _text(f"{where}.account", raw.get("account", ACCOUNT), _ACCOUNT, "a 12-digit AWS account id")
+
+
+def _source_stack(where: str, value: Any) -> SourceStackSpec:
+    raw = _object(where, value, ("account", "region", "key_grants_target"), ("account", "region"))
+    account = _account(where, raw)
+    if account == ACCOUNT:
+        raise WorldError(f"{where}.account: {account} is the stack's own account; name the source account")
+    return SourceStackSpec(
+        account=account,
+        region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
+        key_grants_target=_flag(f"{where}.key_grants_target", raw.get("key_grants_target", True)),
     )
 
 
@@ -341,7 +406,10 @@ def _region_and_name(where: str, value: Any, pattern: re.Pattern[str], rule: str
 
 def _snapshot(where: str, value: Any) -> SnapshotSpec:
     raw = _object(
-        where, value, ("id", "region", "cluster", "type", "encrypted", "tags"), ("id", "region", "cluster")
+        where,
+        value,
+        ("id", "region", "cluster", "type", "encrypted", "tags", "account"),
+        ("id", "region", "cluster"),
     )
     kind = raw.get("type", "manual")
     if kind not in SNAPSHOT_TYPES:
@@ -363,14 +431,16 @@ def _snapshot(where: str, value: Any) -> SnapshotSpec:
         type=kind,
         encrypted=None if encrypted is None else _flag(f"{where}.encrypted", encrypted),
         tags=_tags(f"{where}.tags", raw.get("tags", {})),
+        account=_account(where, raw),
     )
 
 
 def _kms_key(where: str, value: Any) -> KmsKeySpec:
-    raw = _object(where, value, ("region", "alias"), ("region", "alias"))
+    raw = _object(where, value, ("region", "alias", "account"), ("region", "alias"))
     return KmsKeySpec(
         region=_text(f"{where}.region", raw["region"], _REGION, _REGION_RULE),
         alias=_text(f"{where}.alias", raw["alias"], _ALIAS, "alias/<name>"),
+        account=_account(where, raw),
     )
 
 
@@ -403,7 +473,7 @@ def _check_references(world: World) -> None:
     seen: set[tuple[str, str]] = set()
     instance_ids: set[tuple[str, str]] = set()
     for i, cluster in enumerate(world.clusters):
-        key = (cluster.region, cluster.id.lower())
+        key = (cluster.account + cluster.region, cluster.id.lower())
         if key in seen:
             raise WorldError(f"clusters[{i}].id: {cluster.id!r} appears twice in {cluster.region}")
         seen.add(key)
@@ -411,8 +481,14 @@ def _check_references(world: World) -> None:
             if (cluster.region, instance.lower()) in instance_ids:
                 raise WorldError(f"clusters[{i}].instances: {instance!r} appears twice in {cluster.region}")
             instance_ids.add((cluster.region, instance.lower()))
-        if cluster.kms_key and not any(
-            k.alias == cluster.kms_key and k.region == cluster.region for k in world.kms_keys
+        # alias/aws/rds is the AWS managed key every account has: no entry needed.
+        if (
+            cluster.kms_key
+            and not cluster.kms_key.startswith("alias/aws/")
+            and not any(
+                k.alias == cluster.kms_key and k.region == cluster.region and k.account == cluster.account
+                for k in world.kms_keys
+            )
         ):
             raise WorldError(
                 f"clusters[{i}].kms_key: {cluster.kms_key!r} is not a key of the world in {cluster.region}; "
@@ -421,7 +497,7 @@ def _check_references(world: World) -> None:
     _check_placement_references(world)
     snapshot_ids: set[tuple[str, str]] = set()
     for i, snapshot in enumerate(world.snapshots):
-        source_cluster = world.cluster(snapshot.cluster, snapshot.region)
+        source_cluster = world.cluster(snapshot.cluster, snapshot.region, snapshot.account)
         if source_cluster is None:
             raise WorldError(
                 f"snapshots[{i}].cluster: {snapshot.cluster!r} is not a cluster of the world in "
@@ -433,7 +509,7 @@ def _check_references(world: World) -> None:
                 f"snapshots[{i}].encrypted: {snapshot.encrypted} contradicts its cluster "
                 f"{source_cluster.id}, which is {state} (a snapshot is encrypted exactly when its cluster is)"
             )
-        key = (snapshot.region, snapshot.id.lower())
+        key = (snapshot.account + snapshot.region, snapshot.id.lower())
         if key in snapshot_ids:
             raise WorldError(f"snapshots[{i}].id: {snapshot.id!r} appears twice in {snapshot.region}")
         snapshot_ids.add(key)
@@ -569,25 +645,39 @@ class SeededWorld:
     key_arns: dict[tuple[str, str], str] = field(default_factory=dict)
     #: Security group ids by (region, name).
     security_group_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Clients acting in each other account of the world (seeding and reading back only).
+    elsewhere: dict[str, Any] = field(default_factory=dict)
 
-    def key_arn(self, region: str, alias: str) -> str:
-        """The ARN of the world's key ``alias`` in ``region``."""
+    def key_arn(self, region: str, alias: str, account: str = ACCOUNT) -> str:
+        """The ARN of the world's key ``alias`` in ``region`` (of ``account``)."""
+        if account != ACCOUNT:
+            return self.key_arns[(f"{account}/{region}", alias)]
         return self.key_arns[(region, alias)]
 
 
-def seed(world: World, clients: Callable[[str, str], Any]) -> SeededWorld:
-    """Create the world in moto through the AWS APIs (automated snapshots through moto's backend)."""
+def seed(world: World, clients: Any) -> SeededWorld:
+    """Create the world in moto through the AWS APIs (automated snapshots through moto's backend).
+
+    Another account's resources are made with clients of that account (a seeding role there, which
+    the refresh never uses); a source-account stack is deployed as its template says.
+    """
     seeded = SeededWorld(world)
+    there: dict[str, Any] = {ACCOUNT: clients}
+    for account in world.accounts[1:]:
+        there[account] = _clients_in(clients, account)
+    seeded.elsewhere = {a: c for a, c in there.items() if a != ACCOUNT}
     for key in world.kms_keys:
-        kms = clients("kms", key.region)
+        kms = there[key.account]("kms", key.region)
         key_id = kms.create_key(Description=f"rehearsal key {key.alias}")["KeyMetadata"]["Arn"]
         kms.create_alias(AliasName=key.alias, TargetKeyId=key_id)
-        seeded.key_arns[(key.region, key.alias)] = key_id
+        where = key.region if key.account == ACCOUNT else f"{key.account}/{key.region}"
+        seeded.key_arns[(where, key.alias)] = key_id
     _seed_network(world, seeded, clients)
     for cluster in world.clusters:
-        _seed_cluster(cluster, world, seeded, clients("rds", cluster.region))
+        _seed_cluster(cluster, world, seeded, there[cluster.account])
     for snapshot in world.snapshots:
-        _seed_snapshot(snapshot, clients("rds", snapshot.region))
+        _seed_snapshot(snapshot, there[snapshot.account]("rds", snapshot.region), snapshot.account)
+    _seed_source_account_stacks(seeded, clients)
     for secret in world.secrets:
         value = secret.value if isinstance(secret.value, str) else json.dumps(secret.value)
         clients("secretsmanager", secret.region).create_secret(Name=secret.name, SecretString=value)
@@ -630,7 +720,55 @@ def _seed_network(world: World, seeded: SeededWorld, clients: Callable[[str, str
         )
 
 
-def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: Any) -> None:
+def _clients_in(clients: Any, account: str) -> Any:
+    """Clients acting in ``account``, through a seeding role made there (moto's IAM backend)."""
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[account]["aws"]
+    role = next((r for r in iam.roles.values() if r.name == "aurora-restore-rehearsal-seeder"), None)
+    if role is None:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+        }
+        role = iam.create_role(
+            "aurora-restore-rehearsal-seeder", json.dumps(trust), "/", None, "rehearsal seeding", [], None
+        )
+    credentials = clients("sts").assume_role(RoleArn=role.arn, RoleSessionName="rehearsal-seed")[
+        "Credentials"
+    ]
+    return clients.assumed(credentials, account)
+
+
+def _seed_source_account_stacks(seeded: SeededWorld, clients: Any) -> None:
+    """Deploy each source-account stack; the refresh stack's settings name their roles and keys."""
+    from aurora_restore.simulate.accounts import EXTERNAL_ID, deploy_source_account
+
+    world = seeded.world
+    if not world.source_account_stacks:
+        return
+    roles, keys = [], []
+    for spec in world.source_account_stacks:
+        made = deploy_source_account(
+            clients,
+            account=spec.account,
+            region=spec.region,
+            target_account=ACCOUNT,
+            key_grants_target=spec.key_grants_target,
+        )
+        roles.append(made.role_arn)
+        keys.append(made.key_arn)
+    stack = {
+        "source_account_role_arns": roles,
+        "source_kms_key_arns": keys,
+        "source_account_external_id": EXTERNAL_ID,
+        **world.stack,
+    }
+    seeded.world = replace(world, stack=stack)
+
+
+def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, clients: Any) -> None:
+    rds = clients("rds", cluster.region)
     kwargs: dict[str, Any] = {
         "DBClusterIdentifier": cluster.id,
         "Engine": cluster.engine,
@@ -650,20 +788,28 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: 
         ]
     if cluster.port is not None:
         kwargs["Port"] = cluster.port
-    if cluster.storage_encrypted:
-        alias = cluster.kms_key or next((k.alias for k in world.kms_keys if k.region == cluster.region), None)
+    if cluster.storage_encrypted and cluster.kms_key and cluster.kms_key.startswith("alias/aws/"):
+        # The AWS managed key: every account has it, AWS makes it on first use.
+        kwargs["KmsKeyId"] = clients("kms", cluster.region).describe_key(KeyId=cluster.kms_key)[
+            "KeyMetadata"
+        ]["Arn"]
+    elif cluster.storage_encrypted:
+        alias = cluster.kms_key or next(
+            (k.alias for k in world.kms_keys if k.region == cluster.region and k.account == cluster.account),
+            None,
+        )
         if alias is None:
             raise WorldError(
                 f"cluster {cluster.id} in {cluster.region} is encrypted but the world has no KMS key in "
                 f"{cluster.region}; add one to kms_keys"
             )
-        kwargs["KmsKeyId"] = seeded.key_arn(cluster.region, alias)
+        kwargs["KmsKeyId"] = seeded.key_arn(cluster.region, alias, cluster.account)
     rds.create_db_cluster(**kwargs)
     # A world's cluster has run for longer than its retention period: RDS can restore it to any
     # second of that period (EarliestRestorableTime), not only since it was seeded.
     from moto.rds.models import rds_backends
 
-    clusters = rds_backends[ACCOUNT][rds.meta.region_name].clusters
+    clusters = rds_backends[cluster.account][rds.meta.region_name].clusters
     made = next(c for key, c in clusters.items() if key.lower() == cluster.id.lower())
     made.earliest_restorable_time -= timedelta(days=cluster.backup_retention_days)
     for instance in cluster.instances:
@@ -678,7 +824,7 @@ def _seed_cluster(cluster: ClusterSpec, world: World, seeded: SeededWorld, rds: 
         )
 
 
-def _seed_snapshot(snapshot: SnapshotSpec, rds: Any) -> None:
+def _seed_snapshot(snapshot: SnapshotSpec, rds: Any, account: str = ACCOUNT) -> None:
     tags = [{"Key": k, "Value": v} for k, v in snapshot.tags.items()]
     if snapshot.type == "manual":
         rds.create_db_cluster_snapshot(
@@ -689,7 +835,7 @@ def _seed_snapshot(snapshot: SnapshotSpec, rds: Any) -> None:
     # own backup schedule would make.
     from moto.rds.models import rds_backends
 
-    backend = rds_backends[ACCOUNT][rds.meta.region_name]
+    backend = rds_backends[account][rds.meta.region_name]
     made = backend.create_auto_cluster_snapshot(snapshot.cluster, snapshot.id)
     made.tags = tags
 
@@ -703,8 +849,34 @@ def _tag_dict(resource: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("TagList", []) or []}
 
 
-def describe_world(clients: Callable[[str, str], Any], regions: list[str]) -> dict[str, Any]:
-    """Clusters (id, region, status, instances, tags...) and snapshots in ``regions``, as JSON data."""
+def describe_world(
+    clients: Callable[[str, str], Any], regions: list[str], elsewhere: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Clusters (id, region, status, instances, tags...) and snapshots in ``regions``, as JSON data.
+
+    ``elsewhere`` (clients by account) adds other accounts' clusters and snapshots, each with its
+    ``account``, and for snapshots the accounts they are shared with (``shared_with``).
+    """
+    found = _describe_account(clients, regions)
+    for account, there in sorted((elsewhere or {}).items()):
+        other = _describe_account(there, regions)
+        for cluster in other["clusters"]:
+            cluster["account"] = account
+        rds_by_region = {region: there("rds", region) for region in regions}
+        for snapshot in other["snapshots"]:
+            snapshot["account"] = account
+            result = rds_by_region[snapshot["region"]].describe_db_cluster_snapshot_attributes(
+                DBClusterSnapshotIdentifier=snapshot["id"]
+            )["DBClusterSnapshotAttributesResult"]["DBClusterSnapshotAttributes"]
+            snapshot["shared_with"] = next(
+                (a["AttributeValues"] for a in result if a["AttributeName"] == "restore"), []
+            )
+        found["clusters"].extend(other["clusters"])
+        found["snapshots"].extend(other["snapshots"])
+    return found
+
+
+def _describe_account(clients: Callable[[str, str], Any], regions: list[str]) -> dict[str, Any]:
     clusters: list[dict[str, Any]] = []
     snapshots: list[dict[str, Any]] = []
     for region in sorted(set(regions)):

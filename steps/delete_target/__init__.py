@@ -33,7 +33,7 @@ class DeleteTarget(PollLoopStep):
         "rds:ModifyDBCluster",
         "rds:AddTagsToResource",
     )
-    run_after = "copy_snapshot"
+    run_after = "retire_source_share"
     # Only for accounts that cannot hold two clusters: swap (the default) restores beside the target.
     run_when = RunWhen(
         "ChooseStrategy",

@@ -50,7 +50,7 @@ def cleanup_after_failure(ctx: StepContext, data: dict[str, Any]) -> list[str]:
         "source_region": snapshot.get("source_region"),
     }
     lines: list[str] = []
-    for undo in (_put_old_target_back, _remove_temporary_clusters):
+    for undo in (_put_old_target_back, _remove_temporary_clusters, _retire_source_share):
         try:
             lines.extend(undo(local, request, data, source))
         except Exception as exc:  # The failure must still be reported: say what could not be done.
@@ -58,6 +58,30 @@ def cleanup_after_failure(ctx: StepContext, data: dict[str, Any]) -> list[str]:
             lines.append(f"clean-up stopped in {request.target_region}: {type(error).__name__}: {error}")
             local.log.error("clean-up step failed", error=str(error))
     return lines
+
+
+def _retire_source_share(
+    ctx: StepContext, request: RestoreRequest, data: dict[str, Any], source: dict[str, Any]
+) -> list[str]:
+    """The copy made in another account and shared with this one: unshared and deleted, as the
+    refresh would have once its own copy was done (a retry makes it again)."""
+    snapshot = _section(data, "snapshot")
+    share, copy = snapshot.get("source_share"), snapshot.get("shared_copy")
+    if not isinstance(share, dict) or not isinstance(copy, dict) or _section(data, "source_share"):
+        return []
+    from refresh.source_accounts import retire_shared_copy
+
+    result = retire_shared_copy(
+        ctx, share=share, copy_id=str(copy["identifier"]), region=request.source_region
+    )
+    if not result["deleted"]:
+        return [
+            f"copy {result['copy_id']} in account {result['account']} is not this operation's; left alone"
+        ]
+    if not result["unshared"] and not result.get("existed", True):
+        return []  # nothing there any more: an earlier run (or RetireSourceShare) retired it
+    done = "unshared and deleted" if result["unshared"] else "deleted"
+    return [f"copy {result['copy_id']} in account {result['account']} {done}"]
 
 
 def _section(data: dict[str, Any], key: str) -> dict[str, Any]:

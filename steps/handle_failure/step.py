@@ -67,6 +67,8 @@ class HandleFailure(Step):
         "rds:AddTagsToResource",
         "rds:RemoveTagsFromResource",
         "sns:Publish",
+        # A copy shared out of another account is retired there through its role.
+        "sts:AssumeRole",
         # Publishing to the topic the stack key encrypts (SNS asks KMS as the caller).
         "kms:GenerateDataKey*",
         "kms:Decrypt",

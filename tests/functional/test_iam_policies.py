@@ -13,6 +13,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -440,3 +441,119 @@ def test_the_state_machine_and_schedule_roles_allow_what_their_services_do(templ
     machine = stack.ref("StateMachine")
     assert iam_check.evaluate(schedule, request("states:StartExecution", machine)).allowed
     assert not iam_check.evaluate(schedule, request("states:StartExecution", machine + "-other")).allowed
+
+
+# -- production in another account ---------------------------------------------------------------
+#: Each side of a cross-account refresh, from one rehearsal of the example: the calls made here are
+#: the dispatcher role's, the calls made there (``account`` on the record) the source role's.
+CROSS_ACCOUNT_EXAMPLE = Path(__file__).resolve().parents[2] / "aurora_restore" / "examples"
+
+
+@pytest.fixture(scope="module")
+def cross_account(postgres_server: Any) -> Report:
+    from aurora_restore.simulate.world import load_world
+
+    raw = json.loads((CROSS_ACCOUNT_EXAMPLE / "cross-account-input.json").read_text())
+    world = load_world((CROSS_ACCOUNT_EXAMPLE / "cross-account-world.json").read_text())
+    report = Rehearsal(
+        Options(input=raw, world=world, postgres=postgres_server, poll_min_seconds=0, poll_max_seconds=0)
+    ).run()
+    assert report.status == "SUCCEEDED", report.error
+    return report
+
+
+def _source_copy_key(report: Report) -> str:
+    return next(
+        str(c["params"]["KmsKeyId"])
+        for c in report.aws_calls
+        if c.get("account") and c["operation"] == "CopyDBClusterSnapshot"
+    )
+
+
+def test_the_dispatcher_role_allows_every_call_of_a_cross_account_refresh(
+    cross_account: Report, template: dict[str, Any]
+) -> None:
+    # GIVEN the refresh stack deployed with the source account's role and shareable key
+    role = next(c for c in cross_account.aws_calls if c["operation"] == "AssumeRole")["params"]["RoleArn"]
+    here = [c for c in cross_account.aws_calls if not c.get("account")]
+    target_key = next(c["params"]["KmsKeyId"] for c in here if c["operation"] == "CopyDBClusterSnapshot")
+    stack = iam_check.Stack(
+        template,
+        "eu-central-1",
+        ACCOUNT,
+        {
+            "Stage": "rehearsal",
+            "TargetKmsKeyArn": target_key,
+            "SourceKmsKeyArns": [_source_copy_key(cross_account)],
+            "SourceRegions": ["eu-west-1"],
+            "SourceAccountRoleArns": [role],
+            "SourceAccountExternalId": "rehearsal-external-id-0001",
+        },
+    )
+    statements = iam_check.resolve_policy(stack)
+    world_here = {
+        "clusters": [c for c in cross_account.world_before["clusters"] if not c.get("account")],
+        "snapshots": [s for s in cross_account.world_before["snapshots"] if not s.get("account")],
+    }
+    requests = iam_check.all_requests(here, world_here, ACCOUNT)
+    # WHEN every call made in this account is authorized
+    refused = [d.describe() for d in iam_check.refusals(statements, requests)]
+    # THEN nothing is refused, and assuming the role is allowed by its own statement only
+    assert refused == [], "\n".join(refused)
+    assume = [r for r in requests if r.action == "sts:AssumeRole"]
+    assert assume and all(
+        iam_check.allowing(statements, r) == ["AssumeTheSourceAccountRoles"] for r in assume
+    )
+    other_role = dataclasses.replace(assume[0], resource="arn:aws:iam::222222222222:role/anything")
+    assert not iam_check.evaluate(statements, other_role).allowed
+    # AND each call here is one its step declares (the role is derived from the declarations)
+    import re
+
+    from dispatcher.registry import load_builtin_steps
+    from infra.policies import _covers
+
+    registry = load_builtin_steps()
+    undeclared = []
+    for request in requests:
+        step = registry.get(re.search(r"\(step (\w+)\)", request.call).group(1))  # type: ignore[union-attr]
+        if not request.action.startswith(FRAMEWORK_SERVICES) and not any(
+            _covers(declared, request.action) for declared in step.aws_actions
+        ):
+            undeclared.append(f"{step.name}: {request.action}")
+    assert undeclared == []
+
+
+def test_the_source_account_role_allows_every_call_made_there(cross_account: Report) -> None:
+    from infra.build_template import render
+    from infra.source_account import build_source_account_template
+
+    # GIVEN the source-account stack as deployed for the example
+    source = json.loads(render(build_source_account_template()))
+    account = "111111111111"
+    stack = iam_check.Stack(
+        source,
+        "eu-west-1",
+        account,
+        {
+            "TargetAccountId": ACCOUNT,
+            "DispatcherRoleArn": f"arn:aws:iam::{ACCOUNT}:role/aurora-restore-dispatcher",
+            "ExternalId": "rehearsal-external-id-0001",
+            "ShareableKmsKeyArn": _source_copy_key(cross_account),
+        },
+    )
+    statements = iam_check.resolve_policy(stack, role="SourceAccountRole")
+    there = [c for c in cross_account.aws_calls if c.get("account") == account]
+    assert {c["operation"] for c in there} >= {
+        "CopyDBClusterSnapshot",
+        "ModifyDBClusterSnapshotAttribute",
+        "DeleteDBClusterSnapshot",
+    }
+    source_world = {
+        "clusters": [c for c in cross_account.world_before["clusters"] if c.get("account") == account],
+        "snapshots": [s for s in cross_account.world_before["snapshots"] if s.get("account") == account],
+    }
+    # WHEN each of them (and what RDS checks on its behalf) is authorized against the role
+    requests = iam_check.all_requests(there, source_world, account)
+    refused = [d.describe() for d in iam_check.refusals(statements, requests)]
+    # THEN nothing is refused
+    assert refused == [], "\n".join(refused)

@@ -123,9 +123,14 @@ class Twice:
     database: Database
     data: dict[str, Any]
     ran: list[str] = field(default_factory=list)
+    #: More of the world to compare (another account's snapshots), when the drive reaches further.
+    also: Any = None
 
     def world(self) -> dict[str, Any]:
-        return world(self.clients, self.inbox, self.store, self.operation_id, self.database)
+        seen = world(self.clients, self.inbox, self.store, self.operation_id, self.database)
+        if self.also is not None:
+            seen["elsewhere"] = self.also()
+        return seen
 
     def task(self, step: str) -> dict[str, Any]:
         """The Task state of ``step``, invoked twice with the same event; the second output goes on."""
@@ -435,4 +440,66 @@ def test_every_registered_step_is_covered(registry: Any) -> None:
     assert events == {"rds_event"}
     assert set(registry.names()) - covered - events == set()
     branches = [stage for stage in derive_pipeline(registry).stages if isinstance(stage, Branch)]
-    assert {branch.choice for branch in branches} == {"NeedsCopy", "ChooseStrategy", "NeedsSwap", "NeedsArchive"}
+    assert {branch.choice for branch in branches} == {
+        "NeedsSourceShare",
+        "NeedsCopy",
+        "SharedFromSourceAccount",
+        "ChooseStrategy",
+        "NeedsSwap",
+        "NeedsArchive",
+    }
+
+
+def test_cross_account_every_step_twice(
+    faithful_rds: None, app: Dispatcher, clients: Any, inbox: Inbox, store: Any, database: Database
+) -> None:
+    """The source-account Choices: an automated snapshot under aws/rds in another account."""
+    from dataclasses import replace
+
+    from aurora_restore.simulate.accounts import (
+        EXTERNAL_ID,
+        SOURCE_ACCOUNT,
+        automated_snapshot_under_aws_rds,
+        deploy_source_account,
+    )
+    from aurora_restore.simulate.moto_compat import accounts_as_documented
+    from tests.functional.snapshot_world import target_key
+
+    with accounts_as_documented():
+        # GIVEN production in another account, its stack deployed, and the refresh stack configured
+        source = deploy_source_account(clients, region=SOURCE_REGION, target_account="123456789012")
+        automated = automated_snapshot_under_aws_rds(source, "orders", "rds:orders-2026-11-29-03-00")
+        app.settings = replace(
+            app.settings,
+            source_account_role_arns=(source.role_arn,),
+            source_kms_key_arns=(source.key_arn,),
+            source_account_external_id=EXTERNAL_ID,
+            default_kms_key_id=target_key(clients),
+        )
+        run = start(app, clients, inbox, store, database, "op-twice-xaccount")
+        run.data["body"].update(
+            snapshot_id=automated["DBClusterSnapshotIdentifier"], source_account=SOURCE_ACCOUNT
+        )
+
+        def source_snapshots() -> dict[str, Any]:
+            rds = source.rds()
+            return {
+                s["DBClusterSnapshotIdentifier"]: (
+                    s["Status"],
+                    rds.describe_db_cluster_snapshot_attributes(
+                        DBClusterSnapshotIdentifier=s["DBClusterSnapshotIdentifier"]
+                    )["DBClusterSnapshotAttributesResult"]["DBClusterSnapshotAttributes"],
+                )
+                for s in rds.describe_db_cluster_snapshots()["DBClusterSnapshots"]
+            }
+
+        before = source_snapshots()
+        run.also = source_snapshots
+        # WHEN every Task runs twice
+        run.run()
+    # THEN the refresh succeeded through both source-account steps, and the source is as it was
+    assert {"share_source_snapshot", "check_source_share_status", "retire_source_share"} <= set(run.ran)
+    final = run.world()
+    assert final["status"] == "SUCCEEDED"
+    assert list(final[f"{TARGET_REGION} clusters"]) == [TARGET]
+    assert source_snapshots() == before

@@ -323,7 +323,10 @@ def test_seeding_places_clusters_and_turns_stack_group_names_into_ids(aws: None)
     world = parse_world(
         {
             "subnet_groups": [{"region": "eu-west-1", "name": "dev-private"}],
-            "security_groups": [{"region": "eu-west-1", "name": "db"}, {"region": "eu-west-1", "name": "dba"}],
+            "security_groups": [
+                {"region": "eu-west-1", "name": "db"},
+                {"region": "eu-west-1", "name": "dba"},
+            ],
             "clusters": [
                 {
                     "id": "dev",
@@ -392,6 +395,22 @@ def test_seeding_places_clusters_and_turns_stack_group_names_into_ids(aws: None)
             {"clusters": [{"id": "a", "region": "eu-west-1", "backup_retention_days": 36}]},
             ["clusters[0].backup_retention_days", "36", "from 1 to 35"],
         ),
+        (
+            {"clusters": [{"id": "a", "region": "eu-west-1", "account": "12"}]},
+            ["clusters[0].account", "12-digit"],
+        ),
+        (
+            # A snapshot is of a cluster in its own account.
+            {
+                "clusters": [{"id": "a", "region": "eu-west-1", "account": "111111111111"}],
+                "snapshots": [{"id": "s", "region": "eu-west-1", "cluster": "a"}],
+            },
+            ["snapshots[0].cluster", "'a'"],
+        ),
+        (
+            {"source_account_stacks": [{"account": "123456789012", "region": "eu-west-1"}]},
+            ["source_account_stacks[0].account", "the stack's own account"],
+        ),
     ],
 )
 def test_a_bad_world_names_the_field_and_value(world: dict[str, Any], words: list[str]) -> None:
@@ -399,6 +418,29 @@ def test_a_bad_world_names_the_field_and_value(world: dict[str, Any], words: lis
         parse_world(world)
     for word in words:
         assert word in str(caught.value)
+
+
+def test_a_world_in_two_accounts_keeps_them_apart() -> None:
+    world = parse_world(
+        {
+            "clusters": [
+                {
+                    "id": "orders",
+                    "region": "eu-west-1",
+                    "account": "111111111111",
+                    "storage_encrypted": True,
+                    "kms_key": "alias/aws/rds",
+                },
+                {"id": "orders", "region": "eu-west-1"},
+            ],
+            "snapshots": [{"id": "s", "region": "eu-west-1", "cluster": "orders", "account": "111111111111"}],
+            "source_account_stacks": [{"account": "111111111111", "region": "eu-west-1"}],
+        }
+    )
+    assert world.accounts == ["123456789012", "111111111111"]
+    assert [c.account for c in world.clusters] == ["111111111111", "123456789012"]
+    assert world.snapshots[0].account == "111111111111"
+    assert world.source_account_stacks[0].key_grants_target is True
 
 
 @pytest.mark.parametrize(

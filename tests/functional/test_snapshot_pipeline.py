@@ -19,7 +19,7 @@ STATES = {
     "SnapshotCheck": ("snapshot_check", ("request",), "snapshot"),
     "CopySnapshot": ("copy_snapshot", ("request", "snapshot"), "copy"),
     "CheckCopyStatus": ("check_copy_status", ("request", "copy"), "copy"),
-    "ArchiveSnapshot": ("archive_snapshot", ("request", "copy", "restore"), "archive"),
+    "ArchiveSnapshot": ("archive_snapshot", ("request", "copy", "restore", "snapshot"), "archive"),
 }
 
 

@@ -65,7 +65,7 @@ def test_after_half_of_a_poll_loop_means_after_the_work_is_complete() -> None:
     states = build_definition(registry)["States"]
 
     assert states["IsCopyComplete"]["Choices"][0]["Next"] == "VerifyCopy"
-    assert states["VerifyCopy"]["Next"] == "ChooseStrategy"
+    assert states["VerifyCopy"]["Next"] == "SharedFromSourceAccount"
     assert states["CheckCopyStatus"]["Next"] == "IsCopyComplete"
 
 

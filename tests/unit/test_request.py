@@ -435,3 +435,45 @@ def test_a_secret_in_the_wrong_place_is_never_echoed(case: str, raw: dict[str, A
         assert PASSWORD not in text, case
         assert PASSWORD[:8] not in text, case
     assert str(error).startswith(field + ":")
+
+
+# -- another account's snapshot ------------------------------------------------------------------
+def test_source_account_is_optional_and_checked(seed_input: dict[str, Any]) -> None:
+    body = dict(seed_input["body"]) if "body" in seed_input else dict(seed_input)
+    assert parse_request({"body": body}).source_account is None
+    assert (
+        parse_request({"body": {**body, "source_account": "111111111111"}}).source_account == "111111111111"
+    )
+    with pytest.raises(ValidationError, match=r"source_account: '1111' is not valid; must be a 12-digit"):
+        parse_request({"body": {**body, "source_account": "1111"}})
+
+
+def test_source_account_must_agree_with_a_snapshot_arn(seed_input: dict[str, Any]) -> None:
+    body = dict(seed_input["body"]) if "body" in seed_input else dict(seed_input)
+    arn = f"arn:aws:rds:{body['source_region']}:222222222222:cluster-snapshot:orders-manual"
+    with pytest.raises(ValidationError, match="differs from the account of snapshot_id"):
+        parse_request({"body": {**body, "snapshot_id": arn, "source_account": "111111111111"}})
+    assert parse_request({"body": {**body, "snapshot_id": arn, "source_account": "222222222222"}})
+
+
+def test_source_account_settings_are_read_as_lists() -> None:
+    from dispatcher.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "AURORA_RESTORE_SOURCE_ACCOUNT_ROLE_ARNS": "arn:aws:iam::111111111111:role/a, ,arn:aws:iam::222222222222:role/b",
+            "AURORA_RESTORE_SOURCE_KMS_KEY_ARNS": "",
+            "AURORA_RESTORE_SOURCE_ACCOUNT_EXTERNAL_ID": "x" * 20,
+        }
+    )
+    assert settings.source_account_role_arns == (
+        "arn:aws:iam::111111111111:role/a",
+        "arn:aws:iam::222222222222:role/b",
+    )
+    assert settings.source_kms_key_arns == ()
+
+    from refresh.source_accounts import role_for, shareable_key_for
+
+    assert role_for(settings, "222222222222") == "arn:aws:iam::222222222222:role/b"
+    assert role_for(settings, "333333333333") is None
+    assert shareable_key_for(settings, "111111111111", "eu-west-1") is None

@@ -105,7 +105,8 @@ def test_no_state_overwrites_the_request_or_the_whole_data(definition: dict[str,
 def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, Any]) -> None:
     states = definition["States"]
     for choice, key, done in (
-        ("IsCopyComplete", "copy", "ChooseStrategy"),
+        ("IsSourceShareComplete", "snapshot", "NeedsCopy"),
+        ("IsCopyComplete", "copy", "SharedFromSourceAccount"),
         ("IsDeleteComplete", "delete", "RestoreSnapshot"),
         ("IsRestoreComplete", "restore", "SetupDBUsers"),
         ("IsSwapComplete", "swap", "NeedsArchive"),
@@ -113,6 +114,15 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
         assert states[choice]["Choices"] == [
             {"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": done}
         ]
+    # Another account's snapshot is shared out of it before the copy and retired after it.
+    for choice, step_state, after in (
+        ("NeedsSourceShare", "ShareSourceSnapshot", "NeedsCopy"),
+        ("SharedFromSourceAccount", "RetireSourceShare", "ChooseStrategy"),
+    ):
+        assert states[choice]["Choices"] == [
+            {"Variable": "$.snapshot.source_share_required", "BooleanEquals": True, "Next": step_state}
+        ]
+        assert states[choice]["Default"] == after
     strategy = states["ChooseStrategy"]
     assert strategy["Choices"][0]["And"] == [
         {"Variable": "$.request.strategy", "StringEquals": "delete-first"},
@@ -134,13 +144,15 @@ def test_a_live_cluster_source_takes_the_short_path_past_the_copy_and_the_archiv
     states = definition["States"]
     from_snapshot = {"Variable": "$.snapshot.source_kind", "StringEquals": "snapshot"}
     # THEN only a snapshot source enters the copy loop; a live cluster passes it with $.copy written
-    assert states["SnapshotCheck"]["Next"] == "NeedsCopy"
+    assert states["SnapshotCheck"]["Next"] == "NeedsSourceShare"
+    assert states["NeedsSourceShare"]["Default"] == "NeedsCopy"  # a live cluster is never shared
     assert states["NeedsCopy"]["Choices"] == [{**from_snapshot, "Next": "CopySnapshot"}]
     assert states["NeedsCopy"]["Default"] == "NoCopyNeeded"
     skipped = states["NoCopyNeeded"]
     assert skipped["Type"] == "Pass" and skipped["ResultPath"] == "$.copy"
     assert skipped["Result"]["copied"] is False and skipped["Result"]["complete"] is True
-    assert skipped["Next"] == "ChooseStrategy"
+    assert skipped["Next"] == "SharedFromSourceAccount"
+    assert states["SharedFromSourceAccount"]["Default"] == "ChooseStrategy"
     # AND the restore reads $.copy, which both paths wrote
     assert states["RestoreSnapshot"]["Parameters"]["copy.$"] == "$.copy"
     # AND only a snapshot source is archived; a live cluster goes straight to the notification
@@ -248,9 +260,12 @@ def test_the_builtin_pipeline_is_derived_from_where_each_step_says_it_runs() -> 
     assert [step.name for step in contract_steps() if step.name != "handle_failure"] == [
         "validate_request",
         "snapshot_check",
+        "share_source_snapshot",
+        "check_source_share_status",
         "copy_snapshot",
         "await_copy",
         "check_copy_status",
+        "retire_source_share",
         "delete_target",
         "await_delete",
         "check_delete_status",
