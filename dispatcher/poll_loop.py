@@ -4,20 +4,29 @@ RDS sends events when a copy, restore, rename or deletion changes state, but del
 effort, so an event is a hint to check, never a fact. One :class:`PollLoopStep` subclass,
 registered once, is the whole loop: the registry also registers its check half (a generated
 :class:`PollCheck`) and its waiting half (a generated :class:`PollAwait`), and the state machine
-generates the loop's four states from the class::
+generates the loop's states from the class::
 
-    <state_name> (start) -> Is<Key>Complete (Choice on $.<key>.complete)
+    <state_name> (start) -> Is<Key>Complete (Choice: $.<key>.complete, then $.<key>.wait_for_events)
         -> WaitFor<Key> (waiting Task, .waitForTaskToken, times out after $.<key>.fallback_seconds)
+              on States.Timeout -> WaitFor<Key> again (its own check is the fallback poll)
         -> Is<Key>Complete ...
-    WaitFor<Key> on States.Timeout -> Check<Key>Status (check) -> Is<Key>Complete ...
+    Is<Key>Complete with events not trusted -> WaitToCheck<Key> (Wait, $.<key>.next_poll_seconds)
+        -> Check<Key>Status (check) -> Is<Key>Complete ...
 
 The waiting half records its task token against the resources :meth:`PollLoopStep.awaits` names
 (:mod:`dispatcher.waits`), then checks once (the resource may be done already) and, when it is,
 completes its own wait with the check's output. Otherwise an RDS event about one of those
 resources makes the event step run the same check and complete the wait with its output (or fail
-it with its error); when no event comes, the timeout from the poll policy makes the loop poll
-once and wait again (``fallback_seconds``: the poll policy's wait where it aims at an expected
-finish, longer where it can only back off; see ``steps/lib/polling.py``).
+it with its error). When no event comes, the Task times out after ``fallback_seconds`` (long:
+aimed past a copy's expected finish, else a quarter of an hour; see ``steps/lib/polling.py``)
+and runs again: that one invocation is the fallback poll. It ends its own wait early, with the
+fresh output, when the next fallback should be much shorter or longer than the one it was given
+(a Task's timeout is read once, when the state is entered).
+
+Whether a loop waits for events is decided at every look (``wait_for_events``): a fallback poll
+that finds the work done with no event having reported it means events are being lost, and
+until the next event arrives the loops poll on the poll policy's schedule as they did before
+there were events (:func:`dispatcher.waits.events_trusted`).
 
 ``<Key>`` is the capitalised ``result_key``; every half writes ``$.<result_key>`` and declares the
 same ``outputs``. The halves stay separate Task states (and registered names) because each
@@ -29,6 +38,7 @@ own ``TimeoutSeconds`` is only the backstop.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher import waits
@@ -63,6 +73,8 @@ class PollLoopStep(Step):
     choice_state: ClassVar[str] = ""
     wait_state: ClassVar[str] = ""
     await_name: ClassVar[str] = ""
+    #: The Wait state the loop polls through while events are not trusted.
+    poll_wait_state: ClassVar[str] = ""
     #: Fields of the loop's output naming the resources whose RDS events may end the wait (a
     #: string or a list of strings each); see :meth:`awaits`.
     awaited_fields: ClassVar[tuple[str, ...]] = ()
@@ -82,7 +94,7 @@ class PollLoopStep(Step):
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """The start half."""
-        return self.start(ctx)
+        return _with_mode(self, ctx, self.start(ctx))
 
     def awaits(self, fields: dict[str, Any]) -> list[str]:
         """The RDS identifiers whose events may mean the wait is over, read from the last output.
@@ -111,6 +123,10 @@ class PollLoopStep(Step):
         cls.choice_state = cls.__dict__.get("choice_state") or f"Is{key}Complete"
         cls.wait_state = cls.__dict__.get("wait_state") or f"WaitFor{key}"
         cls.await_name = cls.__dict__.get("await_name") or f"await_{cls.result_key}"
+        cls.poll_wait_state = cls.__dict__.get("poll_wait_state") or f"WaitToCheck{key}"
+        if cls.waits_for_events:
+            # Every half returns them (see _with_mode); the Choice and the waiting Task read them.
+            cls.outputs = (*cls.outputs, *(f for f in EVENT_FIELDS if f not in cls.outputs))
         made = cls.__dict__.get("_check_half")
         if made is None or made.name != cls.check_name:
             made = type(
@@ -158,6 +174,51 @@ class PollLoopStep(Step):
         return (made, waiting)
 
 
+#: What every half of a loop that waits for events returns beside the poll fields: how long the
+#: waiting Task waits, and whether the loop waits for events at all (else it polls as before).
+EVENT_FIELDS = ("fallback_seconds", "wait_for_events")
+#: Where the waiting Task's Catch puts a timeout (``$.<key>.fallback``): the next run of the
+#: waiting half knows its wait ran out, so a check that finds the work done is a missed event.
+TIMEOUT_FIELD = "fallback"
+#: The waiting half ends its own wait early when the next fallback differs from the one it was
+#: given by more than this fraction (a Task's timeout is fixed when the state is entered).
+REAIM_TOLERANCE = 0.5
+
+
+def _region(ctx: StepContext, fields: dict[str, Any]) -> str:
+    return str(fields.get("region") or ctx.settings.stack_region)
+
+
+def _with_mode(loop: PollLoopStep, ctx: StepContext, output: dict[str, Any]) -> dict[str, Any]:
+    """``output`` with ``wait_for_events`` (for a loop that can wait for events)."""
+    if loop.waits_for_events and isinstance(output, dict):
+        trusted = (
+            waits.events_trusted(ctx.store, _region(ctx, output)) if not output.get("complete") else False
+        )
+        output = {**output, "wait_for_events": trusted}
+        output.setdefault("fallback_seconds", 0)
+    return output
+
+
+def _check_alone(loop: PollLoopStep, ctx: StepContext, execution_id: str) -> dict[str, Any]:
+    """The loop's check; for a check that acts, never at the same time as another of its checks."""
+    if not loop.check_mutating:
+        return loop.check(ctx)
+    with waits.one_check_at_a_time(
+        ctx.store, execution_id, loop.result_key, holder=uuid.uuid4().hex, clock=ctx.clock
+    ) as alone:
+        if not alone:
+            from dispatcher.errors import Retryable
+
+            raise Retryable(f"another check of {loop.result_key} in this execution is still running")
+        return loop.check(ctx)
+
+
+def reaim(waited: int, fallback: int) -> bool:
+    """True when the next fallback is far enough from ``waited`` to end the wait and set it anew."""
+    return fallback < waited * (1 - REAIM_TOLERANCE) or fallback > waited * (1 + REAIM_TOLERANCE)
+
+
 class PollCheck(Step):
     """The check half of a poll loop: runs the loop's ``check``; made by the registry, never written."""
 
@@ -170,7 +231,8 @@ class PollCheck(Step):
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
         """The loop's check."""
-        return self._loop().check(ctx)
+        loop = self._loop()
+        return _with_mode(loop, ctx, loop.check(ctx))
 
     def summarize(self, output: dict[str, Any]) -> str:
         """The loop's summary line for a check."""
@@ -190,9 +252,11 @@ class PollAwait(PollCheck):
     """The waiting half of a poll loop: records its task token, checks once, and waits.
 
     Its Task waits for ``SendTaskSuccess``/``SendTaskFailure`` (``.waitForTaskToken``): the value
-    it returns is not the state's output. When its own check finds the work complete it sends the
-    check's output itself; a failing check fails the invocation, which fails the Task with the
-    check's error, as a poll's would.
+    it returns is not the state's output. It sends the check's output itself when the work is
+    complete, when events are no longer trusted (the loop goes back to polling) and when the
+    next fallback should differ much from this Task's timeout; a failing check fails the
+    invocation, which fails the Task with the check's error, as a poll's would. Run again after
+    a timeout (``$.<key>.fallback`` set), its check is the loop's fallback poll.
     """
 
     def run(self, ctx: StepContext) -> dict[str, Any]:
@@ -204,8 +268,10 @@ class PollAwait(PollCheck):
 
             raise ValidationError("task_token", None, "the waiting Task passes $$.Task.Token as task_token")
         fields = ctx.input(loop.result_key)
-        region = str(fields.get("region") or ctx.settings.stack_region)
-        timeout = int(fields.get("fallback_seconds") or 0)
+        region = _region(ctx, fields)
+        # The Task's timeout (TimeoutSecondsPath), read when the state was entered.
+        waited = int(fields.get("fallback_seconds") or 0)
+        timed_out = isinstance(fields.get(TIMEOUT_FIELD), dict)
         check_event = {key: ctx.event[key] for key in self.reads if key in ctx.event}
         waiter = waits.Waiter(
             execution_id=ctx.execution_id or "",
@@ -213,18 +279,36 @@ class PollAwait(PollCheck):
             token=token,
             check_step=loop.check_name,
             check_event={"step": loop.check_name, "execution_id": ctx.execution_id, **check_event},
-            expires_at=waits.expiry(ctx.clock(), timeout),
+            expires_at=waits.expiry(ctx.clock(), waited),
         )
         resources = loop.awaits(fields)
         # Recorded before the check: an event arriving from now on finds the token, and whatever
         # happened before is what the check sees.
         for resource in resources:
             waits.add_waiter(ctx.store, region, resource, waiter)
-        output = loop.check(ctx)
-        if output.get("complete"):
+        output = _with_mode(loop, ctx, _check_alone(loop, ctx, ctx.execution_id or ""))
+        complete = bool(output.get("complete"))
+        if complete and timed_out:
+            # The work finished with no event ending the wait: lost, or later than the fallback.
+            # Loops poll as before until the next event arrives.
+            waits.record_miss(ctx.store, region, resources, ctx.clock())
+            ctx.log.warning(
+                "the fallback poll found the work done before any event said so; polling until events arrive",
+                resources=resources,
+                region=region,
+            )
+        ends = complete or not output.get("wait_for_events") or reaim(waited, int(output["fallback_seconds"]))
+        if ends:
             answer = json.dumps(output, default=str)
             ctx.aws("stepfunctions").send_task_success(taskToken=token, output=answer)
             for resource in resources:
                 waits.remove_waiter(ctx.store, region, resource, waiter)
-        ctx.log.info("waiting for an event", resources=resources, region=region, fallback_seconds=timeout)
+            return output
+        ctx.log.info(
+            "waiting for an event",
+            resources=resources,
+            region=region,
+            fallback_seconds=waited,
+            fallback_poll=timed_out,
+        )
         return output

@@ -15,6 +15,9 @@ is seen by that check: no event can fall between the two.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -121,3 +124,115 @@ def remove_waiter(store: Store, region: str, resource_id: str, waiter: Waiter) -
         {":token": waiter.token},
         {"#w": execution_name(waiter.execution_id), "#t": "token"},
     )
+
+
+# -- whether events arrive ---------------------------------------------------------------------------
+#: Key of the item recording, per region, when an RDS event last arrived and when a fallback poll
+#: last found work done that no event had reported (``events#<region>``).
+EVENTS_KEY_PREFIX = "events#"
+#: An arrival is written at most this often: the rule sends every RDS event in the region here.
+ARRIVAL_WRITE_INTERVAL_SECONDS = 300
+
+
+def events_key(region: str) -> str:
+    """Key of the item that says whether RDS events reach the dispatcher in ``region``."""
+    return f"{EVENTS_KEY_PREFIX}{region}"
+
+
+def record_arrival(store: Store, region: str, now: datetime) -> None:
+    """An RDS event arrived in ``region``: the rule, its target and the function all work."""
+    stale = (now - timedelta(seconds=ARRIVAL_WRITE_INTERVAL_SECONDS)).isoformat()
+    item = store.get_item(events_key(region)) or {}
+    arrived, missed = item.get("last_event_at"), item.get("last_missed_at")
+    # Written when stale, and always right after a miss: one arrival restores trust.
+    if isinstance(arrived, str) and arrived > stale and not (isinstance(missed, str) and missed > arrived):
+        return
+    store.update_if(
+        events_key(region),
+        "SET last_event_at = :now, #r = :region",
+        "attribute_not_exists(last_event_at) OR last_event_at < :now",
+        {":now": now.isoformat(), ":region": region},
+        {"#r": "region"},
+    )
+
+
+def record_miss(store: Store, region: str, resource_ids: list[str], now: datetime) -> None:
+    """A fallback poll found work done whose event never came (lost, or later than the fallback)."""
+    store.update_if(
+        events_key(region),
+        "SET last_missed_at = :now, missed_resources = :ids, #r = :region",
+        "attribute_not_exists(last_missed_at) OR last_missed_at < :now",
+        {":now": now.isoformat(), ":ids": list(resource_ids), ":region": region},
+        {"#r": "region"},
+    )
+
+
+def events_trusted(store: Store, region: str) -> bool:
+    """Whether a loop in ``region`` should wait for events (long fallbacks) or poll as before.
+
+    Trusted until a fallback poll finds work done that no event reported, then again from the
+    next event that arrives: with the rule missing, disabled or failing, loops poll on the poll
+    policy's schedule instead of waiting out long fallbacks. A new stack trusts its rule.
+    """
+    item = store.get_item(events_key(region)) or {}
+    missed, arrived = item.get("last_missed_at"), item.get("last_event_at")
+    if not isinstance(missed, str):
+        return True
+    return isinstance(arrived, str) and arrived > missed
+
+
+# -- one check at a time -------------------------------------------------------------------------------
+#: Prefix of the item that lets one check of an execution's loop run at a time (``check#...``).
+CHECK_KEY_PREFIX = "check#"
+#: A check that holds the item longer than this is taken to have died (a Lambda timeout).
+CHECK_HOLD_SECONDS = 120
+#: How long a second check waits for the first to finish before giving up, and how often it looks.
+CHECK_WAIT_SECONDS = 20.0
+CHECK_WAIT_STEP_SECONDS = 0.25
+
+
+def check_key(execution_id: str, result_key: str) -> str:
+    """Key of the item held while a check of ``result_key``'s loop in that execution runs."""
+    return f"{CHECK_KEY_PREFIX}{execution_name(execution_id)}#{result_key}"
+
+
+@contextmanager
+def one_check_at_a_time(
+    store: Store,
+    execution_id: str,
+    result_key: str,
+    holder: str,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[bool]:
+    """Hold the loop's check item while the block runs; yields False if it could not be had.
+
+    A loop whose check acts (a rename, an instance created, a deletion re-issued) must not be
+    checked twice at once: the waiting half's own check and the event step's would both see the
+    same world and both act. One after the other is safe (each looks before it acts), so the
+    second waits for the first, up to ``CHECK_WAIT_SECONDS``.
+    """
+    key = check_key(execution_id, result_key)
+    waited = 0.0
+    held = False
+    while True:
+        now = clock()
+        item = {
+            "operation_id": key,
+            "holder": holder,
+            "expires_at": (now + timedelta(seconds=CHECK_HOLD_SECONDS)).isoformat(),
+        }
+        if store.put_if(
+            item, "attribute_not_exists(operation_id) OR expires_at < :now", {":now": now.isoformat()}
+        ):
+            held = True
+            break
+        if waited >= CHECK_WAIT_SECONDS:
+            break
+        sleep(CHECK_WAIT_STEP_SECONDS)
+        waited += CHECK_WAIT_STEP_SECONDS
+    try:
+        yield held
+    finally:
+        if held:
+            store.delete_if(key, "holder = :holder", {":holder": holder})

@@ -8,7 +8,8 @@ because Step Functions would otherwise fail the run in a way nothing reports:
 
 - the first state normalises the raw input (``"input.$": "$"``);
 - Choice states read ``complete`` and the fields the steps really return; Wait states take
-  ``SecondsPath`` from ``next_poll_seconds``;
+  ``SecondsPath`` from ``next_poll_seconds``, waiting Tasks ``TimeoutSecondsPath`` from
+  ``fallback_seconds``;
 - every Task retries Lambda's transient errors and the project's ``Retryable`` errors with
   backoff and full jitter, and catches everything else into the failure step, which gets ``$``
   whole and ends in a Fail state (a failed refresh is a FAILED execution);
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import retryable_error_names
-from dispatcher.poll_loop import PollLoopStep
+from dispatcher.poll_loop import TIMEOUT_FIELD, PollLoopStep
 from dispatcher.registry import Registry, Step, load_builtin_steps
 from infra.pipeline import (
     EXECUTION_MARGIN_SECONDS,
@@ -269,19 +270,21 @@ def _check_stage_reads(stages: tuple[Stage, ...], registry: Registry, written: W
             check = _step(registry, start.check_name)
             key = start.result_key
             _require(start.state_name, [f"$.{k}" for k in start.reads if k != "$"], state)
-            # The Choice and the Wait are entered after either half; the check after the Wait.
+            # The Choice and the Waits are entered after any half; the check after the Wait.
             state[key] = [start, check]
-            _require(start.choice_state, [f"$.{key}.complete"], state)
             if start.waits_for_events:
                 waiting = _step(registry, start.await_name)
                 # The waiting Task's output is a check's (sent by itself or the event step).
                 state[key] = [start, check, waiting]
+                _require(start.choice_state, [f"$.{key}.complete", f"$.{key}.wait_for_events"], state)
                 _require(
                     start.wait_state,
                     [f"$.{key}.fallback_seconds", *(f"$.{k}" for k in waiting.reads if k != "$")],
                     state,
                 )
+                _require(start.poll_wait_state, [f"$.{key}.next_poll_seconds"], state)
             else:
+                _require(start.choice_state, [f"$.{key}.complete"], state)
                 _require(start.wait_state, [f"$.{key}.next_poll_seconds"], state)
             _require(check.state_name, [f"$.{k}" for k in check.reads if k != "$"], state)
         else:
@@ -434,22 +437,36 @@ def _emit(
             states[start.state_name] = _task_state(
                 start, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
-            states[start.choice_state] = {
-                "Type": "Choice",
-                "Choices": [{"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": following}],
-                "Default": start.wait_state,
+            done = {"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": following}
+            # Without events, the loop polls through a Wait state, as the poll policy schedules.
+            poll_wait = {
+                "Type": "Wait",
+                "SecondsPath": f"$.{key}.next_poll_seconds",
+                "Next": check.state_name,
             }
             if start.waits_for_events:
+                events = {
+                    "Variable": f"$.{key}.wait_for_events",
+                    "BooleanEquals": True,
+                    "Next": start.wait_state,
+                }
+                states[start.choice_state] = {
+                    "Type": "Choice",
+                    "Choices": [done, events],
+                    "Default": start.poll_wait_state,
+                }
                 waiting = _step(registry, start.await_name)
                 states[start.wait_state] = _waiting_state(
-                    waiting, check=check.state_name, next_state=start.choice_state, failure=failure
+                    waiting, next_state=start.choice_state, failure=failure
                 )
+                states[start.poll_wait_state] = poll_wait
             else:
-                states[start.wait_state] = {
-                    "Type": "Wait",
-                    "SecondsPath": f"$.{key}.next_poll_seconds",
-                    "Next": check.state_name,
+                states[start.choice_state] = {
+                    "Type": "Choice",
+                    "Choices": [done],
+                    "Default": start.wait_state,
                 }
+                states[start.wait_state] = poll_wait
             states[check.state_name] = _task_state(
                 check, next_state=start.choice_state, timeouts=timeouts, catch_to=failure, pipeline=pipeline
             )
@@ -553,14 +570,16 @@ WAIT_FOR_TASK_TOKEN_RESOURCE = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 TIMEOUT_ERROR = "States.Timeout"
 
 
-def _waiting_state(waiting: type[Step], *, check: str, next_state: str, failure: str) -> dict[str, Any]:
+def _waiting_state(waiting: type[Step], *, next_state: str, failure: str) -> dict[str, Any]:
     """A poll loop's waiting Task: invokes its half with the task token, then waits for the token.
 
     It ends when the token is sent (the output is a check's, under ``$.<key>``), fails with the
-    error sent or raised, or times out after the poll policy's next interval: the timeout is caught
-    into the loop's check (``ResultPath: null`` keeps the data as it was), which polls once.
+    error sent or raised, or times out after ``fallback_seconds``: the timeout is caught back into
+    the same state with the error under ``$.<key>.fallback`` (the rest of the data as it was), and
+    that run of the waiting half is the fallback poll.
     """
     key = waiting.result_key
+    state_name = waiting.state_name
     return {
         "Type": "Task",
         "Resource": WAIT_FOR_TASK_TOKEN_RESOURCE,
@@ -572,7 +591,7 @@ def _waiting_state(waiting: type[Step], *, check: str, next_state: str, failure:
         "TimeoutSecondsPath": f"$.{key}.fallback_seconds",
         "Retry": retry_rules(),
         "Catch": [
-            {"ErrorEquals": [TIMEOUT_ERROR], "ResultPath": None, "Next": check},
+            {"ErrorEquals": [TIMEOUT_ERROR], "ResultPath": f"$.{key}.{TIMEOUT_FIELD}", "Next": state_name},
             {"ErrorEquals": ["States.ALL"], "ResultPath": f"$.{ERROR_KEY}", "Next": failure},
         ],
         "Next": next_state,

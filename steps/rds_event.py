@@ -8,12 +8,15 @@ execution waiting on the event's ``SourceIdentifier`` in its region (:mod:`dispa
 loop's own check runs once with the input a poll would have had (one Describe), and only the
 check's result completes the wait (``SendTaskSuccess`` with the check's output) or fails it
 (``SendTaskFailure`` with the check's error, e.g. ``CopyFailed``). An event for a resource nobody
-waits on costs one read of the state table and no AWS call; a duplicate finds the entry gone.
+waits on costs two reads of the state table (and a write at most every few minutes, recording
+that events arrive) and no AWS call; a duplicate finds the entry gone.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher import aws, waits
@@ -76,6 +79,9 @@ class RdsEvent(Step):
             return _result("", 0, [], [])
         resource_id = str(detail.get("SourceIdentifier") or "")
         region = str(event.get("region") or ctx.settings.stack_region)
+        # Any RDS event proves the rule, its target and this function work: loops that went back
+        # to polling after a lost event wait for events again.
+        waits.record_arrival(ctx.store, region, ctx.clock())
         if not resource_id:
             return _result("", 0, [], [])
         found = waits.waiters(ctx.store, region, resource_id, ctx.clock())
@@ -138,7 +144,20 @@ class RdsEvent(Step):
             clock=ctx.clock,
         )
         try:
-            output = json_safe(check().run(check_ctx))
+            with (
+                waits.one_check_at_a_time(
+                    ctx.store, waiter.execution_id, check.result_key, holder=uuid.uuid4().hex, clock=ctx.clock
+                )
+                if check.mutating
+                else nullcontext(True) as alone
+            ):
+                if not alone:
+                    ctx.log.warning(
+                        "another check of this loop is still running; its fallback poll will look again",
+                        execution_id=waiter.execution_id,
+                    )
+                    return None
+                output = json_safe(check().run(check_ctx))
         except Exception as raw:
             error = aws.translate(raw)
             if isinstance(error, TRANSIENT):

@@ -49,12 +49,16 @@ BACKOFF_FACTOR = 1.5
 AIM = 0.95
 #: Polls a loop may make quickly before the budget guard looks at its pace.
 FREE_POLLS = 60
-#: With nothing to aim by, a waiting Task waits at least this long for an event before polling.
-EVENT_FALLBACK_MIN_SECONDS = 600
-#: Aimed at an expected finish, the fallback waits at most this long (an early estimate is rough),
-#: and at most this many of the policy's longest waits (``poll_max_seconds``).
-EVENT_FALLBACK_MAX_AIMED_SECONDS = 3600
-EVENT_FALLBACK_AIMED_WAITS = 4
+#: While events are trusted, how long a waiting Task waits for one before it polls once. These
+#: fallbacks only bound how late a lost event is noticed (and the first loss sends the loops back
+#: to the poll policy), so they are long. With nothing to aim by (a restore, a deletion):
+EVENT_FALLBACK_SECONDS = 900
+#: A copy that reports progress but has not moved yet (queued, or just begun): copies take hours.
+EVENT_FALLBACK_UNMOVED_SECONDS = 1800
+#: Aimed at a copy's expected finish: this many times the estimated remaining time (an estimate
+#: from the rate so far is rough), plus ``poll_min_seconds``, and at most two hours.
+EVENT_FALLBACK_AIM_FACTOR = 1.5
+EVENT_FALLBACK_MAX_AIMED_SECONDS = 7200
 #: Past its free polls a loop gets one poll per this many seconds of elapsed time. With
 #: FREE_POLLS this is 900 polls (8,100 events, a third of the history) over 7 days.
 BUDGET_SPACING_SECONDS = 720
@@ -225,30 +229,33 @@ def poll_fields(
     if percent is None or percent < 100:
         remaining = _estimate_remaining(float(elapsed), percent, baseline, reached_at)
     next_poll = fields["next_poll_seconds"]
-    fields["fallback_seconds"] = fallback_seconds(next_poll, remaining=remaining, settings=settings)
+    fields["fallback_seconds"] = fallback_seconds(
+        next_poll, remaining=remaining, percent=percent, settings=settings
+    )
     return fields
 
 
-def fallback_seconds(next_poll: int, *, remaining: float | None, settings: Settings) -> int:
+def fallback_seconds(
+    next_poll: int, *, remaining: float | None, percent: float | None, settings: Settings
+) -> int:
     """How long a loop's waiting Task waits for an RDS event before it polls once (its timeout).
 
     Events usually end the wait, so the fallback only bounds how late a lost event is noticed.
-    With an estimated finish (a copy's progress rate, ``remaining`` seconds away) it is just past
-    that finish (``poll_min_seconds`` later, at most ``EVENT_FALLBACK_MAX_AIMED_SECONDS`` and four
-    ``poll_max_seconds``, never less than the policy's own wait); with nothing to aim by
-    (restores, deletes, renames, a queued copy) it is at least ``EVENT_FALLBACK_MIN_SECONDS``
-    (never more than ``poll_max_seconds``): about what the policy's backoff reaches after a few
-    polls anyway, without the polls.
+    With an estimated finish (a copy's progress rate, ``remaining`` seconds away) it is past that
+    finish by half the estimate again (``EVENT_FALLBACK_AIM_FACTOR``), at most two hours away;
+    a copy that has not moved waits ``EVENT_FALLBACK_UNMOVED_SECONDS``; with no progress figure at
+    all (restores, deletes, renames) ``EVENT_FALLBACK_SECONDS``. Never shorter than the policy's
+    own wait.
     """
-    # A Task's timeout must be a positive whole number of seconds.
     if remaining is not None:
-        # Just past the expected finish: the event normally comes first; when it is lost, the
-        # check lands right after the end, and a finish later than expected is aimed at again.
-        aimed = remaining + settings.poll_min_seconds
-        longest = EVENT_FALLBACK_AIMED_WAITS * max(1, settings.poll_max_seconds)
-        cap = min(EVENT_FALLBACK_MAX_AIMED_SECONDS, longest)
-        return int(max(1, next_poll, min(aimed, cap)))
-    return max(1, next_poll, min(EVENT_FALLBACK_MIN_SECONDS, settings.poll_max_seconds))
+        aimed = remaining * EVENT_FALLBACK_AIM_FACTOR + settings.poll_min_seconds
+        wait = min(aimed, EVENT_FALLBACK_MAX_AIMED_SECONDS)
+    elif percent is not None:
+        wait = EVENT_FALLBACK_UNMOVED_SECONDS
+    else:
+        wait = EVENT_FALLBACK_SECONDS
+    # A Task's timeout must be a positive whole number of seconds.
+    return int(max(1, next_poll, wait))
 
 
 def _track_progress(kept: Any, elapsed: int, percent: float | None) -> dict[str, Any] | None:
