@@ -35,6 +35,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from dispatcher.settings import Settings
+from dispatcher.poll_loop import reaim
 from steps.lib.polling import EVENTS_PER_POLL_ROUND, HISTORY_EVENT_LIMIT, history_events, poll_fields
 
 MINUTE = 60
@@ -197,21 +198,33 @@ EVENT_LATENCY_TARGET_S = 10.0
 EVENT_INVOCATION_SHARE_TARGET = 0.03
 
 
-def replay_events(timeline: Timeline, settings: Settings, *, delay: float, lost: bool) -> Replay:
-    """The loop with a waiting Task: start; wait (its half checks once) until the event or the
-    fallback timeout; on a timeout the check polls once and the Task waits again.
+def replay_events(
+    timeline: Timeline, settings: Settings, *, delay: float, lost: bool, trusted: bool = True
+) -> tuple[Replay, bool]:
+    """The loop with events, and whether events are trusted after it (the state table's record).
 
-    Invocations: the start, each waiting half, each check after a timeout, and each event step run
-    (``EVENTS_PER_DONE``; they run outside the execution, so they add no history events).
+    Trusted (``wait_for_events``): start; the waiting half records its token and checks once,
+    then waits for the event or its fallback timeout; a timeout runs the waiting half again (one
+    invocation: its check is the fallback poll), which ends its own wait early (one more
+    invocation) when the next fallback differs by more than ``REAIM_TOLERANCE``. A fallback that
+    finds the work done means the event was lost: events are no longer trusted. Not trusted: the
+    poll policy's loop through Wait states, exactly as :func:`replay_policy`. Either way a
+    delivered event invokes the event step (``EVENTS_PER_DONE``; outside the execution, so no
+    history events) and makes events trusted again.
     """
+    arrival = math.inf if lost else timeline.done_at + delay
+    events = 0 if lost else EVENTS_PER_DONE[timeline.kind]
+    if not trusted:
+        polled = replay_policy(timeline, settings)
+        return (
+            Replay(
+                polled.polls + events, polled.transitions, timeline.done_at, polled.noticed_at, polled.polls
+            ),
+            not lost,
+        )
     max_wait = (
         settings.copy_max_wait_seconds if timeline.kind == "copy" else settings.restore_max_wait_seconds
     )
-    arrival = math.inf if lost else timeline.done_at + delay
-    t = 0
-    invocations = 0
-    in_execution = 0
-    transitions = 0
     previous: dict[str, Any] | None = None
 
     def look(at: int) -> dict[str, Any]:
@@ -226,28 +239,43 @@ def replay_events(timeline: Timeline, settings: Settings, *, delay: float, lost:
             what=timeline.name,
         )
 
+    t = 0
     fields = look(t)  # the start step
+    invocations = in_execution = 1
+    transitions = 2  # the start Task, then IsXComplete
+    if fields["complete"]:
+        return Replay(invocations, transitions, timeline.done_at, t, in_execution), True
+    previous = fields
+    waited = int(fields["fallback_seconds"])
+    # The waiting half records its token and checks once (the work may be done already).
     invocations += 1
     in_execution += 1
-    transitions += 2  # the start Task, then IsXComplete
-    while not fields["complete"]:
-        previous = fields
-        # The waiting half records its token and checks once (its output ends the wait only when done).
+    transitions += 1
+    if timeline.observe(t)[1]:
+        return Replay(invocations, transitions + 1, timeline.done_at, t, in_execution), True
+    while True:
+        if arrival <= t + waited:
+            invocations += events
+            noticed = math.ceil(arrival)
+            return Replay(invocations, transitions + 1, timeline.done_at, noticed, in_execution), True
+        t += waited
+        fields = look(t)  # the waiting half again, after its timeout: the fallback poll
         invocations += 1
         in_execution += 1
         transitions += 1
-        if timeline.observe(t)[1]:
-            return Replay(invocations, transitions + 1, timeline.done_at, t, in_execution)
-        timeout_at = t + int(fields["fallback_seconds"])
-        if arrival <= timeout_at:
-            invocations += EVENTS_PER_DONE[timeline.kind]
-            return Replay(invocations, transitions + 1, timeline.done_at, math.ceil(arrival), in_execution)
-        t = timeout_at
-        fields = look(t)  # the check after the timeout
-        invocations += 1
-        in_execution += 1
-        transitions += 2  # CheckXStatus, then IsXComplete
-    return Replay(invocations, transitions, timeline.done_at, t, in_execution)
+        if fields["complete"]:
+            # Done and no event said so: the loops poll until an event arrives (this one, if it
+            # was only later than the fallback).
+            invocations += events
+            return Replay(invocations, transitions + 1, timeline.done_at, t, in_execution), not lost
+        previous = fields
+        fallback = int(fields["fallback_seconds"])
+        if reaim(waited, fallback):
+            # It ends its own wait with the new fallback; IsXComplete, then the waiting half again.
+            invocations += 1
+            in_execution += 1
+            transitions += 2
+        waited = fallback
 
 
 def _summary(replays: list[Replay]) -> dict[str, float]:
@@ -370,11 +398,18 @@ def measure_events(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, 
 
     def run(delay: float, loss: float) -> dict[str, Any]:
         per_kind: dict[str, list[dict[str, float]]] = {"copy": [], "restore": []}
+        # One stack's waits one after another: whether events are trusted carries over (a new
+        # stack trusts them).
+        trusted = True
+        waited_for_events = 0
         for index, make in enumerate(TIMELINES):
-            replays = [
-                replay_events(make(shift), settings, delay=delay, lost=_lost(index, shift, loss))
-                for shift in SHIFTS
-            ]
+            replays = []
+            for shift in SHIFTS:
+                waited_for_events += trusted
+                replay, trusted = replay_events(
+                    make(shift), settings, delay=delay, lost=_lost(index, shift, loss), trusted=trusted
+                )
+                replays.append(replay)
             per_kind[make(0).kind].append(_summary(replays))
         every = per_kind["copy"] + per_kind["restore"]
         invocations = sum(r["polls"] for r in every)
@@ -387,12 +422,14 @@ def measure_events(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, 
             "copy_latency_s": statistics.mean(r["latency_s"] for r in per_kind["copy"]),
             "restore_latency_s": statistics.mean(r["latency_s"] for r in per_kind["restore"]),
             "worst_latency_s": max(r["latency_max_s"] for r in every),
+            "waited_for_events": waited_for_events / (len(TIMELINES) * len(SHIFTS)),
         }
 
     by_delay = [run(delay, 0.0) for delay in EVENT_DELAYS]
     by_loss = [run(LOSS_DELAY_SECONDS, loss) for loss in EVENT_LOSSES]
-    long_lost = replay_events(LONG_COPY(0), settings, delay=LOSS_DELAY_SECONDS, lost=True)
-    long_delivered = replay_events(LONG_COPY(0), settings, delay=LOSS_DELAY_SECONDS, lost=False)
+    # Worst case for the history: the event of a 7-day copy lost while events were trusted.
+    long_lost, _ = replay_events(LONG_COPY(0), settings, delay=LOSS_DELAY_SECONDS, lost=True)
+    long_delivered, _ = replay_events(LONG_COPY(0), settings, delay=LOSS_DELAY_SECONDS, lost=False)
     return {
         "fixed_polls": fixed_polls,
         "fixed_latency_s": fixed_latency,

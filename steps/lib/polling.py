@@ -224,10 +224,12 @@ def poll_fields(
         baseline=baseline,
         reached_at=reached_at,
     )
-    # Fully transferred but not yet available: the finish is now.
+    # Fully transferred but not yet available: the finish is now. The fallback's estimate leaves
+    # out when the figure turned (``reached_at``): between looks an hour apart, the policy's
+    # midpoint guess at that moment can double the rate.
     remaining: float | None = 0.0
     if percent is None or percent < 100:
-        remaining = _estimate_remaining(float(elapsed), percent, baseline, reached_at)
+        remaining = _estimate_remaining(float(elapsed), percent, baseline, None)
     next_poll = fields["next_poll_seconds"]
     fields["fallback_seconds"] = fallback_seconds(
         next_poll, remaining=remaining, percent=percent, settings=settings
@@ -255,7 +257,7 @@ def fallback_seconds(
     else:
         wait = EVENT_FALLBACK_SECONDS
     # A Task's timeout must be a positive whole number of seconds.
-    return int(max(1, next_poll, wait))
+    return int(max(1, settings.poll_min_seconds, wait))
 
 
 def _track_progress(kept: Any, elapsed: int, percent: float | None) -> dict[str, Any] | None:

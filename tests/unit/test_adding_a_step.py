@@ -87,16 +87,28 @@ def test_a_poll_loop_plugin_shows_in_the_state_machine(with_plugin: Registry) ->
     assert states["SetupDBUsers"]["Next"] == "StartActivityStream"
     assert states["StartActivityStream"]["Next"] == "IsActivityStreamComplete"
     assert states["IsActivityStreamComplete"]["Choices"] == [
-        {"Variable": "$.activity_stream.complete", "BooleanEquals": True, "Next": "RunChecks"}
+        {"Variable": "$.activity_stream.complete", "BooleanEquals": True, "Next": "RunChecks"},
+        {
+            "Variable": "$.activity_stream.wait_for_events",
+            "BooleanEquals": True,
+            "Next": "WaitForActivityStream",
+        },
     ]
-    assert states["IsActivityStreamComplete"]["Default"] == "WaitForActivityStream"
+    # While events are not trusted it polls through a Wait state, as loops did before events
+    assert states["IsActivityStreamComplete"]["Default"] == "WaitToCheckActivityStream"
+    assert states["WaitToCheckActivityStream"] == {
+        "Type": "Wait",
+        "SecondsPath": "$.activity_stream.next_poll_seconds",
+        "Next": "CheckActivityStreamStatus",
+    }
     waiting = states["WaitForActivityStream"]
     assert waiting["Parameters"]["Payload"]["step"] == "await_activity_stream"
     assert waiting["TimeoutSecondsPath"] == "$.activity_stream.fallback_seconds"
+    # Its timeout runs it again: that run's check is the fallback poll
     assert waiting["Catch"][0] == {
         "ErrorEquals": ["States.Timeout"],
-        "ResultPath": None,
-        "Next": "CheckActivityStreamStatus",
+        "ResultPath": "$.activity_stream.fallback",
+        "Next": "WaitForActivityStream",
     }
     assert waiting["Next"] == "IsActivityStreamComplete"
     check = states["CheckActivityStreamStatus"]
@@ -129,7 +141,8 @@ def test_a_poll_loop_plugin_shows_in_the_regenerated_diagram(with_plugin: Regist
     diagram = to_mermaid(build_definition(with_plugin))
     assert "SetupDBUsers --> StartActivityStream" in diagram
     assert "WaitForActivityStream --> IsActivityStreamComplete" in diagram
-    assert 'WaitForActivityStream -.->|"timeout: poll"| CheckActivityStreamStatus' in diagram
+    assert 'WaitForActivityStream -.->|"timeout: poll"| WaitForActivityStream' in diagram
+    assert "WaitToCheckActivityStream --> CheckActivityStreamStatus" in diagram
     assert "CheckActivityStreamStatus --> IsActivityStreamComplete" in diagram
 
 
@@ -153,5 +166,6 @@ def test_the_plugin_s_steps_leave_the_builtin_pipeline_as_it_was(with_plugin: Re
         "StartActivityStream",
         "IsActivityStreamComplete",
         "WaitForActivityStream",
+        "WaitToCheckActivityStream",
         "CheckActivityStreamStatus",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from dispatcher.poll_loop import PollAwait, PollCheck, PollLoopStep
@@ -55,10 +56,17 @@ def test_registering_a_loop_registers_its_check_half_named_from_the_result_key()
 def test_the_two_halves_run_start_and_check() -> None:
     registry = Registry()
     registry.register("warm_cache")(Warmup)
-    assert registry.get("warm_cache")().run(None)["half"] == "start"
+    # A stack whose state table says nothing about events yet trusts them
+    ctx = SimpleNamespace(
+        store=SimpleNamespace(get_item=lambda key: None), settings=SimpleNamespace(stack_region="eu-west-1")
+    )
+    started = registry.get("warm_cache")().run(ctx)
+    assert started["half"] == "start" and started["wait_for_events"] is True
     check = registry.get("check_warmup_status")()
-    output = check.run(None)
+    output = check.run(ctx)
     assert output["half"] == "check"
+    # Done, the loop waits for nothing
+    assert output["wait_for_events"] is False
     assert check.summarize(output) == "checked: check"
 
 

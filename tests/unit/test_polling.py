@@ -294,15 +294,30 @@ def test_a_resource_completing_after_the_maximum_wait_is_still_complete() -> Non
 
 
 def test_the_fallback_of_a_waiting_task_follows_what_the_policy_can_aim_at() -> None:
-    """With an expected finish the fallback lands just past it; with none it waits at least ten
-    minutes for an event; at 100 % (not yet available) it is the minimum."""
-    from steps.lib.polling import EVENT_FALLBACK_MIN_SECONDS, fallback_seconds
+    """Aimed past an expected finish by half the estimate again (at most two hours); a copy that has
+    not moved waits half an hour, work with no progress figure a quarter of an hour; never shorter
+    than the policy's own wait; at 100 % (not yet available) just past now."""
+    from steps.lib.polling import (
+        EVENT_FALLBACK_MAX_AIMED_SECONDS,
+        EVENT_FALLBACK_SECONDS,
+        EVENT_FALLBACK_UNMOVED_SECONDS,
+        fallback_seconds,
+    )
 
     settings = Settings(poll_min_seconds=30, poll_max_seconds=900)
-    assert fallback_seconds(30, remaining=None, settings=settings) == EVENT_FALLBACK_MIN_SECONDS
-    assert fallback_seconds(900, remaining=None, settings=settings) == 900
-    assert fallback_seconds(300, remaining=1000.0, settings=settings) == 1030
-    assert fallback_seconds(30, remaining=0.0, settings=settings) == 30
-    assert fallback_seconds(900, remaining=86_400.0, settings=settings) == 3600
+    assert (
+        fallback_seconds(30, remaining=None, percent=None, settings=settings) == EVENT_FALLBACK_SECONDS == 900
+    )
+    assert (
+        fallback_seconds(30, remaining=None, percent=0, settings=settings) == EVENT_FALLBACK_UNMOVED_SECONDS
+    )
+    assert fallback_seconds(300, remaining=1000.0, percent=40, settings=settings) == 1530
+    assert fallback_seconds(30, remaining=0.0, percent=100, settings=settings) == 30
+    assert (
+        fallback_seconds(900, remaining=86_400.0, percent=1, settings=settings)
+        == EVENT_FALLBACK_MAX_AIMED_SECONDS
+    )
+    assert fallback_seconds(3000, remaining=10.0, percent=99, settings=settings) == 3000
     # The rehearsal's tiny bounds: never below 1 s (a Task's timeout must be positive)
-    assert fallback_seconds(0, remaining=None, settings=Settings(poll_min_seconds=0, poll_max_seconds=0)) == 1
+    tiny = Settings(poll_min_seconds=0, poll_max_seconds=0)
+    assert fallback_seconds(0, remaining=0.0, percent=100, settings=tiny) == 1

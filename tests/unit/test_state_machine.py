@@ -111,9 +111,14 @@ def test_choice_states_read_the_fields_the_steps_return(definition: dict[str, An
         ("IsRestoreComplete", "restore", "SetupDBUsers"),
         ("IsSwapComplete", "swap", "NeedsArchive"),
     ):
-        assert states[choice]["Choices"] == [
-            {"Variable": f"$.{key}.complete", "BooleanEquals": True, "Next": done}
-        ]
+        assert states[choice]["Choices"][0] == {
+            "Variable": f"$.{key}.complete",
+            "BooleanEquals": True,
+            "Next": done,
+        }
+        if key != "snapshot":  # the share inside another account only polls: its events go there
+            wait = states[choice]["Choices"][1]
+            assert wait["Variable"] == f"$.{key}.wait_for_events" and wait["Next"].startswith("WaitFor")
     # Another account's snapshot is shared out of it before the copy and retired after it.
     for choice, step_state, after in (
         ("NeedsSourceShare", "ShareSourceSnapshot", "NeedsCopy"),
@@ -168,15 +173,27 @@ def test_every_poll_loop_waits_as_long_as_the_step_says(definition: dict[str, An
         ("WaitForRestore", "restore", "CheckRestoreStatus"),
         ("WaitForSwap", "swap", "CheckSwapStatus"),
     ):
-        # The wait ends on the token (an event, or its own first check) or after the poll policy's
-        # interval, when the timeout is caught into the check: with no event the loop polls as before.
+        # The wait ends on the token (an event, or its own check) or after its fallback, when the
+        # timeout runs the waiting half again (its check is the fallback poll).
         state = states[wait]
         assert (state["Type"], state["Resource"]) == ("Task", WAIT_FOR_TASK_TOKEN_RESOURCE)
         assert state["TimeoutSecondsPath"] == f"$.{key}.fallback_seconds"
         assert "TimeoutSeconds" not in state
-        assert state["Catch"][0] == {"ErrorEquals": ["States.Timeout"], "ResultPath": None, "Next": check}
+        assert state["Catch"][0] == {
+            "ErrorEquals": ["States.Timeout"],
+            "ResultPath": f"$.{key}.fallback",
+            "Next": wait,
+        }
         assert state["ResultPath"] == f"$.{key}"
         assert state["Next"] == states[check]["Next"]
+        # While events are not trusted the loop polls through a Wait state on the policy's schedule
+        choice = state["Next"]
+        assert states[choice]["Default"] == f"WaitToCheck{wait[len('WaitFor') :]}"
+        assert states[states[choice]["Default"]] == {
+            "Type": "Wait",
+            "SecondsPath": f"$.{key}.next_poll_seconds",
+            "Next": check,
+        }
 
 
 def test_retries_lambda_errors_as_aws_recommends_and_retryable_with_jitter(

@@ -46,7 +46,7 @@ def without(registry: Registry, step: str, field: str) -> Registry:
         ("copy_snapshot", "complete", "IsCopyComplete", "$.copy.complete"),
         ("check_copy_status", "fallback_seconds", "WaitForCopy", "$.copy.fallback_seconds"),
         ("check_delete_status", "complete", "IsDeleteComplete", "$.delete.complete"),
-        ("swap_clusters", "fallback_seconds", "WaitForSwap", "$.swap.fallback_seconds"),
+        ("check_swap_status", "complete", "IsSwapComplete", "$.swap.complete"),
         ("validate_request", "strategy", "ChooseStrategy", "$.request.strategy"),
         ("snapshot_check", "source_kind", "NeedsCopy", "$.snapshot.source_kind"),
     ],
