@@ -54,7 +54,7 @@ def copy_output(clients: Any) -> dict[str, Any]:
         "elapsed_seconds": 0,
         "complete": False,
         "next_poll_seconds": 600,
-        "fallback_seconds": 600,
+        "fallback_seconds": 1800,
     }
 
 

@@ -70,14 +70,30 @@ class ScriptedSteps:
         return next(e for e in self.events if e["step"] == step)
 
 
-def polled(key_fields: dict[str, Any], *, rounds: int) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+def polled(
+    key_fields: dict[str, Any], *, rounds: int, events: bool = True
+) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     """A poll-loop step that reports complete on its ``rounds``-th call (next poll, or the waiting
-    Task's timeout: 1 s)."""
+    Task's timeout: 1 s); until then it waits for events when ``events`` (they are trusted)."""
 
     def answer(event: dict[str, Any], calls: int) -> dict[str, Any]:
-        return {**key_fields, "complete": calls >= rounds, "next_poll_seconds": 1, "fallback_seconds": 1, "polls": calls}
+        complete = calls >= rounds
+        return {
+            **key_fields,
+            "complete": complete,
+            "next_poll_seconds": 1,
+            "fallback_seconds": 1,
+            "wait_for_events": events and not complete,
+            "polls": calls,
+        }
 
     return answer
+
+
+def _send_success(event: dict[str, Any], output: dict[str, Any]) -> None:
+    boto3.client("stepfunctions", region_name="us-east-1").send_task_success(
+        taskToken=event["task_token"], output=json.dumps(output)
+    )
 
 
 def answered(check: Callable[[dict[str, Any], int], dict[str, Any]]) -> Callable[[dict[str, Any], int], dict[str, Any]]:
@@ -85,17 +101,24 @@ def answered(check: Callable[[dict[str, Any], int], dict[str, Any]]) -> Callable
 
     def answer(event: dict[str, Any], calls: int) -> dict[str, Any]:
         output = check(event, calls)
-        boto3.client("stepfunctions", region_name="us-east-1").send_task_success(
-            taskToken=event["task_token"], output=json.dumps(output)
-        )
+        _send_success(event, output)
         return output
 
     return answer
 
 
 def unanswered(check: Callable[[dict[str, Any], int], dict[str, Any]]) -> Callable[[dict[str, Any], int], dict[str, Any]]:
-    """A waiting half nobody answers (every event lost): its Task times out into the check."""
-    return check
+    """A waiting half no event answers (every event lost): its Task times out and runs again, and
+    it ends its own wait when its check finds the work complete or events no longer trusted (as
+    the real waiting half does)."""
+
+    def answer(event: dict[str, Any], calls: int) -> dict[str, Any]:
+        output = check(event, calls)
+        if output["complete"] or not output["wait_for_events"]:
+            _send_success(event, output)
+        return output
+
+    return answer
 
 
 def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dict[str, Any]:
@@ -120,8 +143,9 @@ def refresh_script(*, strategy: str = "swap", target_exists: bool = True) -> dic
         "await_delete": answered(polled({"cluster_id": "new-cluster-id"}, rounds=1)),
         "check_delete_status": polled({"cluster_id": "new-cluster-id"}, rounds=1),
         "restore_snapshot": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=99),
-        # The restore's event is lost: the waiting Task times out and the check polls.
-        "await_restore": unanswered(polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=99)),
+        # The restore's event is lost: the waiting Task times out, and its second run (the
+        # fallback poll) finds the restore done.
+        "await_restore": unanswered(polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=2)),
         "check_restore_status": polled({"cluster_id": "tmp", "swap_required": swap_required}, rounds=1),
         "setup_db_users": lambda e, n: {"roles_created": ["app"]},
         "run_checks": lambda e, n: {"ok": True, "results": [], "counts": {"total": 0, "ok": 0, "failed": 0}},
@@ -199,16 +223,18 @@ def test_swap_refresh_waits_for_the_copy_then_swaps_and_succeeds(stepfunctions_w
         "await_copy",
         "restore_snapshot",
         "await_restore",
-        "check_restore_status",
+        "await_restore",
         "setup_db_users",
         "run_checks",
         "swap_clusters",
         "archive_snapshot",
         "send_notification",
     ]
-    # The copy's waits ended on their tokens; the restore's wait timed out into one poll.
+    # The copy's waits ended on their tokens; the restore's wait timed out into its fallback poll
+    # (the waiting Task again), and no loop polled through its Wait state.
     assert entered.count("WaitForCopy") == 2 and "CheckCopyStatus" not in entered
-    assert entered.count("WaitForRestore") == 1 and entered.count("CheckRestoreStatus") == 1
+    assert entered.count("WaitForRestore") == 2 and "CheckRestoreStatus" not in entered
+    assert not [state for state in entered if state.startswith("WaitToCheck")]
     assert "DeleteTarget" not in entered and entered[-1] == "RefreshSucceeded"
     # Each step got exactly what it reads, and the request was never overwritten.
     assert set(steps.event("restore_snapshot")) == {"step", "execution_id", "request", "snapshot", "copy"}
@@ -242,14 +268,39 @@ def test_delete_first_with_no_target_restores_straight_away(stepfunctions_world:
     assert "DeleteTarget" not in entered and "SwapClusters" not in entered
 
 
+def test_while_events_are_not_trusted_the_loops_poll_through_their_wait_states(
+    stepfunctions_world: Any,
+) -> None:
+    # GIVEN events not trusted (a fallback poll found work done that no event reported): every
+    # loop half says so
+    script = refresh_script()
+    script["copy_snapshot"] = polled({"identifier": "ar-my-source-snapshot-1"}, rounds=99, events=False)
+    script["check_copy_status"] = polled({"identifier": "ar-my-source-snapshot-1"}, rounds=2, events=False)
+    script["restore_snapshot"] = polled({"cluster_id": "tmp", "swap_required": True}, rounds=99, events=False)
+    script["check_restore_status"] = polled({"cluster_id": "tmp", "swap_required": True}, rounds=1, events=False)
+    steps = ScriptedSteps(script)
+    arn = stepfunctions_world(steps)
+
+    # WHEN the refresh runs
+    described, entered = run(arn, SEED_INPUT)
+
+    # THEN the copy and restore loops poll as before there were events: Wait, then check
+    assert described["status"] == "SUCCEEDED", described
+    assert "await_copy" not in steps.steps() and "await_restore" not in steps.steps()
+    assert entered.count("WaitToCheckCopy") == 2 and entered.count("CheckCopyStatus") == 2
+    assert entered.count("WaitToCheckRestore") == 1 and entered.count("CheckRestoreStatus") == 1
+    assert "WaitForCopy" not in entered and "WaitForRestore" not in entered
+
+
 def test_a_failed_restore_is_reported_and_ends_the_execution_failed(stepfunctions_world: Any) -> None:
-    # GIVEN a restore whose cluster ends in a failed state
+    # GIVEN a restore whose cluster ends in a failed state: the waiting half's own check says so
+    # and fails the invocation, which fails the waiting Task with the check's error
     script = refresh_script()
 
     def failed(event: dict[str, Any], calls: int) -> dict[str, Any]:
         raise StepFailed("RestoreFailed", "cluster tmp is incompatible-parameters")
 
-    script["check_restore_status"] = failed
+    script["await_restore"] = failed
     steps = ScriptedSteps(script)
     arn = stepfunctions_world(steps)
 
