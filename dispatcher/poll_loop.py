@@ -288,9 +288,9 @@ class PollAwait(PollCheck):
             waits.add_waiter(ctx.store, region, resource, waiter)
         output = _with_mode(loop, ctx, _check_alone(loop, ctx, ctx.execution_id or ""))
         complete = bool(output.get("complete"))
-        if complete and timed_out:
-            # The work finished with no event ending the wait: lost, or later than the fallback.
-            # Loops poll as before until the next event arrives.
+        if complete and timed_out and waited >= waits.MISS_AFTER_SECONDS:
+            # The work finished with no event ending a long wait: lost, or far later than the
+            # fallback. Loops poll as before until the next event arrives.
             waits.record_miss(ctx.store, region, resources, ctx.clock())
             ctx.log.warning(
                 "the fallback poll found the work done before any event said so; polling until events arrive",

@@ -156,6 +156,11 @@ def record_arrival(store: Store, region: str, now: datetime) -> None:
     )
 
 
+#: A fallback poll finding the work done counts as a missed event only after a wait this long: a
+#: swap's renames wait ``poll_min_seconds`` at a time, and an event may well come a little later.
+MISS_AFTER_SECONDS = 300
+
+
 def record_miss(store: Store, region: str, resource_ids: list[str], now: datetime) -> None:
     """A fallback poll found work done whose event never came (lost, or later than the fallback)."""
     store.update_if(

@@ -93,18 +93,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         type=float,
         default=None,
-        help="deliver the RDS events the stack's rule would hand the dispatcher, this many seconds of the "
-        "rehearsal's clock after each change (default: no events; every wait ends by its own check or its "
-        "fallback poll). With events a resource held by --polls N finishes N+1 poll intervals "
-        "(--poll-seconds MIN, at least 1 s) after its loop starts; use --poll-seconds 30,900 for the "
-        "production fallbacks",
+        help="deliver the RDS events the stack's rule would hand the dispatcher this many seconds of the "
+        "rehearsal's clock after each change (default 5). A resource held by --polls N finishes N+1 "
+        "poll intervals (30 s, or --poll-seconds MIN when longer) after its loop starts",
     )
     parser.add_argument(
         "--event-loss",
         metavar="FRACTION",
         type=float,
         default=None,
-        help="lose this fraction of the RDS events (0 to 1; implies --event-delay 5 when that is not given)",
+        help="lose this fraction of the RDS events (0 to 1; default 0): with 1 every wait ends by its "
+        "own check or its fallback poll",
     )
     parser.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=300.0, help="stop the execution after this long"
@@ -184,14 +183,10 @@ def read_input(path: str | None) -> Any:
     return value
 
 
-#: The event delay --event-loss implies: EventBridge usually hands RDS events on within seconds.
-DEFAULT_EVENT_DELAY_SECONDS = 5.0
-
-
 def build_options(args: argparse.Namespace) -> Any:
     """Turn the flags into rehearsal options; ValueError / OSError say what is wrong."""
     from aurora_restore.simulate.hooks import parse_fault, parse_outcome, parse_polls
-    from aurora_restore.simulate.rehearsal import Options
+    from aurora_restore.simulate.rehearsal import DEFAULT_EVENT_DELAY_SECONDS, Options
     from aurora_restore.simulate.world import load_world
 
     raw_input = read_input(args.input)
@@ -217,7 +212,7 @@ def build_options(args: argparse.Namespace) -> Any:
         raise ValueError(f"--event-loss {event_loss}: must be a fraction from 0 to 1")
     if event_delay is not None and event_delay < 0:
         raise ValueError(f"--event-delay {event_delay}: must be 0 or more seconds")
-    if event_loss is not None and event_delay is None:
+    if event_delay is None:
         event_delay = DEFAULT_EVENT_DELAY_SECONDS
     return Options(
         input=raw_input,

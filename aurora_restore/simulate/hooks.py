@@ -52,6 +52,9 @@ POLL_CHECKS = {
     "restore": "check_restore_status",
     "delete": "check_delete_status",
 }
+#: Each loop's waiting half: with no events delivered, each of its runs (the look before it
+#: waits, then each fallback poll) is a poll too.
+POLL_AWAITS = {"copy": "await_copy", "restore": "await_restore", "delete": "await_delete"}
 
 
 class ScenarioError(ValueError):
@@ -427,9 +430,7 @@ class ProgressScript:
     def step_invoked(self, event: dict[str, Any]) -> None:
         """Count polls (called by the Lambda bridge before each invocation)."""
         for loop, check in POLL_CHECKS.items():
-            # The waiting half's look before it waits sees what the last poll saw: the progress
-            # the operator watches moves with the loop's checks, as before there were events.
-            if event.get("step") == check:
+            if event.get("step") in (check, POLL_AWAITS[loop]):
                 self.polls[loop] += 1
             if self.clock is not None and event.get("step") == POLL_STARTS[loop] and loop not in self.started:
                 self.started[loop] = self.clock()

@@ -48,6 +48,14 @@ TOPIC_NAME = "aurora-restore-rehearsal"
 STATE_TABLE = "aurora-restore-state"
 AUDIT_TABLE = "aurora-restore-audit"
 STATE_MACHINE_NAME = "aurora-restore-rehearsal"
+#: When RDS's events reach the dispatcher after a change, in rehearsal seconds: EventBridge
+#: usually hands RDS events on within seconds.
+DEFAULT_EVENT_DELAY_SECONDS = 5.0
+#: With events, how long one ``--polls`` poll of progress lasts (rehearsal seconds, or
+#: ``--poll-seconds MIN`` when longer): long enough that a held copy or restore is still in
+#: progress when its loop first looks, so its event, not a look, ends the wait (as in AWS, where
+#: work takes minutes and a look a second).
+EVENT_SECONDS_PER_POLL = 30
 
 
 class RehearsalError(Exception):
@@ -80,8 +88,9 @@ class Options:
     #: fraction of their real time (1 = as in AWS).
     time_scale: float = 0.01
     #: RDS events handed to the dispatcher this many rehearsal seconds after each change (None:
-    #: no events), and the fraction of them lost.
-    event_delay_seconds: float | None = None
+    #: no events, and a resource held by ``--polls N`` finishes at its N-th look), and the
+    #: fraction of them lost.
+    event_delay_seconds: float | None = DEFAULT_EVENT_DELAY_SECONDS
     event_loss: float = 0.0
     #: Wall-clock limit for the execution; past it the execution is stopped.
     timeout_seconds: float = 300.0
@@ -572,7 +581,7 @@ class Rehearsal:
         events = self._events
         assert events is not None
         script = scenario.script
-        script.seconds_per_poll = float(max(1, self.options.poll_min_seconds))
+        script.seconds_per_poll = float(max(EVENT_SECONDS_PER_POLL, self.options.poll_min_seconds))
 
         def finished(loop: str, at: float) -> None:
             def send() -> None:
