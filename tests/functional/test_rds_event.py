@@ -233,3 +233,115 @@ def test_an_expired_wait_is_not_answered(
     state.status = "available"
     result = run(registry, "rds_event", rds_event(COPY), clock, **kw)
     assert result["waiters"] == 0 and answers(calls) == [] and state.describes == 1
+
+
+def fallback_poll(
+    registry: Any, copy: dict[str, Any], clock: Clock, kw: dict[str, Any], *, token: str = TOKEN
+) -> None:
+    """The waiting half run again by the Task's Catch after its timeout (``$.copy.fallback`` set)."""
+    timed_out = {**copy, "fallback": {"Error": "States.Timeout", "Cause": ""}}
+    run(registry, "await_copy", {"step": "await_copy", "copy": timed_out, "task_token": token}, clock, **kw)
+
+
+def test_a_fallback_poll_that_finds_the_copy_done_stops_trusting_events_until_one_arrives(
+    registry: Any, copy_output: Any, clients: Any, kw: dict[str, Any]
+) -> None:
+    from dispatcher import waits
+
+    state = CopyState(clients)
+    calls = record_calls(clients)
+    clock = Clock()
+    start_waiting(registry, copy_output, clock, kw)
+    # GIVEN the copy's event is lost: the Task times out after its fallback and the waiting half
+    # runs again, and finds the copy done
+    clock.advance(copy_output["fallback_seconds"])
+    state.status = "available"
+    fallback_poll(registry, copy_output, clock, kw, token="token-after-the-timeout")
+    # THEN it ends its wait with the finished copy, and events are no longer trusted in the region
+    [(_, params)] = answers(calls)
+    assert json.loads(params["output"])["complete"] is True
+    assert not waits.events_trusted(kw["store"], TARGET_REGION)
+    missed = kw["store"].get_item(waits.events_key(TARGET_REGION))
+    assert missed["missed_resources"] == [COPY]
+    # AND the next loop's look says to poll instead of waiting, and ends its own wait at once
+    state.status = "copying"
+    start_waiting(registry, copy_output, clock, kw)
+    [_, (_, polling)] = answers(calls)
+    assert json.loads(polling["output"])["wait_for_events"] is False
+    # WHEN any RDS event arrives in the region (the rule works again)
+    clock.advance(60)
+    run(registry, "rds_event", rds_event("someone-elses-snapshot"), clock, **kw)
+    # THEN events are trusted again: the next look waits for one, with nothing answered
+    assert waits.events_trusted(kw["store"], TARGET_REGION)
+    start_waiting(registry, copy_output, clock, kw)
+    assert len(answers(calls)) == 2
+
+
+def test_a_short_wait_that_ends_in_a_fallback_poll_is_not_a_missed_event(
+    registry: Any, copy_output: Any, clients: Any, kw: dict[str, Any]
+) -> None:
+    from dispatcher import waits
+
+    state = CopyState(clients)
+    clock = Clock()
+    # GIVEN a wait of a minute (a swap's renames wait poll_min_seconds): an event may come later
+    short = {**copy_output, "fallback_seconds": 60}
+    clock.advance(60)
+    state.status = "available"
+    fallback_poll(registry, short, clock, kw)
+    # THEN the work is done but events keep their trust
+    assert waits.events_trusted(kw["store"], TARGET_REGION)
+    assert kw["store"].get_item(waits.events_key(TARGET_REGION)) is None
+
+
+def test_arrivals_are_written_at_most_every_few_minutes_but_always_after_a_miss(
+    clients: Any, kw: dict[str, Any]
+) -> None:
+    from dispatcher import waits
+
+    store, clock = kw["store"], Clock()
+    writes = record_calls(clients)
+
+    def arrival_writes() -> int:
+        return sum(1 for _, _, op, p in writes.made if op == "UpdateItem" and "last_event_at" in str(p))
+
+    # WHEN RDS events arrive every few seconds (the rule sends every RDS event in the region)
+    for _ in range(10):
+        waits.record_arrival(store, TARGET_REGION, clock())
+        clock.advance(5)
+    # THEN one write records them
+    assert arrival_writes() == 1
+    # AND after a miss the next arrival is written at once, and trust comes back
+    waits.record_miss(store, TARGET_REGION, [COPY], clock())
+    assert not waits.events_trusted(store, TARGET_REGION)
+    clock.advance(1)
+    waits.record_arrival(store, TARGET_REGION, clock())
+    assert arrival_writes() == 2 and waits.events_trusted(store, TARGET_REGION)
+
+
+def test_one_check_of_a_loop_at_a_time(kw: dict[str, Any]) -> None:
+    from dispatcher import waits
+
+    store, clock = kw["store"], Clock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    with waits.one_check_at_a_time(store, "exec-1", "swap", "event-step", clock) as first:
+        assert first
+        # WHILE the event step's check runs, the waiting half's check of the same loop waits its
+        # turn, and gives up after CHECK_WAIT_SECONDS
+        with waits.one_check_at_a_time(store, "exec-1", "swap", "waiting-half", clock, sleep) as second:
+            assert second is False
+        assert sum(slept) == waits.CHECK_WAIT_SECONDS
+        # AND another execution's check, or another loop's, is not held up
+        with waits.one_check_at_a_time(store, "exec-2", "swap", "other", clock, sleep) as other:
+            assert other
+    # WHEN the first check ends, the next one runs
+    with waits.one_check_at_a_time(store, "exec-1", "swap", "waiting-half", clock, sleep) as third:
+        assert third
+        # AND a holder that died (a Lambda timeout) holds it only CHECK_HOLD_SECONDS
+        clock.advance(waits.CHECK_HOLD_SECONDS + 1)
+        with waits.one_check_at_a_time(store, "exec-1", "swap", "after-a-crash", clock, sleep) as taken:
+            assert taken
