@@ -805,7 +805,7 @@ def test_a_real_refresh_is_started_watched_and_read_back(refresh_stack: dict[str
     # THEN every state of the swap ran, the copy's progress shown, and it SUCCEEDED
     assert code == 0, watched
     assert re.search(rf"^{STAMP}  SUCCEEDED after ", watched, re.MULTILINE), watched
-    for state in ("SnapshotCheck", "CopySnapshot", "SetupDBUsers", "CheckSwapStatus", "SendNotification"):
+    for state in ("SnapshotCheck", "CopySnapshot", "SetupDBUsers", "WaitForSwap", "SendNotification"):
         assert f"  {state} " in watched
     assert "available [####################] 100%" in watched
     # AND status and history read the operation back from the stack's tables

@@ -294,9 +294,10 @@ def test_a_resource_completing_after_the_maximum_wait_is_still_complete() -> Non
 
 
 def test_the_fallback_of_a_waiting_task_follows_what_the_policy_can_aim_at() -> None:
-    """Aimed past an expected finish by half the estimate again (at most two hours); a copy that has
-    not moved waits half an hour, work with no progress figure a quarter of an hour; never shorter
-    than the policy's own wait; at 100 % (not yet available) just past now."""
+    """Aimed just past an expected finish (5 % of the estimate and poll_min_seconds; at most two
+    hours); a copy that has not moved waits a quarter of an hour, work with no progress figure
+    7.5 minutes; never shorter than the policy's own wait; at 100 % (not yet available) just past
+    now."""
     from steps.lib.polling import (
         EVENT_FALLBACK_MAX_AIMED_SECONDS,
         EVENT_FALLBACK_SECONDS,
@@ -306,12 +307,12 @@ def test_the_fallback_of_a_waiting_task_follows_what_the_policy_can_aim_at() -> 
 
     settings = Settings(poll_min_seconds=30, poll_max_seconds=900)
     assert (
-        fallback_seconds(30, remaining=None, percent=None, settings=settings) == EVENT_FALLBACK_SECONDS == 900
+        fallback_seconds(30, remaining=None, percent=None, settings=settings) == EVENT_FALLBACK_SECONDS == 450
     )
     assert (
         fallback_seconds(30, remaining=None, percent=0, settings=settings) == EVENT_FALLBACK_UNMOVED_SECONDS
     )
-    assert fallback_seconds(300, remaining=1000.0, percent=40, settings=settings) == 1530
+    assert fallback_seconds(300, remaining=1000.0, percent=40, settings=settings) == 1080
     assert fallback_seconds(30, remaining=0.0, percent=100, settings=settings) == 30
     assert (
         fallback_seconds(900, remaining=86_400.0, percent=1, settings=settings)
