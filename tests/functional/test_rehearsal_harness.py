@@ -169,7 +169,12 @@ COPY_LOOP = {
 
 
 def rehearse(seed_input: dict[str, Any], registry: Registry, states: dict, first: str, **options: Any) -> Any:
-    """Run the rehearsal with a test definition; no database is needed by these steps."""
+    """Run the rehearsal with a test definition; no database is needed by these steps.
+
+    The test loops poll through Wait states (no waiting Task), so no RDS events are delivered and
+    ``--polls N`` counts their checks, as without events.
+    """
+    options.setdefault("event_delay_seconds", None)
     return Rehearsal(
         Options(input=seed_input, definition=definition(states, first), registry=registry, **options)
     ).run()
