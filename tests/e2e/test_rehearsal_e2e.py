@@ -147,10 +147,15 @@ def test_seed_input_swap_refreshes_the_target(
     # THEN the target was refreshed by a swap
     assert_refreshed(report, request, SWAP_STEPS)
     assert report.world_after["clusters"] and report.operation_id == "op-test002"
-    # AND the copy really was polled (percent reported), the restore too
-    copy_percents = [run.percent for run in report.states if run.name == "CheckCopyStatus"]
-    assert copy_percents[:2] == [33, 66], copy_percents
-    assert sum(1 for run in report.states if run.name == "CheckRestoreStatus") >= 2
+    # AND the copy and the restore were in progress when their loops first looked, and their RDS
+    # events (delivered by default) ended the waits, the copy's progress shown to the end
+    looked = {run.name: run for run in report.states}
+    assert looked["CopySnapshot"].percent == 0 and looked["WaitForCopy"].percent == 100
+    assert looked["RestoreSnapshot"].output["complete"] is False
+    ended_by = {call["step"] for call in report.aws_calls if call["operation"] == "SendTaskSuccess"}
+    assert "rds_event" in ended_by
+    assert report.loop_invocations["copy"]["waiting"] == 1 and report.loop_invocations["restore"]["waiting"] == 1
+    assert all(latency < 60 for latency in report.detection_latency.values()), report.detection_latency
     # AND production's master password no longer opens the copy; the roles of the spec exist
     assert not can_log_in(postgres_server, source.master_username, source.master_password, request.database)
     roles = {

@@ -38,9 +38,12 @@ def test_simulate_prints_progress_and_a_summary_and_exits_0(
         "Rehearsing op-test002: rds:my-source-snapshot (us-east-1) -> new-cluster-id (us-west-2), strategy swap"
     )
     progress = [line.split()[0] for line in lines if line.startswith("  ") and line.split()]
-    for state in ("ValidateRequest", "CopySnapshot", "CheckCopyStatus", "SwapClusters", "SendNotification"):
+    for state in ("ValidateRequest", "CopySnapshot", "WaitForCopy", "SwapClusters", "SendNotification"):
         assert state in progress
-    assert any("copying [##########----------]  50%" in line for line in lines), out
+    # The copy was in progress when it started, and its RDS event (delivered by default) ended the wait
+    assert any("copying [--------------------]   0%" in line for line in lines), out
+    assert any("available [####################] 100%" in line for line in lines), out
+    assert any(line.strip().startswith("RDS events:") and "0 lost" in line for line in lines), out
     assert any(line.startswith("SUCCEEDED in ") and line.endswith("operation op-test002") for line in lines)
     assert "  notification: [aurora-restore] op-test002 SUCCEEDED: new-cluster-id" in lines
     assert "  ~ cluster new-cluster-id (us-west-2): replaced; now available, new-cluster-id-867e-1" in lines
