@@ -200,12 +200,12 @@ def _with_mode(loop: PollLoopStep, ctx: StepContext, output: dict[str, Any]) -> 
     return output
 
 
-def _check_alone(loop: PollLoopStep, ctx: StepContext, execution_id: str) -> dict[str, Any]:
+def _check_alone(loop: PollLoopStep, ctx: StepContext) -> dict[str, Any]:
     """The loop's check; for a check that acts, never at the same time as another of its checks."""
     if not loop.check_mutating:
         return loop.check(ctx)
     with waits.one_check_at_a_time(
-        ctx.store, execution_id, loop.result_key, holder=uuid.uuid4().hex, clock=ctx.clock
+        ctx.store, ctx.operation_id, loop.result_key, holder=uuid.uuid4().hex, clock=ctx.clock
     ) as alone:
         if not alone:
             from dispatcher.errors import Retryable
@@ -286,7 +286,7 @@ class PollAwait(PollCheck):
         # happened before is what the check sees.
         for resource in resources:
             waits.add_waiter(ctx.store, region, resource, waiter)
-        output = _with_mode(loop, ctx, _check_alone(loop, ctx, ctx.execution_id or ""))
+        output = _with_mode(loop, ctx, _check_alone(loop, ctx))
         complete = bool(output.get("complete"))
         if complete and timed_out and waited >= waits.MISS_AFTER_SECONDS:
             # The work finished with no event ending a long wait: lost, or far later than the

@@ -187,8 +187,9 @@ def events_trusted(store: Store, region: str) -> bool:
 
 
 # -- one check at a time -------------------------------------------------------------------------------
-#: Prefix of the item that lets one check of an execution's loop run at a time (``check#...``).
-CHECK_KEY_PREFIX = "check#"
+#: The operation's state item holds ``checking_<result_key>`` (holder, expiry) while a check of that
+#: loop runs: no item of its own to clean up, and nothing but UpdateItem on an item that exists.
+CHECK_ATTRIBUTE_PREFIX = "checking_"
 #: A check that holds the item longer than this is taken to have died (a Lambda timeout).
 CHECK_HOLD_SECONDS = 120
 #: How long a second check waits for the first to finish before giving up, and how often it looks.
@@ -196,39 +197,41 @@ CHECK_WAIT_SECONDS = 20.0
 CHECK_WAIT_STEP_SECONDS = 0.25
 
 
-def check_key(execution_id: str, result_key: str) -> str:
-    """Key of the item held while a check of ``result_key``'s loop in that execution runs."""
-    return f"{CHECK_KEY_PREFIX}{execution_name(execution_id)}#{result_key}"
+def check_attribute(result_key: str) -> str:
+    """The state item's attribute held while a check of ``result_key``'s loop runs."""
+    return f"{CHECK_ATTRIBUTE_PREFIX}{result_key}"
 
 
 @contextmanager
 def one_check_at_a_time(
     store: Store,
-    execution_id: str,
+    operation_id: str,
     result_key: str,
     holder: str,
     clock: Callable[[], datetime],
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[bool]:
-    """Hold the loop's check item while the block runs; yields False if it could not be had.
+    """Hold the loop's check on the operation's item while the block runs; yields False if it could
+    not be had.
 
     A loop whose check acts (a rename, an instance created, a deletion re-issued) must not be
     checked twice at once: the waiting half's own check and the event step's would both see the
     same world and both act. One after the other is safe (each looks before it acts), so the
-    second waits for the first, up to ``CHECK_WAIT_SECONDS``.
+    second waits for the first, up to ``CHECK_WAIT_SECONDS``. One execution of an operation runs
+    at a time (the target's lock), so the operation's item is the execution's.
     """
-    key = check_key(execution_id, result_key)
+    names = {"#c": check_attribute(result_key)}
     waited = 0.0
     held = False
     while True:
         now = clock()
-        item = {
-            "operation_id": key,
-            "holder": holder,
-            "expires_at": (now + timedelta(seconds=CHECK_HOLD_SECONDS)).isoformat(),
-        }
-        if store.put_if(
-            item, "attribute_not_exists(operation_id) OR expires_at < :now", {":now": now.isoformat()}
+        hold = {"holder": holder, "expires_at": (now + timedelta(seconds=CHECK_HOLD_SECONDS)).isoformat()}
+        if store.update_if(
+            operation_id,
+            "SET #c = :hold",
+            "attribute_exists(operation_id) AND (attribute_not_exists(#c) OR #c.expires_at < :now)",
+            {":hold": hold, ":now": now.isoformat()},
+            names,
         ):
             held = True
             break
@@ -240,4 +243,23 @@ def one_check_at_a_time(
         yield held
     finally:
         if held:
-            store.delete_if(key, "holder = :holder", {":holder": holder})
+            _release(store, operation_id, names, holder)
+
+
+def _release(store: Store, operation_id: str, names: dict[str, str], holder: str) -> None:
+    """Let the next check run; a failed release only delays it until the hold expires."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from dispatcher.logs import get_logger
+
+    try:
+        store.update_if(operation_id, "REMOVE #c", "#c.holder = :holder", {":holder": holder}, names)
+    except (BotoCoreError, ClientError) as error:
+        # The check itself is done and its answer stands; failing it here would fail a refresh
+        # whose work succeeded. The next check waits for the hold to run out instead.
+        get_logger("aurora_restore.waits").warning(
+            "could not release the loop's check; the next check waits until it expires",
+            attribute=names["#c"],
+            hold_seconds=CHECK_HOLD_SECONDS,
+            error=str(error),
+        )

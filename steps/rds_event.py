@@ -146,7 +146,7 @@ class RdsEvent(Step):
         try:
             with (
                 waits.one_check_at_a_time(
-                    ctx.store, waiter.execution_id, check.result_key, holder=uuid.uuid4().hex, clock=ctx.clock
+                    ctx.store, waiter.operation_id, check.result_key, holder=uuid.uuid4().hex, clock=ctx.clock
                 )
                 if check.mutating
                 else nullcontext(True) as alone

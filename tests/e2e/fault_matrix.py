@@ -21,9 +21,10 @@ backups, kept on purpose.
 Some calls are optional by design: ``rds.ListTagsForResource`` reads the source snapshot's tags
 only to copy them onto the copy (another account's snapshot's tags cannot be read at all), so
 the refresh goes on without them. A permanent error there ends SUCCEEDED, like a transient one.
-``dynamodb.DeleteItem`` only releases the target's lock, after the success was published: a
-permanent error there ends SUCCEEDED too, with the lock left held and reported (never a FAILED
-message after the SUCCEEDED one: an execution sends exactly one).
+``dynamodb.DeleteItem`` only releases the target's lock, after the success was published, and a
+loop's one-check-at-a-time hold, which expires by itself: a permanent error there ends SUCCEEDED
+too, with the lock left held and reported (never a FAILED message after the SUCCEEDED one: an
+execution sends exactly one).
 
 The retry dimension: a permanent fault fails the first execution, then ``aurora-restore retry``
 runs the operation again as a new execution in the world the first left. Either the retry meets

@@ -324,24 +324,34 @@ def test_one_check_of_a_loop_at_a_time(kw: dict[str, Any]) -> None:
 
     store, clock = kw["store"], Clock()
     slept: list[float] = []
+    for operation in ("op-1", "op-2"):
+        store.step_started(operation, "swap_clusters", f"exec-{operation}")
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    with waits.one_check_at_a_time(store, "exec-1", "swap", "event-step", clock) as first:
+    with waits.one_check_at_a_time(store, "op-1", "swap", "event-step", clock) as first:
         assert first
         # WHILE the event step's check runs, the waiting half's check of the same loop waits its
         # turn, and gives up after CHECK_WAIT_SECONDS
-        with waits.one_check_at_a_time(store, "exec-1", "swap", "waiting-half", clock, sleep) as second:
+        with waits.one_check_at_a_time(store, "op-1", "swap", "waiting-half", clock, sleep) as second:
             assert second is False
         assert sum(slept) == waits.CHECK_WAIT_SECONDS
-        # AND another execution's check, or another loop's, is not held up
-        with waits.one_check_at_a_time(store, "exec-2", "swap", "other", clock, sleep) as other:
+        # AND another operation's check, or another loop's, is not held up
+        with waits.one_check_at_a_time(store, "op-2", "swap", "other", clock, sleep) as other:
             assert other
+        with waits.one_check_at_a_time(store, "op-1", "restore", "other-loop", clock, sleep) as loop:
+            assert loop
     # WHEN the first check ends, the next one runs
-    with waits.one_check_at_a_time(store, "exec-1", "swap", "waiting-half", clock, sleep) as third:
+    with waits.one_check_at_a_time(store, "op-1", "swap", "waiting-half", clock, sleep) as third:
         assert third
         # AND a holder that died (a Lambda timeout) holds it only CHECK_HOLD_SECONDS
         clock.advance(waits.CHECK_HOLD_SECONDS + 1)
-        with waits.one_check_at_a_time(store, "exec-1", "swap", "after-a-crash", clock, sleep) as taken:
+        with waits.one_check_at_a_time(store, "op-1", "swap", "after-a-crash", clock, sleep) as taken:
             assert taken
+    # AND a hold leaves nothing behind on the operation's item once released
+    assert not [name for name in store.get_item("op-1") if name.startswith(waits.CHECK_ATTRIBUTE_PREFIX)]
+    # AND an operation with no state item is never created by a check's hold
+    with waits.one_check_at_a_time(store, "op-unknown", "swap", "stray", clock, sleep) as stray:
+        assert stray is False
+    assert store.get_item("op-unknown") is None
