@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dispatcher.settings import Settings
 from dispatcher.poll_loop import reaim
+from dispatcher.settings import Settings
 from steps.lib.polling import EVENTS_PER_POLL_ROUND, HISTORY_EVENT_LIMIT, history_events, poll_fields
 
 MINUTE = 60
@@ -399,8 +399,8 @@ def measure_events(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, 
     def run(delay: float, loss: float) -> dict[str, Any]:
         per_kind: dict[str, list[dict[str, float]]] = {"copy": [], "restore": []}
         # One stack's waits one after another: whether events are trusted carries over (a new
-        # stack trusts them).
-        trusted = True
+        # stack polls until its first event arrives).
+        trusted = False
         waited_for_events = 0
         for index, make in enumerate(TIMELINES):
             replays = []

@@ -175,15 +175,17 @@ def record_miss(store: Store, region: str, resource_ids: list[str], now: datetim
 def events_trusted(store: Store, region: str) -> bool:
     """Whether a loop in ``region`` should wait for events (long fallbacks) or poll as before.
 
-    Trusted until a fallback poll finds work done that no event reported, then again from the
-    next event that arrives: with the rule missing, disabled or failing, loops poll on the poll
-    policy's schedule instead of waiting out long fallbacks. A new stack trusts its rule.
+    Trusted once an RDS event has arrived in the region (the rule, its target and this function
+    work) and no fallback poll has since found work done that no event reported. A new stack
+    polls, exactly as the poll policy would, until its first event arrives (RDS sends events
+    for every change in the region, the stack's own copy among them): with the rule missing,
+    disabled or failing, no wait is ever spent on an event that cannot come.
     """
     item = store.get_item(events_key(region)) or {}
     missed, arrived = item.get("last_missed_at"), item.get("last_event_at")
-    if not isinstance(missed, str):
-        return True
-    return isinstance(arrived, str) and arrived > missed
+    if not isinstance(arrived, str):
+        return False
+    return not isinstance(missed, str) or arrived > missed
 
 
 # -- one check at a time -------------------------------------------------------------------------------

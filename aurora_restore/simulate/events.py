@@ -65,6 +65,8 @@ class EventDelivery:
     invoke: Callable[[dict[str, Any]], Any]
     account: str
     seed: int = 0
+    #: Events about resources whose identifiers start with one of these are always lost.
+    lose_identifiers: tuple[str, ...] = ()
     sent: list[SentEvent] = field(default_factory=list)
     _timers: list[threading.Timer] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -104,11 +106,24 @@ class EventDelivery:
         """RDS changed ``identifier`` at rehearsal time ``at`` (now by default): send its event."""
         changed_at = self.now() if at is None else at
         with self._lock:
-            lost = self._random.random() < self.loss
+            lost = self._random.random() < self.loss or identifier.startswith(self.lose_identifiers)
             sent = SentEvent(kind, identifier, message, changed_at, lost)
             self.sent.append(sent)
         if not lost:
             self.at(changed_at + self.delay_seconds, lambda: self._deliver(sent, region))
+
+    def region_traffic(self, kind: str, region: str, identifier: str, message: str) -> None:
+        """An event from the region's ordinary RDS traffic, handed on before the refresh starts.
+
+        A stack in use has seen RDS events in its region (backups, maintenance, earlier refreshes):
+        its loops wait for events from the first. Sent now and waited for (or lost, like any other).
+        """
+        with self._lock:
+            lost = self._random.random() < self.loss
+            sent = SentEvent(kind, identifier, message, self.now(), lost)
+            self.sent.append(sent)
+        if not lost:
+            self._deliver(sent, region)
 
     def _deliver(self, sent: SentEvent, region: str) -> None:
         detail_type, source_type, arn_type = KINDS[sent.kind]

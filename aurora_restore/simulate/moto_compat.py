@@ -49,6 +49,11 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
   and then writes with nothing held between the two, so two threads can both pass
   ``attribute_not_exists`` (seen in CI: two of five racing operations "took" one target's lock).
   A lock around moto's writes gives the same guarantee, so a test judges our locking, not moto's.
+- One RDS request at a time (:func:`rds_requests_atomic`): RDS answers each API call from one
+  consistent view of its resources. moto's RDS backend keeps them in plain dicts with no lock, so
+  a Describe iterating them while another thread renames a cluster fails with "dictionary
+  changed size during iteration" (seen when an RDS event's check and a waiting half's own check
+  ran at once during a swap). A lock around each RDS request served gives RDS's guarantee.
 - Accounts (:func:`accounts_as_documented`): moto plays several accounts (STS AssumeRole gives
   credentials of the role's account), but lets anyone assume any role, finds a snapshot by ARN
   only in the caller's own account, shares snapshots under the AWS managed key ``aws/rds``, and
@@ -309,6 +314,28 @@ def _apply_dynamodb() -> Callable[[], None]:
     return undo
 
 
+def _apply_rds_requests() -> Callable[[], None]:
+    """Each RDS request served whole before the next, as RDS's API answers each from one view."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    guard = threading.RLock()
+    original = BotocoreStubber.process_request
+
+    def process_request(self: Any, request: Any) -> Any:
+        # RDS's endpoints are rds.<region>.amazonaws.com; other services keep moto's own pace.
+        if "://rds." not in str(getattr(request, "url", "")):
+            return original(self, request)
+        with guard:
+            return original(self, request)
+
+    BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
+
+    def undo() -> None:
+        BotocoreStubber.process_request = original  # type: ignore[method-assign]
+
+    return undo
+
+
 def _apply_cloudformation() -> Callable[[], None]:
     """A change set sets its stack's outputs while the block runs, as CloudFormation does."""
     from moto.cloudformation.models import ChangeSet
@@ -549,6 +576,7 @@ rds_as_documented = _applied_once(_apply_rds)
 accounts_as_documented = _applied_once(_apply_accounts)
 task_tokens_as_documented = _applied_once(_apply_task_tokens)
 atomic_conditional_writes = _applied_once(_apply_dynamodb)
+rds_requests_atomic = _applied_once(_apply_rds_requests)
 change_sets_set_outputs = _applied_once(_apply_cloudformation)
 
 
@@ -559,6 +587,7 @@ def corrections() -> Iterator[None]:
         rds_as_documented(),
         accounts_as_documented(),
         atomic_conditional_writes(),
+        rds_requests_atomic(),
         change_sets_set_outputs(),
         task_tokens_as_documented(),
     ):

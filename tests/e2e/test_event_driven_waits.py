@@ -58,23 +58,44 @@ def test_with_every_event_lost_the_fallback_polls_and_the_refresh_succeeds(
         time_scale=0.005,
         **PRODUCTION_POLLS,
     )
-    # THEN it still succeeds: the copy's waiting Task timed out and ran again (the fallback poll),
-    # which found the copy done
+    # THEN it still succeeds: no event ever reached the stack, so its loops never waited for one
+    # and polled through their Wait states, exactly as the poll policy does
     assert report.status == "SUCCEEDED", report.error
     assert report.events["sent"] > 0 and report.events["delivered"] == 0
     assert "events" not in report.loop_invocations
+    entered = [run.name for run in report.states]
+    assert not [name for name in entered if name.startswith("WaitFor")]
+    assert "WaitToCheckCopy" in entered and "WaitToCheckRestore" in entered
+    assert report.loop_invocations["copy"]["checks"] >= 1
+    assert report.loop_invocations["restore"]["checks"] >= 1
+    # AND each end was noticed within one poll (poll_max_seconds), later than with events
+    assert all(0 < latency <= 900 for latency in report.detection_latency.values())
+
+
+def test_a_lost_event_costs_one_fallback_then_the_loops_poll_until_events_arrive(
+    rehearse: Any, seed_input: dict[str, Any]
+) -> None:
+    # GIVEN a stack that has seen RDS events (it trusts them), and the copy's event lost
+    report = rehearse(
+        seed_request(seed_input),
+        copy_polls=3,
+        restore_polls=3,
+        event_delay_seconds=5.0,
+        lost_events=("ar-my-source-snapshot",),
+        time_scale=0.005,
+        **PRODUCTION_POLLS,
+    )
+    # THEN the copy's waiting Task timed out and ran again (its fallback poll), which found the
+    # copy done and said so in the logs
+    assert report.status == "SUCCEEDED", report.error
+    # (a swap's renames wait poll_min_seconds at a time, and may time out too: no miss)
     timeouts = [run.name for run in report.states if run.error == "States.Timeout"]
-    assert "WaitForCopy" in timeouts
-    assert report.loop_invocations["copy"]["waiting"] >= 2
-    # AND the miss sent the next loop back to polling: the restore waited in its Wait state and
-    # was checked, with no waiting Task, as before there were events
+    assert [name for name in timeouts if name != "WaitForSwap"] == ["WaitForCopy"]
+    assert any("polling until events arrive" in line for line in report.lambda_logs)
+    # AND the restore after it polled through its Wait state; its own event restored trust
     entered = [run.name for run in report.states]
     assert "WaitToCheckRestore" in entered and "WaitForRestore" not in entered
-    assert report.loop_invocations["restore"]["checks"] >= 1
-    assert any("polling until events arrive" in line for line in report.lambda_logs)
-    # AND each end was noticed later than with events, within one fallback (15 min for a copy
-    # that had not moved) or one poll (poll_max_seconds)
-    assert all(60 < latency <= 900 for latency in report.detection_latency.values())
+    assert report.events["lost"] == 1 and report.detection_latency["copy"] <= 900
 
 
 @pytest.mark.parametrize("loss", [-0.1, 1.5])

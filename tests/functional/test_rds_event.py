@@ -9,6 +9,7 @@ API accepts SendTaskSuccess/SendTaskFailure and does nothing with them; the call
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -120,6 +121,10 @@ def answers(calls: Any) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture
 def kw(settings: Any, clients: Any, store: Any) -> dict[str, Any]:
+    """A stack that has seen RDS events in the target region an hour ago (it trusts them)."""
+    from dispatcher import waits
+
+    waits.record_arrival(store, TARGET_REGION, Clock().now - timedelta(hours=1))
     return {"settings": settings, "clients": clients, "store": store}
 
 
@@ -291,7 +296,28 @@ def test_a_short_wait_that_ends_in_a_fallback_poll_is_not_a_missed_event(
     fallback_poll(registry, short, clock, kw)
     # THEN the work is done but events keep their trust
     assert waits.events_trusted(kw["store"], TARGET_REGION)
-    assert kw["store"].get_item(waits.events_key(TARGET_REGION)) is None
+    assert "last_missed_at" not in kw["store"].get_item(waits.events_key(TARGET_REGION))
+
+
+def test_a_new_stack_polls_until_its_first_rds_event_arrives(
+    registry: Any, copy_output: Any, clients: Any, settings: Any, store: Any
+) -> None:
+    from dispatcher import waits
+
+    CopyState(clients)
+    calls = record_calls(clients)
+    clock = Clock()
+    kw = {"settings": settings, "clients": clients, "store": store}
+    # GIVEN a stack no RDS event has reached yet (the rule might be missing or failing)
+    assert not waits.events_trusted(store, TARGET_REGION)
+    # WHEN the copy loop looks: it ends its own wait at once and the loop polls through its Wait state
+    start_waiting(registry, copy_output, clock, kw)
+    [(_, polling)] = answers(calls)
+    assert json.loads(polling["output"])["wait_for_events"] is False
+    # AND once any RDS event of the region arrives, the next look waits for events
+    run(registry, "rds_event", rds_event("someone-elses-snapshot"), clock, **kw)
+    start_waiting(registry, copy_output, clock, kw)
+    assert len(answers(calls)) == 1 and waits.events_trusted(store, TARGET_REGION)
 
 
 def test_arrivals_are_written_at_most_every_few_minutes_but_always_after_a_miss(
