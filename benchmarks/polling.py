@@ -36,7 +36,16 @@ from typing import Any
 
 from dispatcher.poll_loop import reaim
 from dispatcher.settings import Settings
-from steps.lib.polling import EVENTS_PER_POLL_ROUND, HISTORY_EVENT_LIMIT, history_events, poll_fields
+from steps.lib.polling import (
+    EVENT_FALLBACK_AIM_FACTOR,
+    EVENT_FALLBACK_MAX_AIMED_SECONDS,
+    EVENT_FALLBACK_SECONDS,
+    EVENT_FALLBACK_UNMOVED_SECONDS,
+    EVENTS_PER_POLL_ROUND,
+    HISTORY_EVENT_LIMIT,
+    history_events,
+    poll_fields,
+)
 
 MINUTE = 60
 HOUR = 3600
@@ -454,13 +463,19 @@ def report_events(events: dict[str, Any]) -> list[str]:
         "",
         "### Event-driven waits",
         "",
-        "The same timelines and shifts through the waiting Task: it checks once, then waits for an RDS "
-        "event (the event step checks and ends the wait) or its fallback timeout (`fallback_seconds`: just "
-        "past a copy's expected finish, at most an hour away; at least `EVENT_FALLBACK_MIN_SECONDS` = 600 s "
-        "where there is nothing to aim by), after which the check polls once. Invocations = every "
-        "dispatcher invocation the loop causes: start, waiting halves, checks and event-step runs "
-        f"({EVENTS_PER_DONE['copy']} event per copy, {EVENTS_PER_DONE['restore']} per restore: cluster and "
-        "instance). Baselines from the same run: fixed 30 s / 60 s waits "
+        "The same timelines and shifts through the waiting Task, one stack's waits one after another. "
+        "While events are trusted, the waiting half checks once, then waits for an RDS event (the event "
+        "step checks and ends the wait) or its fallback timeout (`fallback_seconds`: "
+        f"{EVENT_FALLBACK_AIM_FACTOR:g} x the estimated remaining time + `poll_min_seconds` past a copy's "
+        f"expected finish, at most {EVENT_FALLBACK_MAX_AIMED_SECONDS // 3600} h; "
+        f"{EVENT_FALLBACK_UNMOVED_SECONDS // 60} min for a copy that has not moved; "
+        f"{EVENT_FALLBACK_SECONDS / 60:g} min with no progress figure; never shorter than the policy's "
+        "own wait), after which it runs again: that one invocation is the fallback poll. A fallback poll "
+        "that finds the work done is a missed event, and the loops then poll through Wait states on the "
+        "poll policy's schedule until an event arrives; a new stack polls until its first event. "
+        "Invocations = every dispatcher invocation the loop causes: start, waiting halves, checks and "
+        f"event-step runs ({EVENTS_PER_DONE['copy']} event per copy, {EVENTS_PER_DONE['restore']} per "
+        "restore: cluster and instance). Baselines from the same run: fixed 30 s / 60 s waits "
         f"({_n(events['fixed_polls'])} invocations, {_n(events['fixed_latency_s'])} s mean latency) and "
         f"today's poll policy with Wait states ({_n(events['policy_polls'])} invocations, "
         f"{_n(events['policy_latency_s'])} s).",
@@ -511,12 +526,24 @@ def report_events(events: dict[str, Any]) -> list[str]:
         f"{long_copy['lost']['history_events']:,} with it lost -> "
         f"{verdict(long_copy['lost']['history_events'] < HISTORY_EVENT_LIMIT)}",
         "",
-        "Where the invocations go: every wait costs its start, one waiting half and the event step's "
-        "run(s) (3 for a copy, 4 for a restore) before any fallback; the fallbacks that fire before "
-        "the finish add two each (the check, then the waiting half storing a new token), and a copy's "
-        "fallback is at most an hour away, so an 8 h copy still polls several times. With every event "
-        "lost the same two-per-fallback cost is what puts the loop above the poll policy's one "
-        "invocation per poll.",
+        "Where the invocations go, events delivered: every wait costs its start, one waiting half and "
+        "the event step's run(s): 3 for a copy, 4 for a restore. The rest are fallbacks that fire before "
+        "the finish, one invocation each: an 8 h copy looks every 2 h (the cap) until its estimate "
+        "brings the finish within reach; a copy queued for an hour looks every 15 min until it moves; "
+        "a restore longer than its 7.5 min fallback looks once per fallback.",
+        "",
+        "Where the latency goes, events lost: a lost event while events are trusted costs the overshoot "
+        "of the fallback that finds the work done (5 % of the estimate plus `poll_min_seconds` for a "
+        "copy whose rate held; up to a whole fallback for a restore or a copy that slowed down), and "
+        "sends the next waits to the poll policy until an event arrives. With every event lost the "
+        "stack never trusts events and is the poll policy, invocation for invocation; with half lost, "
+        "about half the waits are polled.",
+        "",
+        "This is a model: the timelines are the ones above, the event delays constant, the loss "
+        "independent per wait. Constants chosen from a grid over the aim factor (1.05..1.5), the cap "
+        "(0.5..3 h), the restore fallback (5..15 min) and the unmoved-copy fallback (5..30 min): longer "
+        "fallbacks spend fewer invocations and make each lost event cost more; 1.05 relies on the rate "
+        "estimate, and a copy that slows near its end (the S-shaped row) pays one more fallback.",
     ]
     return lines
 
