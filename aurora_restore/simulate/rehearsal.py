@@ -498,7 +498,6 @@ class Rehearsal:
                     app.clients.add_hook, held=lambda loop: self._scenario_now.script.held(loop)
                 )
                 stack.callback(self._events.close)
-                first.script.clock = self._events.now
                 self._arm(first)
             if request is not None:
                 database.install_emulation(app.clients.add_hook, own)
@@ -576,7 +575,6 @@ class Rehearsal:
                 name, document = retry_execution(report.operation_id, options.input)
                 second = self._scenario(options.retry.faults, options.retry, app.clients.add_hook)
                 if self._events is not None:
-                    second.script.clock = self._events.now
                     self._arm(second)
                 if self._on_retry is not None:
                     self._on_retry(name)
@@ -589,10 +587,17 @@ class Rehearsal:
     _scenario_now: _Scenario
 
     def _arm(self, scenario: _Scenario) -> None:
-        """Clock mode: a held loop's resources finish on time and RDS sends their events then."""
+        """Clock mode: a held loop's resources finish on time and RDS sends their events then.
+
+        Not when every event is lost: nothing could end a wait but a look, so ``--polls N`` keeps
+        counting looks (the waiting halves' and the checks'), as without events.
+        """
         events = self._events
         assert events is not None
+        if self.options.event_loss >= 1:
+            return
         script = scenario.script
+        script.clock = events.now
         script.seconds_per_poll = float(max(EVENT_SECONDS_PER_POLL, self.options.poll_min_seconds))
 
         def finished(loop: str, at: float) -> None:
