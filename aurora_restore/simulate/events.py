@@ -32,6 +32,10 @@ KINDS = {
 }
 
 
+#: How long closing waits for a delivery under way (one dispatcher invocation) to finish.
+CLOSE_WAIT_SECONDS = 30.0
+
+
 @dataclass
 class SentEvent:
     """One event the rehearsal's RDS sent: when the change happened, and whether it arrived."""
@@ -155,12 +159,19 @@ class EventDelivery:
         self.invoke({"step": "rds_event", "event": json.loads(json.dumps(event))})
 
     def close(self) -> None:
-        """Cancel what is still pending (the execution has ended)."""
+        """Cancel what is still pending (the execution has ended) and wait for what is running.
+
+        A delivery under way runs the dispatcher against this rehearsal's moto; left running, it
+        would meet the next rehearsal's world (moto reset under it, the handler replaced).
+        """
         with self._lock:
             self._closed = True
             timers, self._timers = self._timers, []
         for timer in timers:
             timer.cancel()
+        for timer in timers:
+            if timer.is_alive() and timer is not threading.current_thread():
+                timer.join(timeout=CLOSE_WAIT_SECONDS)
 
     # -- what changes RDS reports -----------------------------------------------------------------
     def register(self, add_hook: Callable[[str, Any], None], *, held: Callable[[str], bool]) -> None:

@@ -802,10 +802,11 @@ def test_a_real_refresh_is_started_watched_and_read_back(refresh_stack: dict[str
     code, out = cli("start", "--input", str(SEED_INPUT), "--stack", STACK, "--region", region)
     assert code == 0, out
     code, watched = cli("watch", "op-test002", "--stack", STACK, "--region", region, "--interval", "0.05")
-    # THEN every state of the swap ran, the copy's progress shown, and it SUCCEEDED
+    # THEN every state of the swap ran, the copy's progress shown, and it SUCCEEDED (no RDS event
+    # has reached this stack, so its loops polled: CheckSwapStatus)
     assert code == 0, watched
     assert re.search(rf"^{STAMP}  SUCCEEDED after ", watched, re.MULTILINE), watched
-    for state in ("SnapshotCheck", "CopySnapshot", "SetupDBUsers", "WaitForSwap", "SendNotification"):
+    for state in ("SnapshotCheck", "CopySnapshot", "SetupDBUsers", "CheckSwapStatus", "SendNotification"):
         assert f"  {state} " in watched
     assert "available [####################] 100%" in watched
     # AND status and history read the operation back from the stack's tables

@@ -56,12 +56,14 @@ def test_registering_a_loop_registers_its_check_half_named_from_the_result_key()
 def test_the_two_halves_run_start_and_check() -> None:
     registry = Registry()
     registry.register("warm_cache")(Warmup)
-    # A stack whose state table says nothing about events yet trusts them
-    ctx = SimpleNamespace(
-        store=SimpleNamespace(get_item=lambda key: None), settings=SimpleNamespace(stack_region="eu-west-1")
-    )
+    # A stack that has seen an RDS event in its region (and missed none) waits for events
+    seen = {"events#eu-west-1": {"last_event_at": "2026-03-01T02:00:00+00:00"}}
+    ctx = SimpleNamespace(store=SimpleNamespace(get_item=seen.get), settings=SimpleNamespace(stack_region="eu-west-1"))
     started = registry.get("warm_cache")().run(ctx)
     assert started["half"] == "start" and started["wait_for_events"] is True
+    # ... and one that has not (a new stack) polls
+    ctx.store = SimpleNamespace(get_item=lambda key: None)
+    assert registry.get("warm_cache")().run(ctx)["wait_for_events"] is False
     check = registry.get("check_warmup_status")()
     output = check.run(ctx)
     assert output["half"] == "check"
