@@ -1,8 +1,9 @@
 """Waits ended by RDS events, end to end: the rehearsal delivers the events the stack's rule would.
 
 With events delivered, a copy and a restore held in progress are noticed through the event step
-(one Describe per event) rather than by polling; with every event lost, the waiting Tasks' fallback
-timeouts poll and the refresh still succeeds. What is asserted is what an operator would see in the
+(one Describe per event) rather than by polling; with every event lost the stack never trusts
+events and its loops poll as the poll policy does; one lost event costs one fallback, after which
+the loops poll until an event arrives. What is asserted is what an operator would see in the
 report: the outcome, the dispatcher invocations per loop and how late each wait noticed the end.
 """
 
@@ -44,7 +45,7 @@ def test_events_end_the_copy_and_restore_waits_without_polling(
     assert "rds_event" in sent_by
 
 
-def test_with_every_event_lost_the_fallback_polls_and_the_refresh_succeeds(
+def test_with_every_event_lost_the_loops_poll_and_the_refresh_succeeds(
     rehearse: Any, seed_input: dict[str, Any]
 ) -> None:
     # GIVEN the same refresh with every RDS event lost
@@ -54,7 +55,7 @@ def test_with_every_event_lost_the_fallback_polls_and_the_refresh_succeeds(
         restore_polls=3,
         event_delay_seconds=5.0,
         event_loss=1.0,
-        # (fifteen-minute fallbacks on a faster clock: 4.5 seconds each)
+        # (production's poll waits, up to 15 minutes, on a faster clock: 4.5 seconds at most)
         time_scale=0.005,
         **PRODUCTION_POLLS,
     )
@@ -82,6 +83,7 @@ def test_a_lost_event_costs_one_fallback_then_the_loops_poll_until_events_arrive
         restore_polls=3,
         event_delay_seconds=5.0,
         lost_events=("ar-my-source-snapshot",),
+        # (a fifteen-minute fallback on a faster clock: 4.5 seconds)
         time_scale=0.005,
         **PRODUCTION_POLLS,
     )
