@@ -23,10 +23,11 @@ and runs again: that one invocation is the fallback poll. It ends its own wait e
 fresh output, when the next fallback should be much shorter or longer than the one it was given
 (a Task's timeout is read once, when the state is entered).
 
-Whether a loop waits for events is decided at every look (``wait_for_events``): a fallback poll
-that finds the work done with no event having reported it means events are being lost, and
-until the next event arrives the loops poll on the poll policy's schedule as they did before
-there were events (:func:`dispatcher.waits.events_trusted`).
+Whether a loop waits for events is decided at every look (``wait_for_events``): only once an RDS
+event has reached the stack in the region, and no fallback poll has since found the work done
+after a long wait with no event having reported it (events being lost). Otherwise the loops poll
+on the poll policy's schedule as they did before there were events
+(:func:`dispatcher.waits.events_trusted`).
 
 ``<Key>`` is the capitalised ``result_key``; every half writes ``$.<result_key>`` and declares the
 same ``outputs``. The halves stay separate Task states (and registered names) because each
