@@ -187,9 +187,10 @@ def atomic_dynamodb_writes() -> Iterator[None]:
     """Make moto's DynamoDB writes atomic, as DynamoDB's are, with the rehearsal's correction.
 
     moto checks a ConditionExpression and then writes with nothing held between them, so racing
-    threads could both take one lock; with the correction these tests judge our locking, not moto's.
+    threads could both take one lock, and copies an item for UpdateItem while another thread may be
+    changing it; with the corrections these tests judge our locking, not moto's.
     """
-    from aurora_restore.simulate.moto_compat import atomic_conditional_writes
+    from aurora_restore.simulate.moto_compat import atomic_conditional_writes, requests_atomic
 
-    with atomic_conditional_writes():
+    with atomic_conditional_writes(), requests_atomic():
         yield

@@ -49,11 +49,14 @@ The others are fidelity gaps moto has not fixed, applied whatever its version:
   and then writes with nothing held between the two, so two threads can both pass
   ``attribute_not_exists`` (seen in CI: two of five racing operations "took" one target's lock).
   A lock around moto's writes gives the same guarantee, so a test judges our locking, not moto's.
-- One RDS request at a time (:func:`rds_requests_atomic`): RDS answers each API call from one
-  consistent view of its resources. moto's RDS backend keeps them in plain dicts with no lock, so
-  a Describe iterating them while another thread renames a cluster fails with "dictionary
-  changed size during iteration" (seen when an RDS event's check and a waiting half's own check
-  ran at once during a swap). A lock around each RDS request served gives RDS's guarantee.
+- One request at a time per service, for RDS and DynamoDB (:func:`requests_atomic`): RDS answers
+  each API call from one consistent view of its resources, and DynamoDB reads and writes an item
+  atomically. moto keeps both in plain dicts with no lock: a Describe iterating RDS's clusters
+  while another thread renames one, or an UpdateItem deep-copying an item (moto copies it before
+  its write path) while another thread updates it, fails with "dictionary changed size during
+  iteration". Seen when an RDS event's check ran beside the execution's own step (the check's hold
+  and the step's progress on one state item). A lock around each request served of those
+  services gives the services' guarantee.
 - Accounts (:func:`accounts_as_documented`): moto plays several accounts (STS AssumeRole gives
   credentials of the role's account), but lets anyone assume any role, finds a snapshot by ARN
   only in the caller's own account, shares snapshots under the AWS managed key ``aws/rds``, and
@@ -314,16 +317,22 @@ def _apply_dynamodb() -> Callable[[], None]:
     return undo
 
 
-def _apply_rds_requests() -> Callable[[], None]:
-    """Each RDS request served whole before the next, as RDS's API answers each from one view."""
+#: The services whose requests are served one at a time, by the host of their endpoint.
+SERIAL_SERVICES = ("rds", "dynamodb")
+
+
+def _apply_serial_requests() -> Callable[[], None]:
+    """Each RDS or DynamoDB request served whole before the next of its service."""
     from moto.core.botocore_stubber import BotocoreStubber
 
-    guard = threading.RLock()
+    guards = {service: threading.RLock() for service in SERIAL_SERVICES}
     original = BotocoreStubber.process_request
 
     def process_request(self: Any, request: Any) -> Any:
-        # RDS's endpoints are rds.<region>.amazonaws.com; other services keep moto's own pace.
-        if "://rds." not in str(getattr(request, "url", "")):
+        # Endpoints are <service>.<region>.amazonaws.com; other services keep moto's own pace.
+        url = str(getattr(request, "url", ""))
+        guard = next((g for service, g in guards.items() if f"://{service}." in url), None)
+        if guard is None:
             return original(self, request)
         with guard:
             return original(self, request)
@@ -576,7 +585,7 @@ rds_as_documented = _applied_once(_apply_rds)
 accounts_as_documented = _applied_once(_apply_accounts)
 task_tokens_as_documented = _applied_once(_apply_task_tokens)
 atomic_conditional_writes = _applied_once(_apply_dynamodb)
-rds_requests_atomic = _applied_once(_apply_rds_requests)
+requests_atomic = _applied_once(_apply_serial_requests)
 change_sets_set_outputs = _applied_once(_apply_cloudformation)
 
 
@@ -587,7 +596,7 @@ def corrections() -> Iterator[None]:
         rds_as_documented(),
         accounts_as_documented(),
         atomic_conditional_writes(),
-        rds_requests_atomic(),
+        requests_atomic(),
         change_sets_set_outputs(),
         task_tokens_as_documented(),
     ):

@@ -78,3 +78,37 @@ def test_a_task_token_answer_is_held_to_step_functions_limits() -> None:
         with pytest.raises(ClientError) as caught:
             sfn.send_task_success(taskToken="t", output="{}")
         assert caught.value.response["Error"]["Code"] == "InvalidToken"
+
+
+def test_an_item_updated_from_two_threads_at_once_is_updated_atomically(clients: Any, store: Any) -> None:
+    """DynamoDB updates an item atomically; moto copies it for UpdateItem outside its write path.
+
+    The rehearsal meets this when an RDS event's check holds a loop on the operation's state item
+    while the execution's step records its progress there. With the correction on, neither
+    thread's update fails and every attribute both wrote is there.
+    """
+    import threading
+
+    from aurora_restore.simulate.moto_compat import requests_atomic
+
+    store.step_started("op-race", "restore_snapshot", "exec-race")
+    errors: list[BaseException] = []
+
+    def writer(prefix: str) -> None:
+        try:
+            for n in range(300):
+                store.update_if(
+                    "op-race", "SET #a = :v", "attribute_exists(operation_id)", {":v": n}, {"#a": f"{prefix}{n}"}
+                )
+        except BaseException as error:  # noqa: BLE001 - the test reports what a thread met
+            errors.append(error)
+
+    with requests_atomic():
+        threads = [threading.Thread(target=writer, args=(p,)) for p in ("left_", "right_")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    item = store.get_item("op-race")
+    assert {f"left_{n}" for n in range(300)} | {f"right_{n}" for n in range(300)} <= set(item)
