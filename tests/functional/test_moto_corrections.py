@@ -100,7 +100,7 @@ def test_an_item_updated_from_two_threads_at_once_is_updated_atomically(clients:
                 store.update_if(
                     "op-race", "SET #a = :v", "attribute_exists(operation_id)", {":v": n}, {"#a": f"{prefix}{n}"}
                 )
-        except BaseException as error:  # noqa: BLE001 - the test reports what a thread met
+        except BaseException as error:  # the test reports what a thread met
             errors.append(error)
 
     with requests_atomic():
