@@ -73,6 +73,25 @@ def test_with_every_event_lost_the_loops_poll_and_the_refresh_succeeds(
     assert all(0 < latency <= 900 for latency in report.detection_latency.values())
 
 
+def test_with_every_event_lost_a_delete_first_refresh_polls_the_deletion(
+    rehearse: Any, seed_input: dict[str, Any]
+) -> None:
+    # GIVEN a delete-first refresh whose deletion takes a poll, and no event ever delivered
+    report = rehearse(
+        seed_request(seed_input, strategy="delete-first", operation_id="op-delete-polled"),
+        delete_polls=1,
+        event_delay_seconds=5.0,
+        event_loss=1.0,
+    )
+    # THEN the deletion is polled through its Wait state, as the poll policy does, and the
+    # refresh succeeds
+    assert report.status == "SUCCEEDED", report.error
+    entered = [run.name for run in report.states]
+    assert "WaitToCheckDelete" in entered and "CheckDeleteStatus" in entered
+    assert "WaitForDelete" not in entered
+    assert entered.index("CheckDeleteStatus") < entered.index("RestoreSnapshot")
+
+
 def test_a_lost_event_costs_one_fallback_then_the_loops_poll_until_events_arrive(
     rehearse: Any, seed_input: dict[str, Any]
 ) -> None:
