@@ -432,13 +432,21 @@ class ProgressScript:
         for loop, check in POLL_CHECKS.items():
             if event.get("step") in (check, POLL_AWAITS[loop]):
                 self.polls[loop] += 1
-            if self.clock is not None and event.get("step") == POLL_STARTS[loop] and loop not in self.started:
+        if event.get("step") == SHARE_STEPS[1]:
+            self.polls["share"] = self.polls.get("share", 0) + 1
+
+    def step_returned(self, step: str | None) -> None:
+        """Clock mode: a loop's time starts when its start step has returned (called by the bridge).
+
+        Not when it is invoked: on a slow machine the start step alone could outlast a short held
+        time, and the loop's first look would find the work already done.
+        """
+        for loop, start in POLL_STARTS.items():
+            if self.clock is not None and step == start and loop not in self.started:
                 self.started[loop] = self.clock()
                 finish = self.finishes_at(loop)
                 if self.on_loop_started is not None and finish is not None and self.held(loop):
                     self.on_loop_started(loop, finish)
-        if event.get("step") == SHARE_STEPS[1]:
-            self.polls["share"] = self.polls.get("share", 0) + 1
 
     def _deleted(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         cluster = parsed.get("DBCluster")

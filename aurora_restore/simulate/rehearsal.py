@@ -478,6 +478,7 @@ class Rehearsal:
             bridge = engine.InProcessLambda(
                 engine.function_arn(stack_region, ACCOUNT),
                 before=lambda event: self._scenario_now.script.step_invoked(event),
+                after=lambda invocation: self._scenario_now.script.step_returned(invocation.step),
             )
             self._bridge = bridge
             self._events = None

@@ -98,7 +98,7 @@ def test_a_lost_event_costs_one_fallback_then_the_loops_poll_until_events_arrive
     # GIVEN a stack that has seen RDS events (it trusts them), and the copy's event lost
     report = rehearse(
         seed_request(seed_input),
-        copy_polls=3,
+        copy_polls=5,
         restore_polls=3,
         event_delay_seconds=5.0,
         lost_events=("ar-my-source-snapshot",),
