@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from dispatcher.aws import Clients
+    from dispatcher.registry import Registry
     from dispatcher.settings import Settings
     from dispatcher.store import Store
 
@@ -45,6 +46,9 @@ class StepContext:
     request: Any = None
     execution_id: str | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
+    #: The dispatcher's registry: a step that runs another step's code (the event step runs the
+    #: waiting loop's check) finds it there. None: the built-in steps' registry.
+    registry: Registry | None = None
 
     def require_request(self) -> Any:
         """The validated request; steps after the one that produces it always have one."""

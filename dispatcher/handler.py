@@ -94,6 +94,7 @@ class Dispatcher:
             log=self.log,
             request=request,
             execution_id=execution_id,
+            registry=self.registry,
         )
         # Each record on its own: for the failure step, one refused write must not skip the next.
         if step.records_operation:

@@ -124,9 +124,12 @@ class RdsEvent(Step):
         from dispatcher.context import StepContext as Context
         from dispatcher.handler import json_safe
 
-        check = registry.get(waiter.check_step)
+        # The dispatcher's registry, not the built-in one: a deployment's own loop (or a test's
+        # stand-in) is checked with its own check.
+        steps = ctx.registry or registry
+        check = steps.get(waiter.check_step)
         event = dict(waiter.check_event)
-        model = registry.request_model()
+        model = steps.request_model()
         request = (
             model.from_event(event["request"], execution_id=waiter.execution_id)
             if model is not None and isinstance(event.get("request"), dict)
@@ -142,6 +145,7 @@ class RdsEvent(Step):
             request=request,
             execution_id=waiter.execution_id,
             clock=ctx.clock,
+            registry=ctx.registry,
         )
         try:
             with (

@@ -381,3 +381,30 @@ def test_one_check_of_a_loop_at_a_time(kw: dict[str, Any]) -> None:
     with waits.one_check_at_a_time(store, "op-unknown", "swap", "stray", clock, sleep) as stray:
         assert stray is False
     assert store.get_item("op-unknown") is None
+
+
+def test_the_event_step_runs_the_check_of_the_dispatchers_own_registry(
+    registry: Any, copy_output: Any, clients: Any, kw: dict[str, Any]
+) -> None:
+    # GIVEN a deployment whose copy loop is its own (a subclass with its own check), registered in
+    # the dispatcher's registry in place of the built-in one
+    from steps.copy_snapshot import CopySnapshot
+
+    def check(self: Any, ctx: Any) -> dict[str, Any]:
+        return {**CopySnapshot.check(self, ctx), "checked_by": "the deployment's own loop"}
+
+    registry.unregister("copy_snapshot")
+    own = type("OwnCopySnapshot", (CopySnapshot,), {"__doc__": CopySnapshot.__doc__, "check": check})
+    registry.register("copy_snapshot")(own)
+    state = CopyState(clients)
+    calls = record_calls(clients)
+    clock = Clock()
+    start_waiting(registry, copy_output, clock, kw)
+    # WHEN the copy's event arrives at the dispatcher holding that registry
+    state.status = "available"
+    ctx = context(rds_event(COPY), request(), clock=clock, **kw)
+    ctx.registry = registry
+    registry.get("rds_event")().run(ctx)
+    # THEN the wait is answered with that loop's check, not the built-in one
+    [(_, params)] = answers(calls)
+    assert json.loads(params["output"])["checked_by"] == "the deployment's own loop"
