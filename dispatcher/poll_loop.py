@@ -17,8 +17,8 @@ The waiting half records its task token against the resources :meth:`PollLoopSte
 (:mod:`dispatcher.waits`), then checks once (the resource may be done already) and, when it is,
 completes its own wait with the check's output. Otherwise an RDS event about one of those
 resources makes the event step run the same check and complete the wait with its output (or fail
-it with its error). When no event comes, the Task times out after ``fallback_seconds`` (long:
-aimed past a copy's expected finish, else a quarter of an hour; see ``steps/lib/polling.py``)
+it with its error). When no event comes, the Task times out after ``fallback_seconds`` (aimed
+just past a copy's expected finish, else minutes; see ``steps/lib/polling.py``)
 and runs again: that one invocation is the fallback poll. It ends its own wait early, with the
 fresh output, when the next fallback should be much shorter or longer than the one it was given
 (a Task's timeout is read once, when the state is entered).
